@@ -1,0 +1,56 @@
+# hostdev-harness: every target installs what it needs, quietly and idempotently.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the harness and the nested host need on the machine that runs them.
+DEB_PACKAGES := libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
+	qemu-system-x86 qemu-utils udev kmod cpio busybox-static pciutils pci.ids iproute2 python3-venv gcc
+PYTEST_ARGS ?=
+
+.PHONY: deps venv demo validate test test-fast lint snapshot clean
+
+deps: .cache/deps.stamp
+.cache/deps.stamp: Makefile
+	@mkdir -p .cache
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PACKAGES) 2>/dev/null | awk '$$4!="installed"{print $$1}'; \
+	  for p in $(DEB_PACKAGES); do dpkg-query -W $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$(echo $$missing | tr '\n' ' ')"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: pyproject.toml .cache/deps.stamp
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q -U pip
+	@$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+# The main job: every suite against the built-in nested host, reports in reports/.
+demo: venv
+	$(BIN)/hostdev-lab run fixtures/labs/default.toml -- $(abspath $(BIN))/pytest suites $(PYTEST_ARGS)
+
+# Every suite against the machine this runs on (read-only unless --harness-allow names devices).
+validate: venv
+	$(BIN)/pytest suites $(PYTEST_ARGS)
+
+# The project's own tests: lint, types, the fast tier and the nested tier.
+test: venv lint
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/pytest tests -m 'not nested' $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+snapshot: venv
+	$(BIN)/hostdev-harness snapshot fixtures/hosts/$${NAME:-$$(hostname)}
+
+clean:
+	rm -rf $(VENV) .cache reports/*.xml reports/*.txt

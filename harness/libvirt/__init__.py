@@ -1,0 +1,1 @@
+"""The libvirt layer: connections, a private daemon when none answers, and domain capabilities."""
