@@ -1,0 +1,51 @@
+"""XML models that parse and build libvirt's domain, network and nodedev documents for PCI assignment.
+
+Each model is a frozen dataclass: ``Model.parse(text)`` / ``Model.from_element(el)`` read it,
+``model.to_element()`` / ``model.to_xml()`` build it with lxml, and the constructor validates it.
+"""
+
+from __future__ import annotations
+
+from harness.xml.address import PciAddress, bdf_to_nodedev_name, nodedev_name_to_bdf
+from harness.xml.base import parse_document
+from harness.xml.domain import Device, Domain
+from harness.xml.errors import MalformedXmlError, XmlModelError
+from harness.xml.hostdev import PciHostdev, Rom
+from harness.xml.interface import (
+    HostdevInterface,
+    NetworkInterface,
+    VirtualPort,
+    VirtualPort8021Qbg,
+    VirtualPort8021Qbh,
+    Vlan,
+    VlanTag,
+)
+from harness.xml.network import Forward, Network
+from harness.xml.nodedev import IommuGroup, NodeDevice, PciCapability, PciId, VirtFunctions
+
+__all__ = [
+    "Device",
+    "Domain",
+    "Forward",
+    "HostdevInterface",
+    "IommuGroup",
+    "MalformedXmlError",
+    "Network",
+    "NetworkInterface",
+    "NodeDevice",
+    "PciAddress",
+    "PciCapability",
+    "PciHostdev",
+    "PciId",
+    "Rom",
+    "VirtFunctions",
+    "VirtualPort",
+    "VirtualPort8021Qbg",
+    "VirtualPort8021Qbh",
+    "Vlan",
+    "VlanTag",
+    "XmlModelError",
+    "bdf_to_nodedev_name",
+    "nodedev_name_to_bdf",
+    "parse_document",
+]

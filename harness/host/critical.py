@@ -1,0 +1,97 @@
+"""Host-critical devices: the ones whose loss cuts the host off (network, root disk, console, control)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from harness.host.root import HostRoot
+
+_BDF_COMPONENT = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
+# virtio device ids (virtio spec 5): console and vsock are control channels of a virtual machine.
+VIRTIO_CONTROL_DEVICES = {0x0003: "is a virtio console", 0x0013: "is a virtio vsock (the machine's control channel)"}
+
+
+def pci_ancestor(host_path: str) -> str | None:
+    """The nearest PCI device on a sysfs device path, e.g. the NIC behind ``.../net/eth0``."""
+    found = None
+    for component in host_path.split("/"):
+        if _BDF_COMPONENT.match(component):
+            found = component
+    return found
+
+
+def _default_route_interfaces(root: HostRoot) -> list[str]:
+    interfaces = []
+    for line in (root.read_text("/proc/net/route") or "").splitlines()[1:]:
+        fields = line.split()
+        # Destination and mask both 0.0.0.0: the default route.
+        if len(fields) > 7 and fields[1] == "00000000" and fields[7] == "00000000":
+            interfaces.append(fields[0])
+    for line in (root.read_text("/proc/net/ipv6_route") or "").splitlines():
+        fields = line.split()
+        if len(fields) == 10 and fields[0] == "0" * 32 and fields[1] == "00" and fields[9] != "lo":
+            interfaces.append(fields[9])
+    return list(dict.fromkeys(interfaces))
+
+
+def _block_devices_below(root: HostRoot, name: str, seen: set[str]) -> Iterable[str]:
+    """A block device and, for dm/md/partitions, the devices it is built on."""
+    if name in seen:
+        return
+    seen.add(name)
+    yield name
+    for slave in root.listdir(f"/sys/class/block/{name}/slaves"):
+        yield from _block_devices_below(root, slave, seen)
+
+
+def _mount_sources(root: HostRoot) -> list[tuple[str, str, str]]:
+    mounts = []
+    for line in (root.read_text("/proc/self/mounts") or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            mounts.append((fields[0], fields[1], fields[2]))
+    return mounts
+
+
+def find_host_critical(root: HostRoot, refuse: Iterable[str] = ()) -> dict[str, list[str]]:
+    """Map each host-critical PCI address to the reasons it must never be detached."""
+    reasons: dict[str, list[str]] = {}
+
+    def mark(sys_path: str, reason: str) -> None:
+        bdf = pci_ancestor(sys_path)
+        if bdf is not None and reason not in reasons.setdefault(bdf, []):
+            reasons[bdf].append(reason)
+
+    for interface in _default_route_interfaces(root):
+        mark(root.realpath(f"/sys/class/net/{interface}/device"), f"carries the default route ({interface})")
+
+    virtio_tags = {
+        (root.read_stripped(f"/sys/bus/virtio/devices/{dev}/mount_tag") or ""): dev
+        for dev in root.listdir("/sys/bus/virtio/devices")
+    }
+    for source, mountpoint, fstype in _mount_sources(root):
+        what = "the root filesystem" if mountpoint == "/" else f"a mounted filesystem ({mountpoint})"
+        if source.startswith("/dev/"):
+            name = root.realpath(source).rsplit("/", 1)[-1] if root.exists(source) else source[5:]
+            for block in _block_devices_below(root, name, set()):
+                mark(root.realpath(f"/sys/class/block/{block}"), f"holds {what} on {source}")
+        elif fstype in ("9p", "virtiofs") and source in virtio_tags:
+            mark(root.realpath(f"/sys/bus/virtio/devices/{virtio_tags[source]}"), f"shares {what} ({fstype})")
+
+    for line in (root.read_text("/proc/consoles") or "").splitlines():
+        console = line.split()[0] if line.split() else ""
+        if console:
+            mark(root.realpath(f"/sys/class/tty/{console}/device"), f"is the console ({console})")
+    for device in root.listdir("/sys/bus/pci/devices"):
+        if root.read_stripped(f"/sys/bus/pci/devices/{device}/boot_vga") == "1":
+            mark(device, "is the boot display (boot_vga)")
+
+    for device in root.listdir("/sys/bus/virtio/devices"):
+        kind = root.read_stripped(f"/sys/bus/virtio/devices/{device}/device")
+        if kind is not None and int(kind, 16) in VIRTIO_CONTROL_DEVICES:
+            mark(root.realpath(f"/sys/bus/virtio/devices/{device}"), VIRTIO_CONTROL_DEVICES[int(kind, 16)])
+
+    for bdf in refuse:
+        mark(bdf, "is on the refuse list (--harness-refuse / harness_refuse)")
+    return reasons

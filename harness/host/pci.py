@@ -1,0 +1,236 @@
+"""PCI devices of a host: sysfs, enumerated through pyudev on the live host."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from harness.host.root import HostRoot
+
+BDF_PATTERN = re.compile(r"^(?P<domain>[0-9a-f]{4}):(?P<bus>[0-9a-f]{2}):(?P<slot>[0-1][0-9a-f])\.(?P<function>[0-7])$")
+PCI_IDS_PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
+
+
+class UnknownDeviceError(LookupError):
+    """A PCI address that is malformed or names no device of the host."""
+
+
+def normalize_bdf(text: str) -> str:
+    """``1:0.0`` / ``0000:01:00.0`` / ``pci_0000_01_00_0`` -> ``0000:01:00.0``; raises on anything else."""
+    raw = text.strip().lower()
+    if raw.startswith("pci_"):
+        parts = raw[4:].split("_")
+        if len(parts) == 4:
+            raw = f"{parts[0]}:{parts[1]}:{parts[2]}.{parts[3]}"
+    match = re.fullmatch(r"(?:([0-9a-f]{1,4}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])", raw)
+    if match is None:
+        raise UnknownDeviceError(f"{text!r} is not a PCI address (expected DDDD:BB:SS.F, e.g. 0000:01:00.0)")
+    domain, bus, slot, function = match.groups()
+    if int(slot, 16) > 0x1F:
+        raise UnknownDeviceError(f"{text!r}: slot {slot} is out of range (0-1f)")
+    return f"{int(domain or '0', 16):04x}:{int(bus, 16):02x}:{int(slot, 16):02x}.{function}"
+
+
+def nodedev_name(bdf: str) -> str:
+    """libvirt's node device name for a PCI address: ``pci_0000_01_00_0``."""
+    return "pci_" + re.sub(r"[:.]", "_", bdf)
+
+
+@dataclass(frozen=True)
+class PciDevice:
+    address: str
+    sys_path: str
+    vendor_id: str
+    device_id: str
+    class_code: str
+    vendor_name: str | None = None
+    device_name: str | None = None
+    driver: str | None = None
+    iommu_group: int | None = None
+    parent: str | None = None
+    sriov_totalvfs: int | None = None
+    sriov_numvfs: int | None = None
+    physfn: str | None = None
+    virtfns: tuple[str, ...] = ()
+    reset_method: str | None = None
+    driver_override: str | None = None
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def nodedev_name(self) -> str:
+        return nodedev_name(self.address)
+
+    @property
+    def base_class(self) -> int:
+        return int(self.class_code, 16) >> 16
+
+    @property
+    def is_bridge(self) -> bool:
+        # Base class 0x06: host, ISA, PCI-to-PCI bridges and PCIe ports.
+        return self.base_class == 0x06
+
+    @property
+    def is_sriov_pf(self) -> bool:
+        return bool(self.sriov_totalvfs)
+
+    @property
+    def is_vf(self) -> bool:
+        return self.physfn is not None
+
+    @property
+    def description(self) -> str:
+        names = " ".join(n for n in (self.vendor_name, self.device_name) if n)
+        return names or f"{self.vendor_id}:{self.device_id}"
+
+
+@cache
+def _pci_ids() -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    vendors: dict[str, str] = {}
+    devices: dict[tuple[str, str], str] = {}
+    for candidate in PCI_IDS_PATHS:
+        path = Path(candidate)
+        if not path.is_file():
+            continue
+        vendor = ""
+        for line in path.read_text(errors="replace").splitlines():
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("C "):
+                break  # device classes follow the vendor list
+            if not line.startswith("\t"):
+                vendor, _, name = line.partition("  ")
+                vendors[vendor] = name.strip()
+            elif not line.startswith("\t\t") and vendor:
+                device, _, name = line.strip().partition("  ")
+                devices[(vendor, device)] = name.strip()
+        break
+    return vendors, devices
+
+
+def _hex_id(text: str | None) -> str:
+    return (text or "0x0000").lower().removeprefix("0x")
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _udev_names(bdf: str) -> tuple[str | None, str | None]:
+    """Names from udev's hardware database, when udevd has recorded them."""
+    try:
+        import pyudev
+    except ImportError:
+        return None, None
+    try:
+        device = pyudev.Devices.from_name(pyudev.Context(), "pci", bdf)
+    except Exception:
+        return None, None
+    properties = device.properties
+    return properties.get("ID_VENDOR_FROM_DATABASE"), properties.get("ID_MODEL_FROM_DATABASE")
+
+
+def _live_sys_paths() -> list[str]:
+    import pyudev
+
+    return [device.sys_path for device in pyudev.Context().list_devices(subsystem="pci")]
+
+
+def device_sys_paths(root: HostRoot) -> list[str]:
+    """Host paths of every PCI device: pyudev's enumeration on the live host, sysfs in a snapshot."""
+    if root.is_live:
+        return sorted(_live_sys_paths(), key=lambda p: p.rsplit("/", 1)[-1])
+    return [root.realpath(f"/sys/bus/pci/devices/{bdf}") for bdf in root.listdir("/sys/bus/pci/devices")]
+
+
+def read_device(root: HostRoot, sys_path: str) -> PciDevice:
+    bdf = sys_path.rstrip("/").rsplit("/", 1)[-1]
+
+    def attr(name: str) -> str | None:
+        return root.read_stripped(f"{sys_path}/{name}")
+
+    vendor_id, device_id = _hex_id(attr("vendor")), _hex_id(attr("device"))
+    vendor_name, device_name = _udev_names(bdf) if root.is_live else (None, None)
+    if vendor_name is None or device_name is None:
+        vendors, devices = _pci_ids()
+        vendor_name = vendor_name or vendors.get(vendor_id)
+        device_name = device_name or devices.get((vendor_id, device_id))
+    group = root.link_name(f"{sys_path}/iommu_group")
+    parent = sys_path.rstrip("/").rsplit("/", 2)[-2]
+    virtfns = sorted(
+        (name for name in root.listdir(sys_path) if name.startswith("virtfn")), key=lambda n: int(n[6:])
+    )
+    override = attr("driver_override")
+    return PciDevice(
+        address=bdf,
+        sys_path=sys_path,
+        vendor_id=vendor_id,
+        device_id=device_id,
+        class_code=attr("class") or "0x000000",
+        vendor_name=vendor_name,
+        device_name=device_name,
+        driver=root.link_name(f"{sys_path}/driver"),
+        iommu_group=_int_or_none(group),
+        parent=parent if BDF_PATTERN.match(parent) else None,
+        sriov_totalvfs=_int_or_none(attr("sriov_totalvfs")),
+        sriov_numvfs=_int_or_none(attr("sriov_numvfs")),
+        physfn=root.link_name(f"{sys_path}/physfn"),
+        virtfns=tuple(root.link_name(f"{sys_path}/{name}") or name for name in virtfns),
+        reset_method=attr("reset_method"),
+        driver_override=None if override in (None, "(null)") else override,
+    )
+
+
+def enumerate_pci(root: HostRoot) -> list[PciDevice]:
+    return [read_device(root, path) for path in device_sys_paths(root)]
+
+
+@dataclass(frozen=True)
+class IommuGroup:
+    number: int
+    members: tuple[PciDevice, ...]
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(member.address for member in self.members)
+
+    def others(self, address: str) -> tuple[PciDevice, ...]:
+        return tuple(member for member in self.members if member.address != address)
+
+
+def iommu_groups(devices: Iterable[PciDevice]) -> dict[int, IommuGroup]:
+    members: dict[int, list[PciDevice]] = {}
+    for device in devices:
+        if device.iommu_group is not None:
+            members.setdefault(device.iommu_group, []).append(device)
+    return {number: IommuGroup(number, tuple(group)) for number, group in sorted(members.items())}
+
+
+class PciInventory:
+    """The PCI devices of one host, indexed by address, with their IOMMU groups."""
+
+    def __init__(self, devices: Iterable[PciDevice]) -> None:
+        self.devices = {device.address: device for device in devices}
+        self.groups = iommu_groups(self.devices.values())
+
+    def __iter__(self) -> Iterator[PciDevice]:
+        return iter(self.devices.values())
+
+    def __len__(self) -> int:
+        return len(self.devices)
+
+    def get(self, address: str) -> PciDevice:
+        bdf = normalize_bdf(address)
+        try:
+            return self.devices[bdf]
+        except KeyError:
+            known = ", ".join(self.devices) or "none"
+            raise UnknownDeviceError(f"no PCI device {bdf} on this host (devices: {known})") from None
+
+    def group_of(self, device: PciDevice) -> IommuGroup | None:
+        return None if device.iommu_group is None else self.groups.get(device.iommu_group)

@@ -1,0 +1,199 @@
+"""The nested host's kernel (Debian's amd64 package) and its busybox initramfs, both cached and reused.
+
+The kernel is fetched with ``apt-get download``, unpacked with ``dpkg-deb -x`` and indexed with ``depmod -b``
+under ``<cache>/kernel/<package>/``. The initramfs holds busybox-static and just the modules needed to
+mount L0's root over virtio-9p with a tmpfs overlay; it then switches to ``/run/hostdev-lab/init`` from the
+lab's own (read-only) share, so per-lab settings never require rebuilding it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+KERNEL_PACKAGE_ENV = "HOSTDEV_LAB_KERNEL_PACKAGE"
+KERNEL_META_PACKAGE = "linux-image-amd64"
+BUSYBOX = Path("/bin/busybox")
+
+# Modules the initramfs needs to reach L0's root: virtio transport, 9p, overlayfs.
+INITRAMFS_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
+
+# 9p tags the QEMU command line and the guest scripts agree on.
+ROOT_TAG = "hostroot"
+LAB_TAG = "hostdevlab"
+REPORTS_TAG = "reports"
+QEMU_CACHE_TAG = "qemucache"
+GUEST_LAB_DIR = "/run/hostdev-lab"
+NINEP_MSIZE = 512 * 1024
+
+PROBE_ARG = "hostdev_lab.probe=1"
+PROBE_MARKER = "HOSTDEV-LAB-PROBE-OK"
+BOOT_FAILED_MARKER = "HOSTDEV-LAB-BOOT-FAILED"
+
+Log = Callable[[str], None]
+
+
+class KernelError(RuntimeError):
+    """The kernel or initramfs could not be prepared; the message says which command failed."""
+
+
+@dataclass(frozen=True)
+class KernelImage:
+    package: str
+    release: str
+    root: Path
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.root / "boot" / f"vmlinuz-{self.release}"
+
+    @property
+    def modules_dir(self) -> Path:
+        return self.root / "lib" / "modules" / self.release
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> str:
+    try:
+        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise KernelError(f"{argv[0]} is not installed (needed to build the lab kernel)") from None
+    if result.returncode != 0:
+        raise KernelError(f"`{' '.join(argv)}` failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    return result.stdout
+
+
+def kernel_package_name() -> str:
+    """The versioned image package (``linux-image-6.1.0-N-amd64``) that ``linux-image-amd64`` depends on."""
+    if pinned := os.environ.get(KERNEL_PACKAGE_ENV):
+        return pinned
+    output = _run(["apt-cache", "depends", KERNEL_META_PACKAGE])
+    for line in output.splitlines():
+        parts = line.strip().split()
+        if len(parts) == 2 and parts[0] == "Depends:" and parts[1].startswith("linux-image-"):
+            return parts[1]
+    raise KernelError(
+        f"`apt-cache depends {KERNEL_META_PACKAGE}` names no linux-image package "
+        "(run `apt-get update` first, or set HOSTDEV_LAB_KERNEL_PACKAGE)"
+    )
+
+
+def ensure_kernel(cache: Path, log: Log = print) -> KernelImage:
+    """Return the cached kernel, fetching and unpacking it the first time."""
+    kernel_root = cache / "kernel"
+    current = kernel_root / "current.json"
+    if current.exists() and KERNEL_PACKAGE_ENV not in os.environ:
+        meta = json.loads(current.read_text())
+        image = KernelImage(meta["package"], meta["release"], Path(meta["root"]))
+        if image.vmlinuz.exists() and (image.modules_dir / "modules.dep").exists():
+            return image
+    package = kernel_package_name()
+    release = package.removeprefix("linux-image-")
+    image = KernelImage(package, release, kernel_root / package)
+    if not (image.vmlinuz.exists() and (image.modules_dir / "modules.dep").exists()):
+        log(f"hostdev-lab: fetching {package} (first run; cached under {kernel_root})")
+        kernel_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=kernel_root, prefix=".download-") as scratch:
+            scratch_dir = Path(scratch)
+            os.chmod(scratch_dir, 0o755)
+            _run(["apt-get", "download", "-q", package], cwd=scratch_dir)
+            debs = list(scratch_dir.glob("*.deb"))
+            if not debs:
+                raise KernelError(f"apt-get download {package} produced no .deb in {scratch_dir}")
+            unpacked = scratch_dir / "root"
+            _run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)])
+            _run(["depmod", "-b", str(unpacked), release])
+            shutil.rmtree(image.root, ignore_errors=True)
+            unpacked.rename(image.root)
+    current.write_text(json.dumps({"package": package, "release": release, "root": str(image.root)}))
+    return image
+
+
+def _module_files(kernel: KernelImage) -> list[Path]:
+    """Module files in load order (dependencies first), built-ins skipped."""
+    ordered: list[Path] = []
+    for module in INITRAMFS_MODULES:
+        output = _run(["modprobe", "-d", str(kernel.root), "-S", kernel.release, "--show-depends", module])
+        for line in output.splitlines():
+            parts = line.split()
+            if parts and parts[0] == "insmod":
+                path = Path(parts[1])
+                if path not in ordered:
+                    ordered.append(path)
+    return ordered
+
+
+def initramfs_init_text() -> str:
+    """/init of the initramfs: mount L0's root read-only over 9p with a tmpfs overlay and switch to it."""
+    ninep = f"trans=virtio,version=9p2000.L,msize={NINEP_MSIZE}"
+    return f"""#!/bin/busybox sh
+/bin/busybox mkdir -p /bin /proc /sys /dev /lower /upper /newroot
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+fail() {{ echo "hostdev-lab initramfs: $*"; echo {BOOT_FAILED_MARKER}; sleep 1; poweroff -f; }}
+for module in $(cat /modules.order); do insmod "/modules/$module" || fail "insmod $module"; done
+if grep -q {PROBE_ARG} /proc/cmdline; then echo {PROBE_MARKER}; poweroff -f; fi
+mount -t 9p -o {ninep},ro,cache=loose {ROOT_TAG} /lower || fail "cannot mount the {ROOT_TAG} 9p share"
+mount -t tmpfs -o mode=0755 upper /upper
+mkdir -p /upper/data /upper/work
+mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot \\
+    || fail "cannot mount the overlay root"
+mount -t tmpfs -o mode=0755 run /newroot/run
+mkdir -p /newroot{GUEST_LAB_DIR}
+mount -t 9p -o {ninep},ro,cache=none {LAB_TAG} /newroot{GUEST_LAB_DIR} || fail "cannot mount the lab share"
+for fs in dev proc sys; do mount --move /$fs /newroot/$fs; done
+exec switch_root /newroot /bin/sh {GUEST_LAB_DIR}/init
+"""
+
+
+def ensure_initramfs(kernel: KernelImage, cache: Path) -> Path:
+    """Build (once per kernel, module list, init script and busybox) the cpio initramfs."""
+    modules = _module_files(kernel)
+    init_text = initramfs_init_text()
+    digest = hashlib.sha256()
+    digest.update(init_text.encode())
+    digest.update(kernel.release.encode())
+    digest.update(BUSYBOX.read_bytes())
+    for module in modules:
+        digest.update(module.name.encode())
+    target = cache / "initramfs" / f"initramfs-{kernel.release}-{digest.hexdigest()[:16]}.cpio"
+    if target.exists():
+        return target
+    if not BUSYBOX.exists():
+        raise KernelError(f"{BUSYBOX} is missing (Debian: apt-get install busybox-static)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hostdev-lab-initramfs-") as scratch:
+        tree = Path(scratch)
+        (tree / "bin").mkdir()
+        (tree / "modules").mkdir()
+        shutil.copy2(BUSYBOX, tree / "bin" / "busybox")
+        for module in modules:
+            shutil.copy2(module, tree / "modules" / module.name)
+        (tree / "modules.order").write_text("".join(f"{module.name}\n" for module in modules))
+        init = tree / "init"
+        init.write_text(init_text)
+        init.chmod(0o755)
+        names = sorted(str(path.relative_to(tree)) for path in tree.rglob("*"))
+        partial = target.with_suffix(".partial")
+        with partial.open("wb") as out:
+            result = subprocess.run(
+                ["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"],
+                cwd=tree,
+                input="\n".join(names).encode(),
+                stdout=out,
+                stderr=subprocess.PIPE,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise KernelError(f"cpio failed: {result.stderr.decode(errors='replace')}")
+        partial.rename(target)
+    return target

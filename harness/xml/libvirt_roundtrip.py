@@ -1,0 +1,130 @@
+"""Send models through libvirt's own parser and formatter (the ``test:///`` driver, no daemon).
+
+``define_*`` return libvirt's XML re-read into a model; ``rejection_*`` return libvirt's error
+message for a document it refuses, or None when it takes it (and undefines it again).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import libvirt
+from lxml import etree
+
+from harness.xml.domain import Domain
+from harness.xml.network import Network
+from harness.xml.nodedev import NodeDevice
+
+__all__ = [
+    "TEST_URI",
+    "LibvirtRoundTripError",
+    "define_domain",
+    "define_network",
+    "dump_nodedev",
+    "open_test_connection",
+    "rejection_of_domain_xml",
+    "rejection_of_network_xml",
+    "silence_libvirt",
+]
+
+TEST_URI = "test:///default"
+
+
+class LibvirtRoundTripError(RuntimeError):
+    """libvirt refused a document the models built; the message is libvirt's."""
+
+
+def _ignore_error(_context: object, _error: object) -> None:
+    return None
+
+
+def silence_libvirt() -> None:
+    """libvirt prints every error to stderr unless a handler is registered; errors still raise."""
+    libvirt.registerErrorHandler(_ignore_error, None)
+
+
+def open_test_connection(uri: str = TEST_URI) -> Any:
+    silence_libvirt()
+    return libvirt.open(uri)
+
+
+def rejection_of_domain_xml(conn: Any, xml: str, *, validate: bool = True) -> str | None:
+    """libvirt's message if it refuses ``xml``; ``validate`` asks it to check domain.rng too."""
+    flags = libvirt.VIR_DOMAIN_DEFINE_VALIDATE if validate else 0
+    try:
+        domain = conn.defineXMLFlags(xml, flags)
+    except libvirt.libvirtError as error:
+        return str(error.get_error_message())
+    domain.undefine()
+    return None
+
+
+def rejection_of_network_xml(conn: Any, xml: str, *, validate: bool = True) -> str | None:
+    flags = libvirt.VIR_NETWORK_DEFINE_VALIDATE if validate else 0
+    try:
+        network = conn.networkDefineXMLFlags(xml, flags)
+    except libvirt.libvirtError as error:
+        return str(error.get_error_message())
+    network.undefine()
+    return None
+
+
+def define_domain(conn: Any, domain: Domain) -> tuple[str, Domain]:
+    """Define, read back with XMLDesc, undefine; return libvirt's text and its model."""
+    try:
+        defined = conn.defineXMLFlags(domain.to_xml(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+    except libvirt.libvirtError as error:
+        raise LibvirtRoundTripError(str(error.get_error_message())) from None
+    try:
+        text = str(defined.XMLDesc(0))
+    finally:
+        defined.undefine()
+    return text, Domain.parse(text)
+
+
+def define_network(conn: Any, network: Network) -> tuple[str, Network]:
+    try:
+        defined = conn.networkDefineXMLFlags(network.to_xml(), libvirt.VIR_NETWORK_DEFINE_VALIDATE)
+    except libvirt.libvirtError as error:
+        raise LibvirtRoundTripError(str(error.get_error_message())) from None
+    try:
+        text = str(defined.XMLDesc(0))
+    finally:
+        defined.undefine()
+    return text, Network.parse(text)
+
+
+@contextmanager
+def _node_file(devices: list[NodeDevice]) -> Iterator[Path]:
+    node = etree.Element("node")
+    for device in devices:
+        node.append(device.to_element())
+    with tempfile.TemporaryDirectory(prefix="hostdev-nodedev-") as directory:
+        path = Path(directory) / "node.xml"
+        path.write_bytes(etree.tostring(node))
+        yield path
+
+
+def dump_nodedev(device: NodeDevice) -> tuple[str, NodeDevice]:
+    """Load ``device`` into a private test driver (its custom-node file) and nodedev-dumpxml it.
+
+    The test driver has no nodedev-create for PCI devices; a ``test:///path`` node file is the
+    one way to put a PCI device through libvirt's nodedev parser without hardware.
+    """
+    silence_libvirt()
+    with _node_file([device]) as path:
+        try:
+            conn = libvirt.open(f"test://{path}")
+        except libvirt.libvirtError as error:
+            raise LibvirtRoundTripError(str(error.get_error_message())) from None
+        try:
+            text = str(conn.nodeDeviceLookupByName(device.name).XMLDesc(0))
+        except libvirt.libvirtError as error:
+            raise LibvirtRoundTripError(str(error.get_error_message())) from None
+        finally:
+            conn.close()
+    return text, NodeDevice.parse(text)

@@ -1,0 +1,162 @@
+"""Every way libvirt 9 changes a document it was given, in one place, each with the reason.
+
+``expected_*`` take what the harness sent and what libvirt returned, and give the model that
+libvirt's answer must equal; any other difference is a real loss of meaning and fails a test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from harness.xml.domain import Device, Domain
+from harness.xml.hostdev import PciHostdev
+from harness.xml.interface import HostdevInterface, NetworkInterface
+from harness.xml.network import Forward, Network
+from harness.xml.nodedev import NodeDevice
+
+__all__ = [
+    "LIBVIRT_DEVICE_ORDER",
+    "NORMALIZATIONS",
+    "Normalization",
+    "expected_domain",
+    "expected_network",
+    "expected_nodedev",
+]
+
+# libvirt's own prefix for MACs it makes up (virDomainNetGenerateMAC with the QEMU OUI).
+_GENERATED_MAC = re.compile(r"^52:54:00(:[0-9a-f]{2}){3}$")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    key: str
+    document: Literal["domain", "network", "nodedev", "all"]
+    reason: str
+
+
+NORMALIZATIONS: tuple[Normalization, ...] = (
+    Normalization(
+        "pci-hex",
+        "all",
+        "libvirt stores PCI address parts as numbers and always formats them as hex "
+        "(domain 0x%04x, bus/slot 0x%02x, function 0x%x): decimal input such as the RHEL "
+        "guide's slot='25' comes back as slot='0x19'. Models compare numbers, not notation.",
+    ),
+    Normalization(
+        "uuid-generated",
+        "all",
+        "a domain or network defined without <uuid> gets a random one; lowercase on output.",
+    ),
+    Normalization(
+        "mac-generated",
+        "domain",
+        "an interface without <mac> gets 52:54:00:xx:xx:xx (QEMU's OUI); every MAC is formatted lowercase.",
+    ),
+    Normalization(
+        "hostdev-managed-no",
+        "domain",
+        "<hostdev> without managed= is unmanaged and libvirt writes managed='no'; "
+        "<interface type='hostdev'> keeps the attribute absent.",
+    ),
+    Normalization(
+        "device-order",
+        "domain",
+        "libvirt keeps one list per device kind and formats interfaces before hostdevs; "
+        "order within a kind is kept.",
+    ),
+    Normalization(
+        "domain-defaults",
+        "domain",
+        "libvirt adds <currentMemory>, <vcpu placement='static'>1</vcpu>, <clock>, "
+        "<on_poweroff>/<on_reboot>/<on_crash>, memory unit='KiB', and <boot dev='hd'/> "
+        "when no device has a boot order; the models do not carry these.",
+    ),
+    Normalization(
+        "arch-default",
+        "domain",
+        "<os><type> without arch= gets the driver's default (i686 in the test driver, the "
+        "host's arch with qemu).",
+    ),
+    Normalization(
+        "interface-target",
+        "domain",
+        "the test driver gives each interface a <target dev='testnetN'/>; runtime naming, "
+        "not configuration, so the models ignore it.",
+    ),
+    Normalization(
+        "xml-escaping",
+        "all",
+        "libvirt escapes ' and \" in text and attributes as &apos; and &quot;; the "
+        "parsed value is unchanged.",
+    ),
+    Normalization(
+        "network-connections",
+        "network",
+        "connections= is run-time state (guests using the network) that only net-dumpxml "
+        "of a running network reports; net-define ignores it.",
+    ),
+    Normalization(
+        "network-pf-and-list",
+        "network",
+        "when <forward> names a <pf> and also lists VF addresses (net-dumpxml of a "
+        "started pool), libvirt's parser keeps the explicit VF list and drops the pf.",
+    ),
+    Normalization(
+        "forward-managed-no",
+        "network",
+        "managed='no' on <forward> is the default and libvirt does not write it back.",
+    ),
+    Normalization(
+        "nodedev-driver",
+        "nodedev",
+        "the bound driver is read from sysfs on a real host; the test driver's nodedev "
+        "parser does not keep <driver>, so it comes back absent.",
+    ),
+)
+
+# virDomainDeviceDef order as virDomainDefFormat writes it (domain_conf.c): nets, then hostdevs.
+LIBVIRT_DEVICE_ORDER: dict[type, int] = {HostdevInterface: 0, NetworkInterface: 0, PciHostdev: 1}
+
+
+def _expected_device(sent: Device, returned: Device | None) -> Device:
+    if isinstance(sent, PciHostdev):
+        # hostdev-managed-no
+        return dataclasses.replace(sent, managed=bool(sent.managed))
+    mac = sent.mac.lower() if sent.mac is not None else None
+    if mac is None and returned is not None and type(returned) is type(sent):
+        # mac-generated: take libvirt's only if it looks like libvirt made it
+        candidate = returned.mac
+        mac = candidate if candidate is not None and _GENERATED_MAC.match(candidate) else None
+    return dataclasses.replace(sent, mac=mac)
+
+
+def expected_domain(sent: Domain, returned: Domain) -> Domain:
+    devices = sorted(sent.devices, key=lambda device: LIBVIRT_DEVICE_ORDER[type(device)])  # device-order
+    padded: list[Device | None] = [*returned.devices, *([None] * len(devices))]
+    return dataclasses.replace(
+        sent,
+        uuid=sent.uuid.lower() if sent.uuid else returned.uuid,  # uuid-generated
+        arch=sent.arch if sent.arch is not None else returned.arch,  # arch-default
+        devices=tuple(_expected_device(d, r) for d, r in zip(devices, padded, strict=False)),
+    )
+
+
+def expected_network(sent: Network, returned: Network) -> Network:
+    forward = sent.forward
+    if forward is not None:
+        pf = None if forward.addresses else forward.pf  # network-pf-and-list
+        managed = True if forward.managed else None  # forward-managed-no
+        forward = Forward(mode=forward.mode, managed=managed, pf=pf, addresses=forward.addresses)
+    return dataclasses.replace(
+        sent,
+        uuid=sent.uuid.lower() if sent.uuid else returned.uuid,  # uuid-generated
+        connections=None,  # network-connections
+        forward=forward,
+    )
+
+
+def expected_nodedev(sent: NodeDevice) -> NodeDevice:
+    return dataclasses.replace(sent, driver=None)  # nodedev-driver
