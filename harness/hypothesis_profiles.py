@@ -47,3 +47,8 @@ def load_profile_from_env(default: str | None = None) -> None:
     name = os.environ.get("HYPOTHESIS_PROFILE", default)
     if name:
         settings.load_profile(name)
+
+
+# Registering on import lets ``pytest -p harness.hypothesis_profiles --hypothesis-profile ci`` work
+# before (or without) the project plugin; registering again later changes nothing.
+register_profiles()

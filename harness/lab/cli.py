@@ -1,5 +1,134 @@
+"""``hostdev-lab``: boot, use and stop the built-in nested host.
+
+    hostdev-lab up SPEC [--name NAME]          boot detached; prints the libvirt URI
+    hostdev-lab status [NAME] [--json]         list labs (or one lab's lab.json)
+    hostdev-lab exec [--name NAME] -- CMD...   run CMD in L1, stream its output, exit with its code
+    hostdev-lab run SPEC [--name NAME] -- CMD  up, exec, down in one go
+    hostdev-lab console [NAME] [-n LINES]      tail of L1's serial console
+    hostdev-lab down [NAME | --all]            stop a lab
+"""
+
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
 
-def main() -> int:
-    raise SystemExit("hostdev-lab: not built yet")
+from harness.lab.agent import AgentError
+from harness.lab.lab import Lab, LabError, list_labs, start_lab
+from harness.lab.spec import SpecError, load_spec
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hostdev-lab", description="The built-in nested host for hostdev-harness.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="boot a lab and leave it running")
+    up.add_argument("spec", help="lab spec (TOML), e.g. fixtures/labs/default.toml")
+    up.add_argument("--name", help="lab name (default: the spec's name); two labs need two names")
+
+    run = commands.add_parser("run", help="boot a lab, run a command in it, stop it")
+    run.add_argument("spec")
+    run.add_argument("--name")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command to run inside the lab")
+
+    exec_ = commands.add_parser("exec", help="run a command in a running lab")
+    exec_.add_argument("--name", help="lab name (default: the only running lab)")
+    exec_.add_argument("--cwd", help="working directory in L1 (default: the current directory)")
+    exec_.add_argument("cmd", nargs=argparse.REMAINDER)
+
+    status = commands.add_parser("status", help="show running labs")
+    status.add_argument("name", nargs="?")
+    status.add_argument("--json", action="store_true", help="print lab.json")
+
+    console = commands.add_parser("console", help="print the tail of a lab's serial console")
+    console.add_argument("name", nargs="?")
+    console.add_argument("-n", "--lines", type=int, default=40)
+
+    down = commands.add_parser("down", help="stop a lab")
+    down.add_argument("name", nargs="?")
+    down.add_argument("--all", action="store_true")
+    return parser
+
+
+def _command(words: Sequence[str]) -> list[str]:
+    command = list(words)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise SystemExit("hostdev-lab: no command given (put it after --)")
+    return command
+
+
+def _pick(name: str | None) -> Lab:
+    if name:
+        return Lab.load(name)
+    running = [lab for lab in list_labs() if lab.is_running()]
+    if len(running) == 1:
+        return running[0]
+    if not running:
+        raise LabError("no lab is running; start one with hostdev-lab up SPEC")
+    raise LabError(f"several labs are running ({', '.join(lab.name for lab in running)}): pass --name")
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM/SIGHUP take the same clean path as Ctrl-C: the lab is stopped in a finally block.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = _command(args.cmd)
+    spec = load_spec(args.spec)  # a bad spec fails here, before anything starts
+    lab = start_lab(spec, name=args.name)
+    try:
+        print(f"hostdev-lab: {lab.name} ready ({lab.libvirt_uri}); running {' '.join(command)}", file=sys.stderr)
+        return lab.stream(command, cwd=os.getcwd())
+    finally:
+        lab.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    try:
+        if args.command == "up":
+            lab = start_lab(load_spec(args.spec), name=args.name, detach=True)
+            print(f"{lab.name} ready: {lab.libvirt_uri}  (state: {lab.state_dir})")
+            print(f"HARNESS_ALLOW={','.join(lab.allowed_bdfs)}")
+            return 0
+        if args.command == "run":
+            return _run(args)
+        if args.command == "exec":
+            return _pick(args.name).stream(_command(args.cmd), cwd=args.cwd or os.getcwd())
+        if args.command == "status":
+            labs = [Lab.load(args.name)] if args.name else list_labs()
+            if args.json:
+                print(json.dumps([lab.to_json() for lab in labs], indent=2))
+                return 0
+            if not labs:
+                print("no labs")
+            for lab in labs:
+                state = lab.status if lab.is_running() else f"{lab.status}, not running"
+                print(f"{lab.name}: {state}, pid {lab.pid}, {lab.libvirt_uri}, accel {lab.accel}")
+            return 0
+        if args.command == "console":
+            print(_pick(args.name).console_tail(args.lines))
+            return 0
+        if args.command == "down":
+            labs = list_labs() if args.all else [_pick(args.name)]
+            for lab in labs:
+                lab.stop()
+                print(f"{lab.name}: stopped")
+            return 0
+    except (SpecError, LabError, AgentError) as exc:
+        print(f"hostdev-lab: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hostdev-lab: interrupted; lab stopped", file=sys.stderr)
+        return 130
+    return 2

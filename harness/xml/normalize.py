@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.xml.domain import Device, Domain
-from harness.xml.hostdev import PciHostdev
+from harness.xml.hostdev import PciHostdev, Rom
 from harness.xml.interface import HostdevInterface, NetworkInterface
 from harness.xml.network import Forward, Network
 from harness.xml.nodedev import NodeDevice
@@ -105,9 +105,15 @@ NORMALIZATIONS: tuple[Normalization, ...] = (
         "started pool), libvirt's parser keeps the explicit VF list and drops the pf.",
     ),
     Normalization(
-        "forward-managed-no",
+        "forward-managed-explicit",
         "network",
-        "managed='no' on <forward> is the default and libvirt does not write it back.",
+        "for mode='hostdev' libvirt always writes managed='yes' or managed='no'; an absent "
+        "attribute means no.",
+    ),
+    Normalization(
+        "rom-empty",
+        "domain",
+        "<rom/> with neither bar= nor file= says nothing and libvirt drops it.",
     ),
     Normalization(
         "nodedev-driver",
@@ -123,8 +129,8 @@ LIBVIRT_DEVICE_ORDER: dict[type, int] = {HostdevInterface: 0, NetworkInterface: 
 
 def _expected_device(sent: Device, returned: Device | None) -> Device:
     if isinstance(sent, PciHostdev):
-        # hostdev-managed-no
-        return dataclasses.replace(sent, managed=bool(sent.managed))
+        rom = None if sent.rom == Rom() else sent.rom  # rom-empty
+        return dataclasses.replace(sent, managed=bool(sent.managed), rom=rom)  # hostdev-managed-no
     mac = sent.mac.lower() if sent.mac is not None else None
     if mac is None and returned is not None and type(returned) is type(sent):
         # mac-generated: take libvirt's only if it looks like libvirt made it
@@ -148,7 +154,9 @@ def expected_network(sent: Network, returned: Network) -> Network:
     forward = sent.forward
     if forward is not None:
         pf = None if forward.addresses else forward.pf  # network-pf-and-list
-        managed = True if forward.managed else None  # forward-managed-no
+        managed = (
+            bool(forward.managed) if forward.mode == "hostdev" else forward.managed
+        )  # forward-managed-explicit
         forward = Forward(mode=forward.mode, managed=managed, pf=pf, addresses=forward.addresses)
     return dataclasses.replace(
         sent,

@@ -1,0 +1,149 @@
+"""Changing devices: detach to vfio-pci, reattach, VF counts. Guarded, journaled, verified."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import libvirt
+
+from harness.guard import DeviceGuard
+from harness.host.pci import nodedev_name
+from harness.host.root import HostRoot
+from harness.journal import ChangeJournal, JournalEntry
+
+VFIO_DRIVER = "vfio-pci"
+
+
+class DeviceChangeError(RuntimeError):
+    """A change did not take effect as expected; the message says what was expected and found."""
+
+
+@dataclass(frozen=True)
+class Reproduce:
+    """The virsh command a person can run to see the same thing by hand."""
+
+    command: str
+
+    def __str__(self) -> str:
+        return f"reproduce: {self.command}"
+
+
+def current_driver(root: HostRoot, address: str) -> str | None:
+    return root.link_name(f"/sys/bus/pci/devices/{address}/driver")
+
+
+def wait_for_driver(root: HostRoot, address: str, expected: str | None, timeout: float = 10.0) -> str | None:
+    """Poll sysfs until the driver link matches; bind and unbind finish asynchronously for some drivers."""
+    deadline = time.monotonic() + timeout
+    found = current_driver(root, address)
+    while found != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        found = current_driver(root, address)
+    return found
+
+
+class DeviceChanger:
+    """The only place the harness changes a device; every change is guarded and journaled first."""
+
+    def __init__(self, connection: libvirt.virConnect, guard: DeviceGuard, journal: ChangeJournal) -> None:
+        self.connection = connection
+        self.guard = guard
+        self.journal = journal
+        self.root = guard.host.root
+
+    def _nodedev(self, address: str) -> libvirt.virNodeDevice:
+        try:
+            return self.connection.nodeDeviceLookupByName(nodedev_name(address))
+        except libvirt.libvirtError as exc:
+            raise DeviceChangeError(
+                f"libvirt has no node device {nodedev_name(address)}: {exc.get_error_message()} "
+                f"({Reproduce(f'virsh nodedev-list --cap pci')})"
+            ) from exc
+
+    def detach(self, address: str) -> str | None:
+        """Detach ``address`` to vfio-pci through libvirt; returns the driver it had."""
+        self.guard.permit(address)
+        before = current_driver(self.root, address)
+        device = self._nodedev(address)
+        entry = self.journal.begin("detach", address, before)
+        try:
+            device.detachFlags("vfio", 0)
+        except libvirt.libvirtError as exc:
+            self._settle(entry, address, before)
+            raise DeviceChangeError(
+                f"nodedev-detach {address} failed: {exc.get_error_message()} "
+                f"({Reproduce(f'virsh nodedev-detach {nodedev_name(address)}')})"
+            ) from exc
+        found = wait_for_driver(self.root, address, VFIO_DRIVER)
+        if found != VFIO_DRIVER:
+            raise DeviceChangeError(
+                f"after nodedev-detach {address}: expected driver {VFIO_DRIVER}, found {found or 'none'} "
+                f"(look at /sys/bus/pci/devices/{address}/driver)"
+            )
+        return before
+
+    def _settle(self, entry_id: str, address: str, before: str | None) -> None:
+        """A failed change that left the device as it was needs no undo."""
+        if current_driver(self.root, address) == before:
+            self.journal.complete(entry_id)
+
+    def reattach(self, address: str) -> None:
+        """Give ``address`` back to the driver the journal recorded for it."""
+        for entry in self.journal.pending():
+            if entry.action == "detach" and entry.device == address:
+                self._undo_detach(entry)
+                return
+        raise DeviceChangeError(f"{address} has no pending detach in {self.journal.path}: nothing to reattach")
+
+    def _undo_detach(self, entry: JournalEntry) -> None:
+        try:
+            self._nodedev(entry.device).reAttach(0)
+        except libvirt.libvirtError as exc:
+            raise DeviceChangeError(
+                f"nodedev-reattach {entry.device} failed: {exc.get_error_message()} "
+                f"({Reproduce(f'virsh nodedev-reattach {nodedev_name(entry.device)}')})"
+            ) from exc
+        found = wait_for_driver(self.root, entry.device, entry.before if isinstance(entry.before, str) else None)
+        if found != entry.before:
+            raise DeviceChangeError(
+                f"after nodedev-reattach {entry.device}: expected driver {entry.before or 'none'}, "
+                f"found {found or 'none'}"
+            )
+        self.journal.complete(entry.id)
+
+    def set_numvfs(self, address: str, count: int) -> int:
+        """Set the VF count of an SR-IOV PF (through 0, as the kernel requires); returns the old count."""
+        self.guard.permit(address)
+        path = self.root.resolve(f"/sys/bus/pci/devices/{address}/sriov_numvfs")
+        before = int(path.read_text())
+        entry = self.journal.begin("sriov_numvfs", address, before)
+        if before:
+            path.write_text("0")
+        if count:
+            path.write_text(str(count))
+        if int(path.read_text()) != count:
+            raise DeviceChangeError(f"{address}: expected {count} VFs, sriov_numvfs reads {path.read_text()}")
+        if count == before:
+            self.journal.complete(entry)
+        return before
+
+    def _undo_numvfs(self, entry: JournalEntry) -> None:
+        path = self.root.resolve(f"/sys/bus/pci/devices/{entry.device}/sriov_numvfs")
+        path.write_text("0")
+        if isinstance(entry.before, int) and entry.before:
+            path.write_text(str(entry.before))
+        self.journal.complete(entry.id)
+
+    def restore_pending(self) -> list[str]:
+        """Undo every change the journal still holds, newest first; returns what was done."""
+        done = []
+        for entry in self.journal.pending():
+            if entry.action == "detach":
+                self._undo_detach(entry)
+                done.append(f"reattached {entry.device} to {entry.before or 'no driver'}")
+            elif entry.action == "sriov_numvfs":
+                self._undo_numvfs(entry)
+                done.append(f"set {entry.device} sriov_numvfs back to {entry.before}")
+        self.journal.compact()
+        return done

@@ -1,0 +1,298 @@
+"""The L1 QEMU command line, built from a :class:`LabSpec` and the lab's runtime paths and ports.
+
+Layout on the q35 root bus: lab infrastructure (user network, 9p shares, balloon) sits in slots 2-7 as
+integrated endpoints; every test device gets its own ``pcie-root-port`` from slot 8 on, so its guest BDF is
+found by walking sysfs below that port (see :func:`harness.lab.lab.discover_devices`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.lab.kernel import LAB_TAG, PROBE_ARG, QEMU_CACHE_TAG, REPORTS_TAG, ROOT_TAG
+from harness.lab.spec import DeviceSpec, LabSpec
+
+QEMU_BINARY = "qemu-system-x86_64"
+GUEST_IP = "10.0.2.15"
+GUEST_LIBVIRTD_PORT = 16509
+GUEST_AGENT_PORT = 7000
+LAB_NIC_MAC = "52:54:00:4c:41:42"
+FIRST_ROOT_PORT_SLOT = 0x08
+LAST_ROOT_PORT_SLOT = 0x1E
+# Arguments the lab itself needs on every boot; the spec's kernel arguments come after these.
+LAB_KERNEL_ARGS = ("console=ttyS0,115200", "panic=-1", "loglevel=4", "mitigations=off")
+
+Warn = Callable[[str], None]
+
+
+class QemuError(RuntimeError):
+    """The requested lab cannot be expressed with this QEMU."""
+
+
+@dataclass
+class LabDevice:
+    """One device of the lab as L0 planned it and L1 found it (``guest_bdf`` filled after boot)."""
+
+    id: str
+    kind: str
+    model: str
+    role: str  # "test" (assignable by suites), "bridge", "free-root-port"
+    qemu_id: str
+    root_port: str
+    # Device.function at each level below the root bus: ["08.0", "00.0"] is the port's first child.
+    topology: list[str]
+    assignable: bool
+    guest_bdf: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RuntimePaths:
+    state_dir: Path
+    reports_dir: Path
+    qemu_cache_dir: Path
+    kernel: Path
+    initramfs: Path
+
+
+@dataclass(frozen=True)
+class Ports:
+    libvirtd: int
+    agent: int
+
+
+@dataclass
+class MachinePlan:
+    argv: list[str]
+    devices: list[LabDevice]
+    skipped: list[str]
+
+
+@functools.cache
+def available_device_models(binary: str = QEMU_BINARY) -> frozenset[str]:
+    """Device model names this QEMU knows (``-device help``)."""
+    result = subprocess.run(
+        [binary, "-nodefaults", "-machine", "none", "-device", "help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return frozenset(re.findall(r'^name "([^"]+)"', result.stdout, flags=re.MULTILINE))
+
+
+@functools.cache
+def qemu_version(binary: str = QEMU_BINARY) -> str:
+    result = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    match = re.search(r"version (\S+)", result.stdout)
+    return match.group(1) if match else "unknown"
+
+
+def has_igb(models: frozenset[str] | None = None) -> bool:
+    """igb (an SR-IOV NIC) arrived in QEMU 8.0."""
+    return "igb" in (available_device_models() if models is None else models)
+
+
+def kernel_command_line(spec: LabSpec, *, probe: bool = False) -> str:
+    args = [*LAB_KERNEL_ARGS, *spec.kernel.args]
+    if probe:
+        args.append(PROBE_ARG)
+    return " ".join(args)
+
+
+def accel_args(accel: str, spec: LabSpec) -> list[str]:
+    machine = f"{spec.machine.type}"
+    if accel == "kvm":
+        # KVM's in-kernel IOAPIC cannot be remapped: interrupt remapping needs the split irqchip.
+        if spec.iommu.model == "intel" and spec.iommu.intremap:
+            machine += ",kernel-irqchip=split"
+        return ["-machine", machine, "-accel", "kvm", "-cpu", "host"]
+    return ["-machine", machine, "-accel", "tcg,thread=multi", "-cpu", "max"]
+
+
+def _nic_backend(qemu_id: str) -> list[str]:
+    # A hub port with no other member: the NIC has a peer (no QEMU warning) and reaches nothing.
+    return ["-netdev", f"hubport,id=net-{qemu_id},hubid=9"]
+
+
+def _plan_devices(
+    spec: LabSpec, models: frozenset[str], warn: Warn
+) -> tuple[list[str], list[LabDevice], list[str]]:
+    argv: list[str] = []
+    devices: list[LabDevice] = []
+    skipped: list[str] = []
+    slot = FIRST_ROOT_PORT_SLOT
+
+    def root_port(name: str) -> tuple[str, str]:
+        nonlocal slot
+        if slot > LAST_ROOT_PORT_SLOT:
+            raise QemuError(
+                f"too many devices: only {LAST_ROOT_PORT_SLOT - FIRST_ROOT_PORT_SLOT + 1} root ports fit"
+            )
+        port_id = f"rp-{name}"
+        argv.extend(
+            ["-device", f"pcie-root-port,id={port_id},bus=pcie.0,addr={slot:#04x},chassis={slot},slot={slot}"]
+        )
+        topology = f"{slot:02x}.0"
+        slot += 1
+        return port_id, topology
+
+    for device in spec.devices:
+        if device.kind == "igb" and "igb" not in models:
+            message = (
+                f"hostdev-lab: igb is missing: this QEMU ({qemu_version()}) has no 'igb' device "
+                f"(an SR-IOV NIC, QEMU >= 8.0); booting without {device.id!r}"
+            )
+            if not device.optional:
+                raise QemuError(message.replace("booting without", "cannot boot") + " (set optional = true)")
+            warn(message)
+            skipped.append(device.id)
+            continue
+        _plan_one(device, root_port, argv, devices)
+    return argv, devices, skipped
+
+
+def _plan_one(
+    device: DeviceSpec,
+    root_port: Callable[[str], tuple[str, str]],
+    argv: list[str],
+    devices: list[LabDevice],
+) -> None:
+    if device.kind == "root-port":
+        for index in range(device.count):
+            name = f"{device.id}-{index}" if device.count > 1 else device.id
+            port_id, topology = root_port(name)
+            devices.append(
+                LabDevice(name, "root-port", "pcie-root-port", "free-root-port", port_id, port_id, [topology], False)
+            )
+        return
+    port_id, topology = root_port(device.id)
+    if device.kind == "nvme-sriov":
+        subsys = f"{device.id}-subsys"
+        argv += ["-device", f"nvme-subsys,id={subsys},nqn={subsys}"]
+        argv += [
+            "-device",
+            f"nvme,id={device.id},bus={port_id},serial={device.id},subsys={subsys},"
+            f"sriov_max_vfs={device.max_vfs},sriov_vq_flexible={2 * device.max_vfs},"
+            f"sriov_vi_flexible={device.max_vfs}",
+        ]
+        devices.append(
+            LabDevice(
+                device.id, device.kind, "nvme", "test", device.id, port_id, [topology, "00.0"], True,
+                properties={"sriov_max_vfs": device.max_vfs},
+            )
+        )  # fmt: skip
+    elif device.kind in ("e1000e", "e1000", "igb"):
+        argv += _nic_backend(device.id)
+        argv += ["-device", f"{device.kind},id={device.id},bus={port_id},netdev=net-{device.id}"]
+        properties = {"sriov_max_vfs": device.max_vfs} if device.kind == "igb" else {}
+        devices.append(
+            LabDevice(
+                device.id, device.kind, device.kind, "test", device.id, port_id, [topology, "00.0"], True,
+                properties=properties,
+            )
+        )  # fmt: skip
+    elif device.kind == "pci-bridge":
+        argv += ["-device", f"pcie-pci-bridge,id={device.id},bus={port_id}"]
+        devices.append(
+            LabDevice(
+                device.id, device.kind, "pcie-pci-bridge", "bridge", device.id, port_id, [topology, "00.0"], False
+            )
+        )
+        for index, model in enumerate(device.endpoints):
+            endpoint_id = f"{device.id}-ep{index}"
+            argv += _nic_backend(endpoint_id)
+            argv += ["-device", f"{model},id={endpoint_id},bus={device.id},addr={index + 1:#04x},netdev=net-{endpoint_id}"]
+            devices.append(
+                LabDevice(
+                    endpoint_id, "bridge-endpoint", model, "test", endpoint_id, port_id,
+                    [topology, "00.0", f"{index + 1:02x}.0"], True, properties={"behind": device.id},
+                )
+            )  # fmt: skip
+    else:  # pragma: no cover - spec validation rejects other kinds
+        raise QemuError(f"unknown device kind {device.kind!r}")
+
+
+def _fsdev(name: str, tag: str, path: Path, addr: int, *, readonly: bool, remap: bool = False) -> list[str]:
+    options = f"local,id=fs-{name},path={path},security_model=none"
+    if readonly:
+        options += ",readonly=on"
+    if remap:
+        # L0's root spans several filesystems: remap inode numbers so they stay unique in the guest.
+        options += ",multidevs=remap"
+    return ["-fsdev", options, "-device", f"virtio-9p-pci,fsdev=fs-{name},mount_tag={tag},bus=pcie.0,addr={addr:#04x}"]
+
+
+def build_machine(
+    spec: LabSpec,
+    paths: RuntimePaths,
+    ports: Ports,
+    *,
+    accel: str,
+    models: frozenset[str] | None = None,
+    warn: Warn = print,
+) -> MachinePlan:
+    """Plan the L1 machine: the full QEMU argv and the devices the suites will see."""
+    models = available_device_models() if models is None else models
+    device_argv, devices, skipped = _plan_devices(spec, models, warn)
+    state = paths.state_dir
+    argv = [
+        QEMU_BINARY,
+        "-name", f"hostdev-lab-{state.name}",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        *accel_args(accel, spec),
+        "-m", str(spec.machine.memory_mib),
+        "-smp", str(spec.machine.cpus),
+        "-kernel", str(paths.kernel),
+        "-initrd", str(paths.initramfs),
+        "-append", kernel_command_line(spec),
+        "-chardev", f"file,id=console,path={state / 'console.log'}",
+        "-serial", "chardev:console",
+        "-qmp", f"unix:{state / 'qmp.sock'},server=on,wait=off",
+        "-pidfile", str(state / "qemu.pid"),
+    ]  # fmt: skip
+    if spec.iommu.model == "intel":
+        # Must come before the PCI devices it translates for.
+        argv += [
+            "-device",
+            f"intel-iommu,intremap={'on' if spec.iommu.intremap else 'off'},"
+            f"caching-mode={'on' if spec.iommu.caching_mode else 'off'}",
+        ]
+    forwards = ",".join(
+        [
+            f"hostfwd=tcp:127.0.0.1:{ports.libvirtd}-{GUEST_IP}:{GUEST_LIBVIRTD_PORT}",
+            f"hostfwd=tcp:127.0.0.1:{ports.agent}-{GUEST_IP}:{GUEST_AGENT_PORT}",
+        ]
+    )
+    # restrict=on: the guest reaches nothing outside; only the two loopback forwards come in.
+    argv += ["-netdev", f"user,id=labnet,restrict=on,{forwards}"]
+    argv += ["-device", f"virtio-net-pci,netdev=labnet,mac={LAB_NIC_MAC},bus=pcie.0,addr=0x02"]
+    argv += _fsdev("root", ROOT_TAG, Path("/"), 0x03, readonly=True, remap=True)
+    argv += _fsdev("lab", LAB_TAG, state, 0x04, readonly=True)
+    argv += _fsdev("reports", REPORTS_TAG, paths.reports_dir, 0x05, readonly=False)
+    argv += _fsdev("qemucache", QEMU_CACHE_TAG, paths.qemu_cache_dir, 0x06, readonly=False)
+    argv += ["-device", "virtio-balloon-pci,bus=pcie.0,addr=0x07,free-page-reporting=on"]
+    argv += device_argv
+    return MachinePlan(argv=argv, devices=devices, skipped=skipped)
+
+
+def probe_argv(kernel: Path, initramfs: Path, accel: str) -> list[str]:
+    """A minimal boot that prints the probe marker from the initramfs and powers off."""
+    spec = LabSpec(name="probe", path=None)
+    return [
+        QEMU_BINARY,
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        *accel_args(accel, spec),
+        "-m", "256", "-smp", "1",
+        "-kernel", str(kernel), "-initrd", str(initramfs),
+        "-append", kernel_command_line(spec, probe=True),
+        "-serial", "stdio",
+    ]  # fmt: skip

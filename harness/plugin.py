@@ -1,0 +1,222 @@
+"""The pytest plugin: options, markers, the host and libvirt fixtures, and the end-of-run reports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.checks.preparation import CheckPlan
+from harness.checks.result import CheckResult, Verdict
+from harness.devices import DeviceChanger
+from harness.guard import DeviceGuard
+from harness.host.host import Host
+from harness.hypothesis_profiles import register_profiles
+from harness.journal import DEFAULT_JOURNAL, ChangeJournal
+from harness.libvirt.connection import DEFAULT_URI, LibvirtUnavailableError, answers, is_local_system_uri, open_connection
+from harness.libvirt.daemon import PrivateLibvirtd, private_libvirtd
+from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
+from harness.report.properties import CHECK, DEVICE, HOST_PREFIX, as_dict, check_properties
+from harness.report.summary import render_summary
+from _pytest.junitxml import xml_key
+
+register_profiles()
+
+ALLOW_ENV = "HARNESS_ALLOW"
+reporter_key = pytest.StashKey["HarnessReporter"]()
+
+
+
+class HarnessWarning(UserWarning):
+    """A preparation check ended in WARN."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "hostdev-harness: PCI device assignment validation")
+    group.addoption("--harness-uri", default=None, help=f"libvirt URI of the host (default {DEFAULT_URI})")
+    group.addoption(
+        "--harness-allow",
+        default=None,
+        help=f"comma-separated PCI addresses that suites may detach (default: ${ALLOW_ENV}); "
+        "host-critical devices are refused even when listed",
+    )
+    group.addoption("--harness-refuse", default=None, help="comma-separated PCI addresses never to touch")
+    group.addoption("--harness-strict", action="store_true", help="a WARN verdict fails its test")
+    group.addoption("--harness-snapshot", default=None, help="check a host snapshot directory instead of this host")
+    group.addoption("--harness-journal", default=None, help=f"the change journal (default {DEFAULT_JOURNAL})")
+    group.addoption("--harness-report-dir", default=None, help="where the summary goes (default reports/)")
+    parser.addini("harness_uri", "libvirt URI of the host", default=DEFAULT_URI)
+    parser.addini("harness_refuse", "PCI addresses never to touch", type="args", default=[])
+    parser.addini("harness_planned_devices", "devices a guest is planned to take (sizes limits)", default="1")
+    parser.addini("harness_guest_memory_mib", "guest memory planned, in MiB (sizes memlock)", default="1024")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "harness_destructive: changes device bindings (needs allowlisted devices)")
+    if not hasattr(config, "workerinput"):  # under xdist only the controller reports
+        reporter = HarnessReporter(config)
+        config.stash[reporter_key] = reporter
+        config.pluginmanager.register(reporter, "harness-reporter")
+
+
+def _split(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def allowlist(config: pytest.Config) -> list[str]:
+    value = config.getoption("harness_allow")
+    return _split(value if value is not None else os.environ.get(ALLOW_ENV))
+
+
+def refuse_list(config: pytest.Config) -> tuple[str, ...]:
+    return tuple(_split(config.getoption("harness_refuse"))) + tuple(config.getini("harness_refuse"))
+
+
+@pytest.fixture(scope="session")
+def harness_uri(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("harness_uri") or pytestconfig.getini("harness_uri"))
+
+
+@pytest.fixture(scope="session")
+def harness_private_libvirtd(harness_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateLibvirtd | None]:
+    """A libvirtd of the run's own when none answers on this machine at the local system URI."""
+    if not is_local_system_uri(harness_uri) or answers(harness_uri):
+        yield None
+        return
+    with private_libvirtd(tmp_path_factory.mktemp("libvirtd")) as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="session")
+def harness_libvirt(harness_uri: str, harness_private_libvirtd: PrivateLibvirtd | None) -> Iterator[object]:
+    """A libvirt connection (``libvirt.virConnect``) to the host under test."""
+    uri = harness_private_libvirtd.uri if harness_private_libvirtd else harness_uri
+    try:
+        connection = open_connection(uri)
+    except LibvirtUnavailableError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def harness_host(request: pytest.FixtureRequest, pytestconfig: pytest.Config, harness_uri: str) -> Host:
+    snapshot = pytestconfig.getoption("harness_snapshot")
+    if snapshot:
+        return Host.from_snapshot(snapshot, refuse=refuse_list(pytestconfig))
+
+    def libvirt_facts() -> LibvirtFacts:
+        try:
+            return gather_libvirt_facts(request.getfixturevalue("harness_libvirt"))
+        except pytest.fail.Exception as exc:
+            return LibvirtFacts.unreachable(harness_uri, str(exc))
+
+    return Host.local(libvirt_facts=libvirt_facts, refuse=refuse_list(pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def harness_plan(pytestconfig: pytest.Config) -> CheckPlan:
+    planned = int(pytestconfig.getini("harness_planned_devices"))
+    return CheckPlan(
+        planned_devices=max(planned, len(allowlist(pytestconfig))),
+        guest_memory_mib=int(pytestconfig.getini("harness_guest_memory_mib")),
+    )
+
+
+@pytest.fixture(scope="session")
+def harness_guard(harness_host: Host, pytestconfig: pytest.Config) -> DeviceGuard:
+    return DeviceGuard(harness_host, allowlist(pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def harness_journal(pytestconfig: pytest.Config) -> ChangeJournal:
+    return ChangeJournal(Path(pytestconfig.getoption("harness_journal") or DEFAULT_JOURNAL))
+
+
+@pytest.fixture(scope="session")
+def harness_changer(harness_libvirt: object, harness_guard: DeviceGuard, harness_journal: ChangeJournal) -> Iterator[DeviceChanger]:
+    """Changes devices; undoes, at the start and at the end, whatever a run left in the journal."""
+    if harness_guard.host.root.is_live is False:
+        pytest.skip("device changes need a live host, not a snapshot")
+    changer = DeviceChanger(harness_libvirt, harness_guard, harness_journal)  # type: ignore[arg-type]
+    for line in changer.restore_pending():
+        warnings.warn(HarnessWarning(f"restored after an interrupted run: {line}"), stacklevel=1)
+    yield changer
+    changer.restore_pending()
+
+
+@pytest.fixture
+def harness_verdict(record_property: object, pytestconfig: pytest.Config) -> object:
+    """Record a check result in JUnit and turn it into the test outcome (WARN fails only when strict)."""
+
+    def verdict(result: CheckResult) -> None:
+        for name, value in check_properties(result):
+            record_property(name, value)  # type: ignore[operator]
+        if result.verdict is Verdict.FAIL or (result.verdict is Verdict.WARN and pytestconfig.getoption("harness_strict")):
+            pytest.fail(result.explain(), pytrace=False)
+        if result.verdict is Verdict.WARN:
+            warnings.warn(HarnessWarning(result.explain()), stacklevel=2)
+
+    return verdict
+
+
+def host_properties() -> dict[str, str]:
+    """Properties of the machine the run reports from (the controller under xdist)."""
+
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return ""
+
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": read("/proc/sys/kernel/osrelease"),
+        "cmdline": read("/proc/cmdline"),
+    }
+
+
+class HarnessReporter:
+    """Collects verdicts from test reports (which carry user_properties across xdist) and reports them."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.checks: list[dict[str, str]] = []
+        self.devices: list[dict[str, str]] = []
+        self.host: dict[str, str] = {}
+        self.summary: str | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        properties = as_dict(report.user_properties)
+        if CHECK in properties:
+            self.checks.append(properties)
+        if DEVICE in properties and "harness.assignable" in properties:
+            self.devices.append(properties)
+        self.host.update(
+            {name[len(HOST_PREFIX) :]: value for name, value in properties.items() if name.startswith(HOST_PREFIX)}
+        )
+
+    @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not (self.checks or self.devices):
+            return
+        properties = {**host_properties(), **self.host}
+        xml = self.config.stash.get(xml_key, None)
+        if xml is not None:
+            for name, value in properties.items():
+                xml.add_global_property(name, value)
+        self.summary = render_summary(properties, self.checks, self.devices)
+        report_dir = Path(self.config.getoption("harness_report_dir") or "reports")
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "summary.txt").write_text(self.summary)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.summary:
+            terminalreporter.write_sep("=", "hostdev-harness summary")
+            terminalreporter.write(self.summary)

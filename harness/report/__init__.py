@@ -1,0 +1,1 @@
+"""Reports: JUnit properties for CI, a summary for a person."""

@@ -1,0 +1,52 @@
+"""The summary a person reads at the end of a run, in the ``Checking ...: PASS`` spirit of virt-host-validate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harness.report.properties import CHECK, DEVICE
+
+_MARK = {"PASS": "PASS", "WARN": "WARN", "FAIL": "FAIL"}
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [line.format(*header).rstrip(), line.format(*("-" * w for w in widths)).rstrip()] + [
+        line.format(*row).rstrip() for row in rows
+    ]
+
+
+def render_summary(
+    host_properties: dict[str, str],
+    checks: list[dict[str, str]],
+    devices: list[dict[str, str]],
+) -> str:
+    lines = [f"hostdev-harness: {host_properties.get('hostname', '?')} ({host_properties.get('kernel', '?')})"]
+    if checks:
+        lines.append("")
+        lines.append("Preparation checks")
+        for check in checks:
+            title = check.get("harness.title", check[CHECK])
+            lines.append(f"{title:.<72}: {_MARK.get(check.get('harness.verdict', ''), '?')}")
+            if check.get("harness.verdict") != "PASS":
+                lines.append(f"    {check.get('harness.summary', '')}")
+                if check.get("harness.hint"):
+                    lines.append(f"    hint: {check['harness.hint']}")
+    if devices:
+        lines.append("")
+        lines.append("PCI devices")
+        rows = [
+            (
+                d[DEVICE],
+                d.get("harness.nodedev", ""),
+                d.get("harness.driver", ""),
+                d.get("harness.iommu_group", ""),
+                d.get("harness.sriov", ""),
+                d.get("harness.assignable", ""),
+                d.get("harness.reasons", "")[:90],
+            )
+            for d in sorted(devices, key=lambda d: d[DEVICE])
+        ]
+        lines += _table(rows, ("address", "libvirt name", "driver", "group", "SR-IOV", "verdict", "why"))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,67 @@
+"""Device inventory: every PCI device with its libvirt name, driver, group and assignability.
+
+Each device test checks that libvirt's node device agrees with sysfs (name, driver, IOMMU group):
+the two views disagreeing is what breaks a managed hostdev. The verdict travels as JUnit properties.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.host.host import Host
+from harness.host.pci import enumerate_pci, nodedev_name
+from harness.host.root import HostRoot
+from harness.inventory import assess_device
+from harness.plugin import allowlist
+from harness.report.properties import device_properties
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "device_address" in metafunc.fixturenames:
+        snapshot = metafunc.config.getoption("harness_snapshot")
+        root = HostRoot(snapshot or "/")
+        addresses = [device.address for device in enumerate_pci(root)]
+        metafunc.parametrize("device_address", addresses, ids=[nodedev_name(a) for a in addresses])
+    if "allowed_address" in metafunc.fixturenames:
+        allowed = allowlist(metafunc.config)
+        metafunc.parametrize(
+            "allowed_address",
+            allowed or [pytest.param(None, marks=pytest.mark.skip(reason="no device allowlisted (--harness-allow)"))],
+        )
+
+
+def test_device(device_address: str, harness_host: Host, record_property) -> None:
+    device = harness_host.pci.get(device_address)
+    assessment = assess_device(harness_host, device)
+    for name, value in device_properties(assessment):
+        record_property(name, value)
+    libvirt = harness_host.libvirt
+    if not libvirt.reachable:
+        pytest.skip(f"libvirt not reachable ({libvirt.error}): sysfs view recorded, libvirt view not compared")
+    view = libvirt.node_devices.get(device.nodedev_name)
+    assert view is not None, (
+        f"libvirt has no node device {device.nodedev_name} for {device.address}; "
+        f"reproduce: virsh nodedev-list --cap pci"
+    )
+    assert view.driver == device.driver, (
+        f"driver of {device.address}: sysfs says {device.driver}, libvirt says {view.driver}; "
+        f"reproduce: virsh nodedev-dumpxml {device.nodedev_name}"
+    )
+    assert view.iommu_group == device.iommu_group, (
+        f"IOMMU group of {device.address}: sysfs says {device.iommu_group}, libvirt says {view.iommu_group}"
+    )
+    if device.iommu_group is not None:
+        expected = sorted(nodedev_name(a) for a in assessment.group_members)
+        assert sorted(view.iommu_group_members) == expected, (
+            f"members of IOMMU group {device.iommu_group}: sysfs {expected}, libvirt {sorted(view.iommu_group_members)}"
+        )
+
+
+def test_allowed_device_is_assignable(allowed_address: str, harness_host: Host, harness_guard, record_property) -> None:
+    """A device the user wants to assign must be one the harness may touch, and assignable."""
+    record_property("harness.allowed", allowed_address)
+    refusal = harness_guard.refusal(allowed_address)
+    if refusal is not None:
+        pytest.fail(f"refused: {refusal}; nothing was changed", pytrace=False)
+    assessment = assess_device(harness_host, harness_host.pci.get(allowed_address))
+    assert assessment.assignable, f"{allowed_address} cannot be assigned: {assessment.explain()}"

@@ -1,0 +1,17 @@
+"""Is this host prepared for PCI device assignment? One test per check, so JUnit shows each verdict."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.checks.preparation import PREPARATION_CHECKS, run_check
+
+
+@pytest.mark.parametrize("check_name", list(PREPARATION_CHECKS))
+def test_preparation(check_name, harness_host, harness_plan, harness_verdict, record_property):
+    result = run_check(check_name, harness_host, harness_plan)
+    if check_name == "libvirt_ready" and harness_host.libvirt.reachable:
+        record_property("harness.host.libvirt", harness_host.libvirt.library_version)
+        record_property("harness.host.qemu", harness_host.libvirt.hypervisor_version)
+        record_property("harness.host.libvirt_uri", harness_host.libvirt.uri)
+    harness_verdict(result)
