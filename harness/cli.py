@@ -13,7 +13,13 @@ from harness.checks.preparation import CheckPlan, run_all
 from harness.checks.result import Verdict
 from harness.host.host import Host
 from harness.inventory import assess_all
-from harness.libvirt.connection import DEFAULT_URI, LibvirtUnavailableError, answers, is_local_system_uri, open_connection
+from harness.libvirt.connection import (
+    DEFAULT_URI,
+    LibvirtUnavailableError,
+    answers,
+    is_local_system_uri,
+    open_connection,
+)
 from harness.libvirt.daemon import private_libvirtd
 from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
 

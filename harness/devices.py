@@ -58,7 +58,7 @@ class DeviceChanger:
         except libvirt.libvirtError as exc:
             raise DeviceChangeError(
                 f"libvirt has no node device {nodedev_name(address)}: {exc.get_error_message()} "
-                f"({Reproduce(f'virsh nodedev-list --cap pci')})"
+                f"({Reproduce('virsh nodedev-list --cap pci')})"
             ) from exc
 
     def detach(self, address: str) -> str | None:

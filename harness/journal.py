@@ -30,8 +30,10 @@ class ChangeJournal:
 
     def _append(self, record: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as stream:
-            stream.write(json.dumps(record) + "\n")
+        with self.path.open("a+") as stream:
+            # A line torn by a crash must not swallow the next record.
+            torn = stream.tell() > 0 and (stream.seek(stream.tell() - 1), stream.read(1))[1] != "\n"
+            stream.write(("\n" if torn else "") + json.dumps(record) + "\n")
             stream.flush()
             os.fsync(stream.fileno())  # the record must survive a crash of the run that wrote it
 

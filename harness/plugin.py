@@ -9,20 +9,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.junitxml import xml_key
 
 from harness.checks.preparation import CheckPlan
 from harness.checks.result import CheckResult, Verdict
 from harness.devices import DeviceChanger
 from harness.guard import DeviceGuard
 from harness.host.host import Host
+from harness.host.pci import UnknownDeviceError, normalize_bdf
 from harness.hypothesis_profiles import register_profiles
 from harness.journal import DEFAULT_JOURNAL, ChangeJournal
-from harness.libvirt.connection import DEFAULT_URI, LibvirtUnavailableError, answers, is_local_system_uri, open_connection
+from harness.libvirt.connection import (
+    DEFAULT_URI,
+    LibvirtUnavailableError,
+    answers,
+    is_local_system_uri,
+    open_connection,
+)
 from harness.libvirt.daemon import PrivateLibvirtd, private_libvirtd
 from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
 from harness.report.properties import CHECK, DEVICE, HOST_PREFIX, as_dict, check_properties
 from harness.report.summary import render_summary
-from _pytest.junitxml import xml_key
 
 register_profiles()
 
@@ -57,6 +64,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "harness_destructive: changes device bindings (needs allowlisted devices)")
+    for address in allowlist(config) + list(refuse_list(config)):
+        try:
+            normalize_bdf(address)
+        except UnknownDeviceError as exc:
+            raise pytest.UsageError(f"hostdev-harness: {exc}") from None
     if not hasattr(config, "workerinput"):  # under xdist only the controller reports
         reporter = HarnessReporter(config)
         config.stash[reporter_key] = reporter

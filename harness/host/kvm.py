@@ -41,7 +41,7 @@ class KvmProbe:
 
 
 class _MemoryRegion(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 (ctypes wants a class attribute)
+    _fields_ = [
         ("slot", ctypes.c_uint32),
         ("flags", ctypes.c_uint32),
         ("guest_phys_addr", ctypes.c_uint64),

@@ -14,7 +14,7 @@ BDF_PATTERN = re.compile(r"^(?P<domain>[0-9a-f]{4}):(?P<bus>[0-9a-f]{2}):(?P<slo
 PCI_IDS_PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
 
 
-class UnknownDeviceError(LookupError):
+class UnknownDeviceError(LookupError, ValueError):
     """A PCI address that is malformed or names no device of the host."""
 
 

@@ -1,0 +1,214 @@
+"""Synthesized host snapshots: hosts this project has no hardware for, written as the snapshot format.
+
+``python -m tests.synthetic_hosts`` rewrites fixtures/hosts/synthetic-*; the tests compare the checks'
+verdicts on them with each snapshot's expected.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "hosts"
+RELEASE = "6.1.0-27-amd64"
+VFIO_MODULES_DEP = (
+    "kernel/drivers/vfio/vfio.ko.xz: kernel/drivers/vfio/vfio_iommu_type1.ko.xz\n"
+    "kernel/drivers/vfio/vfio_iommu_type1.ko.xz:\n"
+    "kernel/drivers/vfio/pci/vfio-pci.ko.xz: kernel/drivers/vfio/pci/vfio-pci-core.ko.xz\n"
+)
+ECAP_WITH_INTREMAP = "f020de"  # bit 3 set
+ECAP_WITHOUT_INTREMAP = "f020d6"
+BIG_LIMITS = (
+    "Limit                     Soft Limit           Hard Limit           Units     \n"
+    "Max open files            1048576              1048576              files     \n"
+    "Max locked memory         unlimited            unlimited            bytes     \n"
+)
+
+
+@dataclass
+class Pci:
+    address: str
+    path: str  # below /sys/devices, e.g. pci0000:00/0000:00:1c.0/0000:01:00.0
+    vendor: str
+    device: str
+    class_code: str
+    driver: str | None
+    group: int | None
+    totalvfs: int | None = None
+
+
+@dataclass
+class SyntheticHost:
+    name: str
+    description: str
+    cmdline: str
+    vendor: str  # intel / amd / none
+    groups: bool = True
+    ecap: str = ECAP_WITH_INTREMAP
+    flags: str = "fpu vme de pse msr pae vmx ssse3 sse4_2 x2apic"
+    grub_path: str = "/etc/default/grub"
+    grub_text: str = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX="intel_iommu=on iommu=pt"\n'
+    modprobe: dict[str, str] = field(default_factory=dict)
+    unsafe_param: str = "N"
+    dmesg: list[str] = field(default_factory=list)
+    devices: list[Pci] = field(default_factory=list)
+    expected: dict[str, object] = field(default_factory=dict)
+
+
+def base_devices() -> list[Pci]:
+    return [
+        Pci("0000:00:00.0", "pci0000:00/0000:00:00.0", "8086", "3e30", "0x060000", None, 0),
+        Pci("0000:00:1c.0", "pci0000:00/0000:00:1c.0", "8086", "a338", "0x060400", "pcieport", 5),
+        Pci("0000:01:00.0", "pci0000:00/0000:00:1c.0/0000:01:00.0", "8086", "10c9", "0x020000", "igb", 12, 7),
+        Pci("0000:00:1f.6", "pci0000:00/0000:00:1f.6", "8086", "15bb", "0x020000", "e1000e", 9),
+        Pci("0000:00:1d.0", "pci0000:00/0000:00:1d.0", "8086", "a330", "0x060400", "pcieport", 6),
+        Pci("0000:3d:00.0", "pci0000:00/0000:00:1d.0/0000:3d:00.0", "144d", "a808", "0x010802", "nvme", 14),
+    ]
+
+
+def _write(root: Path, host_path: str, text: str) -> None:
+    path = root / host_path.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _link(root: Path, host_path: str, target: str) -> None:
+    path = root / host_path.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+def write_host(host: SyntheticHost, root: Path) -> None:
+    if root.exists():
+        shutil.rmtree(root)
+    _write(root, "/proc/cmdline", host.cmdline + "\n")
+    _write(root, "/proc/sys/kernel/osrelease", RELEASE + "\n")
+    _write(root, "/proc/sys/kernel/hostname", host.name + "\n")
+    _write(root, "/proc/sys/fs/file-max", "9223372036854775807\n")
+    _write(root, "/proc/cpuinfo", f"processor\t: 0\nflags\t\t: {host.flags}\n")
+    _write(root, "/proc/self/limits", BIG_LIMITS)
+    _write(root, "/proc/net/route", "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
+           "eno1\t00000000\t0100A8C0\t0003\t0\t0\t100\t00000000\n")
+    _write(root, "/proc/self/mounts", "/dev/nvme0n1p2 / ext4 rw 0 0\nproc /proc proc rw 0 0\n")
+    _write(root, "/proc/consoles", "tty0                 -WU (EC p  )    4:1\n")
+    _write(root, "/proc/modules", "".join(f"{m} 16384 0 - Live 0x0\n" for m in ("vfio_pci", "vfio_pci_core",
+           "vfio_iommu_type1", "vfio", "kvm_intel", "kvm")) if host.groups else "kvm 16384 0 - Live 0x0\n")
+    _write(root, f"/lib/modules/{RELEASE}/modules.dep", VFIO_MODULES_DEP)
+    _write(root, f"/lib/modules/{RELEASE}/modules.builtin", "kernel/drivers/iommu/intel/iommu.ko\n")
+    _write(root, host.grub_path, host.grub_text)
+    for name, text in host.modprobe.items():
+        _write(root, f"/etc/modprobe.d/{name}", text)
+    tables = ["APIC", "DSDT", "FACP", "MCFG"] + {"intel": ["DMAR"], "amd": ["IVRS"], "none": []}[host.vendor]
+    for table in tables:
+        _write(root, f"/sys/firmware/acpi/tables/{table}", "")
+    if host.groups and host.vendor == "intel":
+        _write(root, "/sys/devices/virtual/iommu/dmar0/intel-iommu/ecap", host.ecap + "\n")
+        _link(root, "/sys/class/iommu/dmar0", "../../devices/virtual/iommu/dmar0")
+    if host.groups and host.vendor == "amd":
+        _write(root, "/sys/devices/pci0000:00/0000:00:00.2/iommu/ivhd0/amd-iommu/cap", "0x190\n")
+        _link(root, "/sys/class/iommu/ivhd0", "../../devices/pci0000:00/0000:00:00.2/iommu/ivhd0")
+    if host.groups:
+        _write(root, "/dev/vfio/vfio", "")
+        _write(root, "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", host.unsafe_param + "\n")
+    for device in host.devices:
+        base = f"/sys/devices/{device.path}"
+        _link(root, f"/sys/bus/pci/devices/{device.address}", f"../../../devices/{device.path}")
+        for name, value in (("vendor", f"0x{device.vendor}"), ("device", f"0x{device.device}"),
+                            ("class", device.class_code)):
+            _write(root, f"{base}/{name}", value + "\n")
+        if device.driver:
+            _link(root, f"{base}/driver", f"../../../bus/pci/drivers/{device.driver}")
+        if device.group is not None and host.groups:
+            _link(root, f"{base}/iommu_group", f"../../../kernel/iommu_groups/{device.group}")
+            (root / f"sys/kernel/iommu_groups/{device.group}/devices").mkdir(parents=True, exist_ok=True)
+        if device.totalvfs:
+            _write(root, f"{base}/sriov_totalvfs", f"{device.totalvfs}\n")
+            _write(root, f"{base}/sriov_numvfs", "0\n")
+    _link(root, "/sys/class/net/eno1", "../../devices/pci0000:00/0000:00:1f.6/net/eno1")
+    _link(root, "/sys/class/block/nvme0n1p2",
+          "../../devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1/nvme0n1p2")
+    _write(root, "/.harness/probes.json", json.dumps({"kvm": {"usable": True, "detail": "synthesized"}}) + "\n")
+    vfio = host.groups and host.vendor != "none"
+    libvirt = {
+        "uri": "qemu:///system", "reachable": True, "error": None, "library_version": "9.0.0",
+        "hypervisor_version": "7.2.0", "virt_type": "kvm", "hostdev_supported": True,
+        "pci_backends": ["default", "vfio"] if vfio else [], "subsys_types": ["usb", "pci", "scsi"],
+        "node_devices": {},
+    }  # fmt: skip
+    _write(root, "/.harness/libvirt.json", json.dumps(libvirt, indent=2) + "\n")
+    _write(root, "/.harness/dmesg.txt", "\n".join(host.dmesg) + "\n")
+    _write(root, "/expected.json", json.dumps({"description": host.description, **host.expected}, indent=2) + "\n")
+
+
+INTEL_DMESG = ["DMAR: IOMMU enabled", "DMAR-IR: Enabled IRQ remapping in x2apic mode"]
+ALL_PASS = {name: "PASS" for name in ("hardware_virtualization", "iommu_firmware", "iommu_kernel",
+            "interrupt_remapping", "vfio_ready", "libvirt_ready", "next_boot", "limits")}  # fmt: skip
+
+
+def synthetic_hosts() -> list[SyntheticHost]:
+    shared = [
+        Pci("0000:00:1c.4", "pci0000:00/0000:00:1c.4", "8086", "a33c", "0x060400", "pcieport", 15),
+        Pci("0000:02:00.0", "pci0000:00/0000:00:1c.4/0000:02:00.0", "1b36", "000e", "0x060400", None, 15),
+        Pci("0000:03:01.0", "pci0000:00/0000:00:1c.4/0000:02:00.0/0000:03:01.0", "8086", "100e", "0x020000",
+            "e1000", 15),
+        Pci("0000:03:02.0", "pci0000:00/0000:00:1c.4/0000:02:00.0/0000:03:02.0", "8086", "100e", "0x020000",
+            "e1000", 15),
+    ]
+    return [
+        SyntheticHost(
+            "synthetic-intel-iommu-on", "Intel host prepared as the guide says", "intel_iommu=on iommu=pt quiet",
+            "intel", dmesg=INTEL_DMESG, devices=base_devices(),
+            expected={"checks": ALL_PASS, "devices": {"0000:01:00.0": "assignable", "0000:00:1f.6": "host-critical",
+                      "0000:3d:00.0": "host-critical", "0000:00:1c.0": "not assignable"}},
+        ),
+        SyntheticHost(
+            "synthetic-amd-iommu-on", "AMD host with the IOMMU on (amd_iommu=on is a no-op)",
+            "amd_iommu=on iommu=pt", "amd", flags="fpu vme svm x2apic",
+            grub_text='GRUB_CMDLINE_LINUX="amd_iommu=on iommu=pt"\n',
+            dmesg=["AMD-Vi: Interrupt remapping enabled", "AMD-Vi: Found IOMMU at 0000:00:00.2 cap 0x40"],
+            devices=base_devices(),
+            expected={"checks": ALL_PASS, "devices": {"0000:01:00.0": "assignable"}},
+        ),
+        SyntheticHost(
+            "synthetic-iommu-off-in-kernel", "VT-d on in firmware, not enabled in the kernel", "quiet", "intel",
+            groups=False, grub_text='GRUB_CMDLINE_LINUX="quiet"\n', dmesg=["DMAR: Host address width 39"],
+            devices=base_devices(),
+            expected={"checks": {"iommu_firmware": "PASS", "iommu_kernel": "FAIL", "interrupt_remapping": "FAIL",
+                      "vfio_ready": "WARN", "libvirt_ready": "FAIL", "next_boot": "FAIL"},
+                      "devices": {"0000:01:00.0": "not assignable"}},
+        ),
+        SyntheticHost(
+            "synthetic-unsafe-interrupts", "no interrupt remapping, unsafe interrupts allowed",
+            "intel_iommu=on", "intel", ecap=ECAP_WITHOUT_INTREMAP, unsafe_param="Y",
+            modprobe={"vfio.conf": "options vfio_iommu_type1 allow_unsafe_interrupts=1\n"},
+            dmesg=["DMAR: IOMMU enabled"], devices=base_devices(),
+            expected={"checks": {"iommu_kernel": "PASS", "interrupt_remapping": "WARN"}},
+        ),
+        SyntheticHost(
+            "synthetic-shared-group", "a group shared by a PCIe-to-PCI bridge and two endpoints",
+            "intel_iommu=on iommu=pt", "intel", dmesg=INTEL_DMESG, devices=base_devices() + shared,
+            expected={"checks": {"iommu_kernel": "PASS"},
+                      "devices": {"0000:03:01.0": "not assignable", "0000:03:02.0": "not assignable",
+                                  "0000:02:00.0": "not assignable", "0000:01:00.0": "assignable"},
+                      "reasons": {"0000:03:01.0": "0000:03:02.0 (bound to e1000)"}},
+        ),
+        SyntheticHost(
+            "synthetic-grub-misspelled", "the guide's GRUB_CMDLINX_LINUX typo in /etc/sysconfig/grub",
+            "intel_iommu=on iommu=pt", "intel", grub_path="/etc/sysconfig/grub",
+            grub_text='GRUB_TIMEOUT=5\nGRUB_CMDLINX_LINUX="rhgb quiet intel_iommu=on iommu=pt"\n',
+            dmesg=INTEL_DMESG, devices=base_devices(),
+            expected={"checks": {"next_boot": "FAIL"}, "hints": {"next_boot": "GRUB_CMDLINX_LINUX"}},
+        ),
+    ]
+
+
+def main() -> None:
+    for host in synthetic_hosts():
+        write_host(host, FIXTURES / host.name)
+        print(f"wrote {FIXTURES / host.name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Units of the host model's readers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.host.bootloader import parse_grub_defaults
+from harness.host.critical import pci_ancestor
+from harness.host.kernel import parse_cmdline
+from harness.host.limits import Limit
+from harness.host.pci import UnknownDeviceError, nodedev_name, normalize_bdf
+from harness.host.root import HostRoot
+
+
+def test_cmdline_stops_at_init_arguments() -> None:
+    assert parse_cmdline("intel_iommu=on iommu=pt quiet -- --init-flag=1") == {
+        "intel_iommu": "on",
+        "iommu": "pt",
+        "quiet": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0000:01:00.0", "0000:01:00.0"), ("1:0.0", "0000:01:00.0"), ("pci_0000_3d_00_0", "0000:3d:00.0")],
+)
+def test_bdf_forms(text: str, expected: str) -> None:
+    assert normalize_bdf(text) == expected
+    assert nodedev_name(expected) == "pci_" + expected.replace(":", "_").replace(".", "_")
+
+
+@pytest.mark.parametrize("text", ["eth0", "0000:01:20.0", "0000:01:00.8", "zz:00.0", ""])
+def test_bad_bdf_names_what_is_wrong(text: str) -> None:
+    with pytest.raises(UnknownDeviceError, match="PCI address|out of range"):
+        normalize_bdf(text)
+
+
+def test_grub_misspelling_is_found_with_its_line() -> None:
+    parsed = parse_grub_defaults("/etc/sysconfig/grub", 'GRUB_TIMEOUT=5\nGRUB_CMDLINX_LINUX="intel_iommu=on"\n')
+    assert [(m.line_number, m.key, m.suggestion) for m in parsed.misspellings] == [
+        (2, "GRUB_CMDLINX_LINUX", "GRUB_CMDLINE_LINUX")
+    ]
+    assert parsed.kernel_arguments == []
+
+
+def test_grub_arguments_are_unquoted() -> None:
+    parsed = parse_grub_defaults("/etc/default/grub", 'GRUB_CMDLINE_LINUX="rhgb quiet intel_iommu=on iommu=pt"\n')
+    assert parsed.kernel_arguments == ["rhgb", "quiet", "intel_iommu=on", "iommu=pt"]
+
+
+def test_pci_ancestor_is_the_nearest_pci_device() -> None:
+    path = "/sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0/net/eth0"
+    assert pci_ancestor(path) == "0000:01:00.0"
+    assert pci_ancestor("/sys/devices/platform/serial8250/tty/ttyS0") is None
+
+
+def test_limit_parsing() -> None:
+    assert Limit.parse("unlimited unlimited bytes").at_least(1 << 40)
+    assert not Limit.parse("65536 65536 bytes").at_least(1 << 30)
+
+
+def test_root_maps_host_paths(tmp_path: Path) -> None:
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/cmdline").write_text("quiet\n")
+    root = HostRoot(tmp_path)
+    assert not root.is_live
+    assert root.read_stripped("/proc/cmdline") == "quiet"
+    assert root.read_text("/proc/missing") is None

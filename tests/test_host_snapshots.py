@@ -1,0 +1,54 @@
+"""The checks and the inventory against host snapshots, each with the verdicts it must get."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.checks.preparation import run_all
+from harness.host.host import Host
+from harness.inventory import assess_all
+from tests.synthetic_hosts import FIXTURES, synthetic_hosts, write_host
+
+SNAPSHOTS = sorted(path.parent for path in FIXTURES.glob("*/expected.json"))
+
+
+@pytest.mark.parametrize("snapshot", SNAPSHOTS, ids=[path.name for path in SNAPSHOTS])
+def test_snapshot_verdicts(snapshot: Path) -> None:
+    expected = json.loads((snapshot / "expected.json").read_text())
+    host = Host.from_snapshot(snapshot)
+    results = {result.name: result for result in run_all(host)}
+    for name, verdict in expected.get("checks", {}).items():
+        assert str(results[name].verdict) == verdict, (
+            f"{snapshot.name}: check {name} expected {verdict}, found {results[name].verdict}\n{results[name].explain()}"
+        )
+    for name, fragment in expected.get("hints", {}).items():
+        assert fragment in (results[name].hint or ""), f"{snapshot.name}: hint of {name} lacks {fragment!r}"
+    assessments = {a.device.address: a for a in assess_all(host)}
+    for address, verdict in expected.get("devices", {}).items():
+        assert assessments[address].verdict == verdict, (
+            f"{snapshot.name}: {address} expected {verdict}, found {assessments[address].verdict} "
+            f"({assessments[address].explain()})"
+        )
+    for address, fragment in expected.get("reasons", {}).items():
+        assert fragment in assessments[address].explain()
+
+
+@pytest.mark.parametrize("synthetic", synthetic_hosts(), ids=lambda host: host.name)
+def test_committed_synthetic_snapshot_is_current(synthetic, tmp_path: Path) -> None:
+    """fixtures/hosts/synthetic-* are what tests/synthetic_hosts.py writes (regenerate with python -m)."""
+    write_host(synthetic, tmp_path / synthetic.name)
+    committed = FIXTURES / synthetic.name
+    fresh = sorted(str(p.relative_to(tmp_path / synthetic.name)) for p in (tmp_path / synthetic.name).rglob("*"))
+    assert fresh == sorted(str(p.relative_to(committed)) for p in committed.rglob("*")), (
+        f"{committed} is stale: run python -m tests.synthetic_hosts"
+    )
+
+
+def test_every_check_has_a_hint_when_not_passing() -> None:
+    for snapshot in SNAPSHOTS:
+        for result in run_all(Host.from_snapshot(snapshot)):
+            if str(result.verdict) != "PASS":
+                assert result.hint, f"{snapshot.name}: {result.name} is {result.verdict} without a hint"
