@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from harness.checks.preparation import CheckPlan, run_all
 from harness.checks.result import Verdict
@@ -71,7 +72,7 @@ def _check(args: argparse.Namespace) -> int:
 def _inventory(args: argparse.Namespace) -> int:
     with _host(args) as host:
         assessments = assess_all(host)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "address": a.device.address,
             "nodedev": a.device.nodedev_name,
@@ -92,8 +93,10 @@ def _inventory(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            print(f"{row['address']}  {row['nodedev']}  {row['driver'] or '-':<12} group {row['iommu_group']}  "
-                  f"{row['verdict']}: {'; '.join(row['reasons']) or 'can be assigned'}")
+            print(
+                f"{row['address']}  {row['nodedev']}  {row['driver'] or '-':<12} group {row['iommu_group']}  "
+                f"{row['verdict']}: {'; '.join(row['reasons']) or 'can be assigned'}"
+            )
     return 0
 
 
@@ -140,11 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     inventory = commands.add_parser("inventory", help="every PCI device and whether it can be assigned")
     host_options(inventory)
     inventory.set_defaults(run=_inventory)
-    snapshot = commands.add_parser("snapshot", help="capture this host into a directory (fixtures/hosts/NAME)")
+    snapshot = commands.add_parser(
+        "snapshot", help="capture this host into a directory (fixtures/hosts/NAME)"
+    )
     host_options(snapshot)
     snapshot.add_argument("destination")
     snapshot.set_defaults(run=_snapshot)
-    restore = commands.add_parser("restore", help="undo device changes an interrupted run left in the journal")
+    restore = commands.add_parser(
+        "restore", help="undo device changes an interrupted run left in the journal"
+    )
     restore.add_argument("--uri", default=DEFAULT_URI)
     restore.add_argument("--journal")
     restore.set_defaults(run=_restore)

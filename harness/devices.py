@@ -94,7 +94,9 @@ class DeviceChanger:
             if entry.action == "detach" and entry.device == address:
                 self._undo_detach(entry)
                 return
-        raise DeviceChangeError(f"{address} has no pending detach in {self.journal.path}: nothing to reattach")
+        raise DeviceChangeError(
+            f"{address} has no pending detach in {self.journal.path}: nothing to reattach"
+        )
 
     def _undo_detach(self, entry: JournalEntry) -> None:
         try:
@@ -104,7 +106,9 @@ class DeviceChanger:
                 f"nodedev-reattach {entry.device} failed: {exc.get_error_message()} "
                 f"({Reproduce(f'virsh nodedev-reattach {nodedev_name(entry.device)}')})"
             ) from exc
-        found = wait_for_driver(self.root, entry.device, entry.before if isinstance(entry.before, str) else None)
+        found = wait_for_driver(
+            self.root, entry.device, entry.before if isinstance(entry.before, str) else None
+        )
         if found != entry.before:
             raise DeviceChangeError(
                 f"after nodedev-reattach {entry.device}: expected driver {entry.before or 'none'}, "

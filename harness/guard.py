@@ -26,7 +26,9 @@ class DeviceGuard:
             return f"{bdf} is not a PCI device of this host"
         critical = self.host.critical.get(bdf)
         if critical:
-            listed = " (it is on --harness-allow, which cannot override this)" if bdf in self.allowlist else ""
+            listed = (
+                " (it is on --harness-allow, which cannot override this)" if bdf in self.allowlist else ""
+            )
             return f"{bdf} is host-critical: it {', '.join(critical)}; the harness never detaches it{listed}"
         group = self.host.pci.group_of(self.host.pci.devices[bdf])
         if group is not None:

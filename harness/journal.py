@@ -39,7 +39,9 @@ class ChangeJournal:
 
     def begin(self, action: str, device: str, before: str | int | None) -> str:
         entry_id = uuid.uuid4().hex
-        self._append({"id": entry_id, "action": action, "device": device, "before": before, "at": time.time()})
+        self._append(
+            {"id": entry_id, "action": action, "device": device, "before": before, "at": time.time()}
+        )
         return entry_id
 
     def complete(self, entry_id: str) -> None:

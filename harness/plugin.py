@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import libvirt
 import pytest
 from _pytest.junitxml import xml_key
 
@@ -37,7 +38,6 @@ ALLOW_ENV = "HARNESS_ALLOW"
 reporter_key = pytest.StashKey["HarnessReporter"]()
 
 
-
 class HarnessWarning(UserWarning):
     """A preparation check ended in WARN."""
 
@@ -53,7 +53,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--harness-refuse", default=None, help="comma-separated PCI addresses never to touch")
     group.addoption("--harness-strict", action="store_true", help="a WARN verdict fails its test")
-    group.addoption("--harness-snapshot", default=None, help="check a host snapshot directory instead of this host")
+    group.addoption(
+        "--harness-snapshot", default=None, help="check a host snapshot directory instead of this host"
+    )
     group.addoption("--harness-journal", default=None, help=f"the change journal (default {DEFAULT_JOURNAL})")
     group.addoption("--harness-report-dir", default=None, help="where the summary goes (default reports/)")
     parser.addini("harness_uri", "libvirt URI of the host", default=DEFAULT_URI)
@@ -63,7 +65,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "harness_destructive: changes device bindings (needs allowlisted devices)")
+    config.addinivalue_line(
+        "markers", "harness_destructive: changes device bindings (needs allowlisted devices)"
+    )
     for address in allowlist(config) + list(refuse_list(config)):
         try:
             normalize_bdf(address)
@@ -94,7 +98,9 @@ def harness_uri(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def harness_private_libvirtd(harness_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateLibvirtd | None]:
+def harness_private_libvirtd(
+    harness_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrivateLibvirtd | None]:
     """A libvirtd of the run's own when none answers on this machine at the local system URI."""
     if not is_local_system_uri(harness_uri) or answers(harness_uri):
         yield None
@@ -104,7 +110,9 @@ def harness_private_libvirtd(harness_uri: str, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(scope="session")
-def harness_libvirt(harness_uri: str, harness_private_libvirtd: PrivateLibvirtd | None) -> Iterator[object]:
+def harness_libvirt(
+    harness_uri: str, harness_private_libvirtd: PrivateLibvirtd | None
+) -> Iterator[libvirt.virConnect]:
     """A libvirt connection (``libvirt.virConnect``) to the host under test."""
     uri = harness_private_libvirtd.uri if harness_private_libvirtd else harness_uri
     try:
@@ -150,11 +158,13 @@ def harness_journal(pytestconfig: pytest.Config) -> ChangeJournal:
 
 
 @pytest.fixture(scope="session")
-def harness_changer(harness_libvirt: object, harness_guard: DeviceGuard, harness_journal: ChangeJournal) -> Iterator[DeviceChanger]:
+def harness_changer(
+    harness_libvirt: libvirt.virConnect, harness_guard: DeviceGuard, harness_journal: ChangeJournal
+) -> Iterator[DeviceChanger]:
     """Changes devices; undoes, at the start and at the end, whatever a run left in the journal."""
     if harness_guard.host.root.is_live is False:
         pytest.skip("device changes need a live host, not a snapshot")
-    changer = DeviceChanger(harness_libvirt, harness_guard, harness_journal)  # type: ignore[arg-type]
+    changer = DeviceChanger(harness_libvirt, harness_guard, harness_journal)
     for line in changer.restore_pending():
         warnings.warn(HarnessWarning(f"restored after an interrupted run: {line}"), stacklevel=1)
     yield changer
@@ -168,7 +178,9 @@ def harness_verdict(record_property: object, pytestconfig: pytest.Config) -> obj
     def verdict(result: CheckResult) -> None:
         for name, value in check_properties(result):
             record_property(name, value)  # type: ignore[operator]
-        if result.verdict is Verdict.FAIL or (result.verdict is Verdict.WARN and pytestconfig.getoption("harness_strict")):
+        if result.verdict is Verdict.FAIL or (
+            result.verdict is Verdict.WARN and pytestconfig.getoption("harness_strict")
+        ):
             pytest.fail(result.explain(), pytrace=False)
         if result.verdict is Verdict.WARN:
             warnings.warn(HarnessWarning(result.explain()), stacklevel=2)
@@ -211,7 +223,11 @@ class HarnessReporter:
         if DEVICE in properties and "harness.assignable" in properties:
             self.devices.append(properties)
         self.host.update(
-            {name[len(HOST_PREFIX) :]: value for name, value in properties.items() if name.startswith(HOST_PREFIX)}
+            {
+                name[len(HOST_PREFIX) :]: value
+                for name, value in properties.items()
+                if name.startswith(HOST_PREFIX)
+            }
         )
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file

@@ -6,10 +6,13 @@ and undone if the run is interrupted. Each device is locked so that two xdist wo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import libvirt
 import pytest
 
 from harness.devices import VFIO_DRIVER, DeviceChanger, current_driver
-from harness.guard import DeviceRefusedError
+from harness.guard import DeviceGuard, DeviceRefusedError
 from harness.host.pci import nodedev_name
 from harness.libvirt.facts import read_node_device
 from harness.locks import device_lock
@@ -23,11 +26,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         allowed = allowlist(metafunc.config)
         metafunc.parametrize(
             "address",
-            allowed or [pytest.param(None, marks=pytest.mark.skip(reason="no device allowlisted (--harness-allow)"))],
+            allowed
+            or [pytest.param(None, marks=pytest.mark.skip(reason="no device allowlisted (--harness-allow)"))],
         )
 
 
-def test_detach_reattach_cycle(address: str, harness_guard, harness_changer: DeviceChanger, harness_libvirt, record_property) -> None:
+def test_detach_reattach_cycle(
+    address: str,
+    harness_guard: DeviceGuard,
+    harness_changer: DeviceChanger,
+    harness_libvirt: libvirt.virConnect,
+    record_property: Callable[[str, object], None],
+) -> None:
     try:
         device = harness_guard.permit(address)
     except DeviceRefusedError as exc:

@@ -6,8 +6,11 @@ the two views disagreeing is what breaks a managed hostdev. The verdict travels 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
+from harness.guard import DeviceGuard
 from harness.host.host import Host
 from harness.host.pci import enumerate_pci, nodedev_name
 from harness.host.root import HostRoot
@@ -26,18 +29,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         allowed = allowlist(metafunc.config)
         metafunc.parametrize(
             "allowed_address",
-            allowed or [pytest.param(None, marks=pytest.mark.skip(reason="no device allowlisted (--harness-allow)"))],
+            allowed
+            or [pytest.param(None, marks=pytest.mark.skip(reason="no device allowlisted (--harness-allow)"))],
         )
 
 
-def test_device(device_address: str, harness_host: Host, record_property) -> None:
+def test_device(
+    device_address: str, harness_host: Host, record_property: Callable[[str, object], None]
+) -> None:
     device = harness_host.pci.get(device_address)
     assessment = assess_device(harness_host, device)
     for name, value in device_properties(assessment):
         record_property(name, value)
     libvirt = harness_host.libvirt
     if not libvirt.reachable:
-        pytest.skip(f"libvirt not reachable ({libvirt.error}): sysfs view recorded, libvirt view not compared")
+        pytest.skip(
+            f"libvirt not reachable ({libvirt.error}): sysfs view recorded, libvirt view not compared"
+        )
     view = libvirt.node_devices.get(device.nodedev_name)
     assert view is not None, (
         f"libvirt has no node device {device.nodedev_name} for {device.address}; "
@@ -57,7 +65,12 @@ def test_device(device_address: str, harness_host: Host, record_property) -> Non
         )
 
 
-def test_allowed_device_is_assignable(allowed_address: str, harness_host: Host, harness_guard, record_property) -> None:
+def test_allowed_device_is_assignable(
+    allowed_address: str,
+    harness_host: Host,
+    harness_guard: DeviceGuard,
+    record_property: Callable[[str, object], None],
+) -> None:
     """A device the user wants to assign must be one the harness may touch, and assignable."""
     record_property("harness.allowed", allowed_address)
     refusal = harness_guard.refusal(allowed_address)

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from harness.checks.preparation import PREPARATION_CHECKS, run_check
+from harness.checks.preparation import PREPARATION_CHECKS, CheckPlan, run_check
+from harness.checks.result import CheckResult
+from harness.host.host import Host
 
 
 @pytest.mark.parametrize("check_name", list(PREPARATION_CHECKS))
-def test_preparation(check_name, harness_host, harness_plan, harness_verdict, record_property):
+def test_preparation(
+    check_name: str,
+    harness_host: Host,
+    harness_plan: CheckPlan,
+    harness_verdict: Callable[[CheckResult], None],
+    record_property: Callable[[str, object], None],
+) -> None:
     result = run_check(check_name, harness_host, harness_plan)
     if check_name == "libvirt_ready" and harness_host.libvirt.reachable:
         record_property("harness.host.libvirt", harness_host.libvirt.library_version)

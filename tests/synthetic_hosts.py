@@ -49,7 +49,9 @@ class SyntheticHost:
     ecap: str = ECAP_WITH_INTREMAP
     flags: str = "fpu vme de pse msr pae vmx ssse3 sse4_2 x2apic"
     grub_path: str = "/etc/default/grub"
-    grub_text: str = 'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX="intel_iommu=on iommu=pt"\n'
+    grub_text: str = (
+        'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX="intel_iommu=on iommu=pt"\n'
+    )
     modprobe: dict[str, str] = field(default_factory=dict)
     unsafe_param: str = "N"
     dmesg: list[str] = field(default_factory=list)
@@ -89,12 +91,24 @@ def write_host(host: SyntheticHost, root: Path) -> None:
     _write(root, "/proc/sys/fs/file-max", "9223372036854775807\n")
     _write(root, "/proc/cpuinfo", f"processor\t: 0\nflags\t\t: {host.flags}\n")
     _write(root, "/proc/self/limits", BIG_LIMITS)
-    _write(root, "/proc/net/route", "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
-           "eno1\t00000000\t0100A8C0\t0003\t0\t0\t100\t00000000\n")
+    _write(
+        root,
+        "/proc/net/route",
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
+        "eno1\t00000000\t0100A8C0\t0003\t0\t0\t100\t00000000\n",
+    )
     _write(root, "/proc/self/mounts", "/dev/nvme0n1p2 / ext4 rw 0 0\nproc /proc proc rw 0 0\n")
     _write(root, "/proc/consoles", "tty0                 -WU (EC p  )    4:1\n")
-    _write(root, "/proc/modules", "".join(f"{m} 16384 0 - Live 0x0\n" for m in ("vfio_pci", "vfio_pci_core",
-           "vfio_iommu_type1", "vfio", "kvm_intel", "kvm")) if host.groups else "kvm 16384 0 - Live 0x0\n")
+    _write(
+        root,
+        "/proc/modules",
+        "".join(
+            f"{m} 16384 0 - Live 0x0\n"
+            for m in ("vfio_pci", "vfio_pci_core", "vfio_iommu_type1", "vfio", "kvm_intel", "kvm")
+        )
+        if host.groups
+        else "kvm 16384 0 - Live 0x0\n",
+    )
     _write(root, f"/lib/modules/{RELEASE}/modules.dep", VFIO_MODULES_DEP)
     _write(root, f"/lib/modules/{RELEASE}/modules.builtin", "kernel/drivers/iommu/intel/iommu.ko\n")
     _write(root, host.grub_path, host.grub_text)
@@ -111,12 +125,17 @@ def write_host(host: SyntheticHost, root: Path) -> None:
         _link(root, "/sys/class/iommu/ivhd0", "../../devices/pci0000:00/0000:00:00.2/iommu/ivhd0")
     if host.groups:
         _write(root, "/dev/vfio/vfio", "")
-        _write(root, "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", host.unsafe_param + "\n")
+        _write(
+            root, "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", host.unsafe_param + "\n"
+        )
     for device in host.devices:
         base = f"/sys/devices/{device.path}"
         _link(root, f"/sys/bus/pci/devices/{device.address}", f"../../../devices/{device.path}")
-        for name, value in (("vendor", f"0x{device.vendor}"), ("device", f"0x{device.device}"),
-                            ("class", device.class_code)):
+        for name, value in (
+            ("vendor", f"0x{device.vendor}"),
+            ("device", f"0x{device.device}"),
+            ("class", device.class_code),
+        ):
             _write(root, f"{base}/{name}", value + "\n")
         if device.driver:
             _link(root, f"{base}/driver", f"../../../bus/pci/drivers/{device.driver}")
@@ -127,9 +146,14 @@ def write_host(host: SyntheticHost, root: Path) -> None:
             _write(root, f"{base}/sriov_totalvfs", f"{device.totalvfs}\n")
             _write(root, f"{base}/sriov_numvfs", "0\n")
     _link(root, "/sys/class/net/eno1", "../../devices/pci0000:00/0000:00:1f.6/net/eno1")
-    _link(root, "/sys/class/block/nvme0n1p2",
-          "../../devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1/nvme0n1p2")
-    _write(root, "/.harness/probes.json", json.dumps({"kvm": {"usable": True, "detail": "synthesized"}}) + "\n")
+    _link(
+        root,
+        "/sys/class/block/nvme0n1p2",
+        "../../devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1/nvme0n1p2",
+    )
+    _write(
+        root, "/.harness/probes.json", json.dumps({"kvm": {"usable": True, "detail": "synthesized"}}) + "\n"
+    )
     vfio = host.groups and host.vendor != "none"
     libvirt = {
         "uri": "qemu:///system", "reachable": True, "error": None, "library_version": "9.0.0",
@@ -139,7 +163,11 @@ def write_host(host: SyntheticHost, root: Path) -> None:
     }  # fmt: skip
     _write(root, "/.harness/libvirt.json", json.dumps(libvirt, indent=2) + "\n")
     _write(root, "/.harness/dmesg.txt", "\n".join(host.dmesg) + "\n")
-    _write(root, "/expected.json", json.dumps({"description": host.description, **host.expected}, indent=2) + "\n")
+    _write(
+        root,
+        "/expected.json",
+        json.dumps({"description": host.description, **host.expected}, indent=2) + "\n",
+    )
 
 
 INTEL_DMESG = ["DMAR: IOMMU enabled", "DMAR-IR: Enabled IRQ remapping in x2apic mode"]
@@ -151,54 +179,114 @@ def synthetic_hosts() -> list[SyntheticHost]:
     shared = [
         Pci("0000:00:1c.4", "pci0000:00/0000:00:1c.4", "8086", "a33c", "0x060400", "pcieport", 15),
         Pci("0000:02:00.0", "pci0000:00/0000:00:1c.4/0000:02:00.0", "1b36", "000e", "0x060400", None, 15),
-        Pci("0000:03:01.0", "pci0000:00/0000:00:1c.4/0000:02:00.0/0000:03:01.0", "8086", "100e", "0x020000",
-            "e1000", 15),
-        Pci("0000:03:02.0", "pci0000:00/0000:00:1c.4/0000:02:00.0/0000:03:02.0", "8086", "100e", "0x020000",
-            "e1000", 15),
+        Pci(
+            "0000:03:01.0",
+            "pci0000:00/0000:00:1c.4/0000:02:00.0/0000:03:01.0",
+            "8086",
+            "100e",
+            "0x020000",
+            "e1000",
+            15,
+        ),
+        Pci(
+            "0000:03:02.0",
+            "pci0000:00/0000:00:1c.4/0000:02:00.0/0000:03:02.0",
+            "8086",
+            "100e",
+            "0x020000",
+            "e1000",
+            15,
+        ),
     ]
     return [
         SyntheticHost(
-            "synthetic-intel-iommu-on", "Intel host prepared as the guide says", "intel_iommu=on iommu=pt quiet",
-            "intel", dmesg=INTEL_DMESG, devices=base_devices(),
-            expected={"checks": ALL_PASS, "devices": {"0000:01:00.0": "assignable", "0000:00:1f.6": "host-critical",
-                      "0000:3d:00.0": "host-critical", "0000:00:1c.0": "not assignable"}},
+            "synthetic-intel-iommu-on",
+            "Intel host prepared as the guide says",
+            "intel_iommu=on iommu=pt quiet",
+            "intel",
+            dmesg=INTEL_DMESG,
+            devices=base_devices(),
+            expected={
+                "checks": ALL_PASS,
+                "devices": {
+                    "0000:01:00.0": "assignable",
+                    "0000:00:1f.6": "host-critical",
+                    "0000:3d:00.0": "host-critical",
+                    "0000:00:1c.0": "not assignable",
+                },
+            },
         ),
         SyntheticHost(
-            "synthetic-amd-iommu-on", "AMD host with the IOMMU on (amd_iommu=on is a no-op)",
-            "amd_iommu=on iommu=pt", "amd", flags="fpu vme svm x2apic",
+            "synthetic-amd-iommu-on",
+            "AMD host with the IOMMU on (amd_iommu=on is a no-op)",
+            "amd_iommu=on iommu=pt",
+            "amd",
+            flags="fpu vme svm x2apic",
             grub_text='GRUB_CMDLINE_LINUX="amd_iommu=on iommu=pt"\n',
             dmesg=["AMD-Vi: Interrupt remapping enabled", "AMD-Vi: Found IOMMU at 0000:00:00.2 cap 0x40"],
             devices=base_devices(),
             expected={"checks": ALL_PASS, "devices": {"0000:01:00.0": "assignable"}},
         ),
         SyntheticHost(
-            "synthetic-iommu-off-in-kernel", "VT-d on in firmware, not enabled in the kernel", "quiet", "intel",
-            groups=False, grub_text='GRUB_CMDLINE_LINUX="quiet"\n', dmesg=["DMAR: Host address width 39"],
+            "synthetic-iommu-off-in-kernel",
+            "VT-d on in firmware, not enabled in the kernel",
+            "quiet",
+            "intel",
+            groups=False,
+            grub_text='GRUB_CMDLINE_LINUX="quiet"\n',
+            dmesg=["DMAR: Host address width 39"],
             devices=base_devices(),
-            expected={"checks": {"iommu_firmware": "PASS", "iommu_kernel": "FAIL", "interrupt_remapping": "FAIL",
-                      "vfio_ready": "WARN", "libvirt_ready": "FAIL", "next_boot": "FAIL"},
-                      "devices": {"0000:01:00.0": "not assignable"}},
+            expected={
+                "checks": {
+                    "iommu_firmware": "PASS",
+                    "iommu_kernel": "FAIL",
+                    "interrupt_remapping": "FAIL",
+                    "vfio_ready": "WARN",
+                    "libvirt_ready": "FAIL",
+                    "next_boot": "FAIL",
+                },
+                "devices": {"0000:01:00.0": "not assignable"},
+            },
         ),
         SyntheticHost(
-            "synthetic-unsafe-interrupts", "no interrupt remapping, unsafe interrupts allowed",
-            "intel_iommu=on", "intel", ecap=ECAP_WITHOUT_INTREMAP, unsafe_param="Y",
+            "synthetic-unsafe-interrupts",
+            "no interrupt remapping, unsafe interrupts allowed",
+            "intel_iommu=on",
+            "intel",
+            ecap=ECAP_WITHOUT_INTREMAP,
+            unsafe_param="Y",
             modprobe={"vfio.conf": "options vfio_iommu_type1 allow_unsafe_interrupts=1\n"},
-            dmesg=["DMAR: IOMMU enabled"], devices=base_devices(),
+            dmesg=["DMAR: IOMMU enabled"],
+            devices=base_devices(),
             expected={"checks": {"iommu_kernel": "PASS", "interrupt_remapping": "WARN"}},
         ),
         SyntheticHost(
-            "synthetic-shared-group", "a group shared by a PCIe-to-PCI bridge and two endpoints",
-            "intel_iommu=on iommu=pt", "intel", dmesg=INTEL_DMESG, devices=base_devices() + shared,
-            expected={"checks": {"iommu_kernel": "PASS"},
-                      "devices": {"0000:03:01.0": "not assignable", "0000:03:02.0": "not assignable",
-                                  "0000:02:00.0": "not assignable", "0000:01:00.0": "assignable"},
-                      "reasons": {"0000:03:01.0": "0000:03:02.0 (bound to e1000)"}},
+            "synthetic-shared-group",
+            "a group shared by a PCIe-to-PCI bridge and two endpoints",
+            "intel_iommu=on iommu=pt",
+            "intel",
+            dmesg=INTEL_DMESG,
+            devices=base_devices() + shared,
+            expected={
+                "checks": {"iommu_kernel": "PASS"},
+                "devices": {
+                    "0000:03:01.0": "not assignable",
+                    "0000:03:02.0": "not assignable",
+                    "0000:02:00.0": "not assignable",
+                    "0000:01:00.0": "assignable",
+                },
+                "reasons": {"0000:03:01.0": "0000:03:02.0 (bound to e1000)"},
+            },
         ),
         SyntheticHost(
-            "synthetic-grub-misspelled", "the guide's GRUB_CMDLINX_LINUX typo in /etc/sysconfig/grub",
-            "intel_iommu=on iommu=pt", "intel", grub_path="/etc/sysconfig/grub",
+            "synthetic-grub-misspelled",
+            "the guide's GRUB_CMDLINX_LINUX typo in /etc/sysconfig/grub",
+            "intel_iommu=on iommu=pt",
+            "intel",
+            grub_path="/etc/sysconfig/grub",
             grub_text='GRUB_TIMEOUT=5\nGRUB_CMDLINX_LINUX="rhgb quiet intel_iommu=on iommu=pt"\n',
-            dmesg=INTEL_DMESG, devices=base_devices(),
+            dmesg=INTEL_DMESG,
+            devices=base_devices(),
             expected={"checks": {"next_boot": "FAIL"}, "hints": {"next_boot": "GRUB_CMDLINX_LINUX"}},
         ),
     ]

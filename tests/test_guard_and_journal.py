@@ -17,7 +17,9 @@ VIRTIO = FIXTURES / "debian12-virtio"
 
 def test_host_critical_is_refused_even_when_allowlisted() -> None:
     guard = DeviceGuard(Host.from_snapshot(VIRTIO), ["0000:00:03.0"])
-    with pytest.raises(DeviceRefusedError, match=r"0000:00:03.0 is host-critical: it carries the default route \(eth0\)"):
+    with pytest.raises(
+        DeviceRefusedError, match=r"0000:00:03.0 is host-critical: it carries the default route \(eth0\)"
+    ):
         guard.permit("0000:00:03.0")
     assert guard.permitted() == []
 

@@ -33,12 +33,14 @@ def test_bdf_forms(text: str, expected: str) -> None:
 
 @pytest.mark.parametrize("text", ["eth0", "0000:01:20.0", "0000:01:00.8", "zz:00.0", ""])
 def test_bad_bdf_names_what_is_wrong(text: str) -> None:
-    with pytest.raises(UnknownDeviceError, match="PCI address|out of range"):
+    with pytest.raises(UnknownDeviceError, match=r"PCI address|out of range"):
         normalize_bdf(text)
 
 
 def test_grub_misspelling_is_found_with_its_line() -> None:
-    parsed = parse_grub_defaults("/etc/sysconfig/grub", 'GRUB_TIMEOUT=5\nGRUB_CMDLINX_LINUX="intel_iommu=on"\n')
+    parsed = parse_grub_defaults(
+        "/etc/sysconfig/grub", 'GRUB_TIMEOUT=5\nGRUB_CMDLINX_LINUX="intel_iommu=on"\n'
+    )
     assert [(m.line_number, m.key, m.suggestion) for m in parsed.misspellings] == [
         (2, "GRUB_CMDLINX_LINUX", "GRUB_CMDLINE_LINUX")
     ]
@@ -46,7 +48,9 @@ def test_grub_misspelling_is_found_with_its_line() -> None:
 
 
 def test_grub_arguments_are_unquoted() -> None:
-    parsed = parse_grub_defaults("/etc/default/grub", 'GRUB_CMDLINE_LINUX="rhgb quiet intel_iommu=on iommu=pt"\n')
+    parsed = parse_grub_defaults(
+        "/etc/default/grub", 'GRUB_CMDLINE_LINUX="rhgb quiet intel_iommu=on iommu=pt"\n'
+    )
     assert parsed.kernel_arguments == ["rhgb", "quiet", "intel_iommu=on", "iommu=pt"]
 
 

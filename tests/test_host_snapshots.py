@@ -41,7 +41,9 @@ def test_committed_synthetic_snapshot_is_current(synthetic, tmp_path: Path) -> N
     """fixtures/hosts/synthetic-* are what tests/synthetic_hosts.py writes (regenerate with python -m)."""
     write_host(synthetic, tmp_path / synthetic.name)
     committed = FIXTURES / synthetic.name
-    fresh = sorted(str(p.relative_to(tmp_path / synthetic.name)) for p in (tmp_path / synthetic.name).rglob("*"))
+    fresh = sorted(
+        str(p.relative_to(tmp_path / synthetic.name)) for p in (tmp_path / synthetic.name).rglob("*")
+    )
     assert fresh == sorted(str(p.relative_to(committed)) for p in committed.rglob("*")), (
         f"{committed} is stale: run python -m tests.synthetic_hosts"
     )

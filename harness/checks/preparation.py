@@ -46,7 +46,9 @@ def run_all(host: Host, plan: CheckPlan | None = None) -> list[CheckResult]:
 
 def _iommu_hint(vendor: str | None) -> str:
     if vendor == "amd":
-        return "AMD: the IOMMU is on by default; remove amd_iommu=off / iommu=off from the kernel command line"
+        return (
+            "AMD: the IOMMU is on by default; remove amd_iommu=off / iommu=off from the kernel command line"
+        )
     return "add intel_iommu=on (optionally iommu=pt) to GRUB_CMDLINE_LINUX, regenerate grub.cfg and reboot"
 
 
@@ -57,14 +59,17 @@ def hardware_virtualization(host: Host, plan: CheckPlan) -> CheckResult:
     cpu = [flag for flag in ("vmx", "svm") if flag in flags]
     nested = "hypervisor" in flags
     evidence = [
-        f"/proc/cpuinfo flags: {', '.join(cpu) or 'no vmx or svm'}" + ("; hypervisor (a virtual machine)" if nested else ""),
+        f"/proc/cpuinfo flags: {', '.join(cpu) or 'no vmx or svm'}"
+        + ("; hypervisor (a virtual machine)" if nested else ""),
         f"KVM probe: {host.kvm.detail}",
     ]
     if host.kvm.usable and cpu:
         return CheckResult("hardware_virtualization", title, Verdict.PASS, "KVM runs guests", evidence)
     if host.kvm.usable:
         return CheckResult(
-            "hardware_virtualization", title, Verdict.WARN,
+            "hardware_virtualization",
+            title,
+            Verdict.WARN,
             "KVM answers but the CPU shows no vmx/svm: a paravirtual or nested KVM",
             evidence,
             "a pagetable-based nested KVM can run a one-instruction guest yet hang a full kernel; "
@@ -72,14 +77,20 @@ def hardware_virtualization(host: Host, plan: CheckPlan) -> CheckResult:
         )
     if nested:
         return CheckResult(
-            "hardware_virtualization", title, Verdict.WARN,
+            "hardware_virtualization",
+            title,
+            Verdict.WARN,
             "no usable KVM in this virtual machine: guests run under TCG emulation",
             evidence,
             "device assignment works under TCG, slowly; for KVM give this VM nested virtualization "
             "(kvm_intel nested=1 on its host and a CPU model with vmx/svm)",
         )
     return CheckResult(
-        "hardware_virtualization", title, Verdict.FAIL, "KVM is not usable on this host", evidence,
+        "hardware_virtualization",
+        title,
+        Verdict.FAIL,
+        "KVM is not usable on this host",
+        evidence,
         "enable Intel VT-x / AMD-V in the firmware setup, then load kvm_intel or kvm_amd (modprobe)",
     )
 
@@ -94,16 +105,24 @@ def iommu_firmware(host: Host, plan: CheckPlan) -> CheckResult:
         f"/sys/class/iommu: {', '.join(f'{u.name} ({u.vendor})' for u in units) or 'empty'}",
     ]
     if kernel.has_dmar:
-        return CheckResult("iommu_firmware", title, Verdict.PASS, "Intel VT-d: ACPI DMAR table present", evidence)
+        return CheckResult(
+            "iommu_firmware", title, Verdict.PASS, "Intel VT-d: ACPI DMAR table present", evidence
+        )
     if kernel.has_ivrs:
         return CheckResult("iommu_firmware", title, Verdict.PASS, "AMD-Vi: ACPI IVRS table present", evidence)
     if units:
         vendor = kernel.firmware_iommu_vendor or "unknown"
         return CheckResult(
-            "iommu_firmware", title, Verdict.PASS, f"IOMMU units registered by the kernel ({vendor})", evidence
+            "iommu_firmware",
+            title,
+            Verdict.PASS,
+            f"IOMMU units registered by the kernel ({vendor})",
+            evidence,
         )
     return CheckResult(
-        "iommu_firmware", title, Verdict.FAIL,
+        "iommu_firmware",
+        title,
+        Verdict.FAIL,
         "no IOMMU: the firmware offers neither a DMAR (Intel VT-d) nor an IVRS (AMD-Vi) table",
         evidence,
         "enable VT-d (Intel) or AMD-Vi / IOMMU (AMD) in the firmware setup; on a virtual machine give it an "
@@ -122,14 +141,20 @@ def iommu_kernel(host: Host, plan: CheckPlan) -> CheckResult:
         f"/sys/kernel/iommu_groups: {kernel.iommu_group_count} groups",
         f"/proc/cmdline IOMMU arguments: {' '.join(relevant) or 'none'}",
     ]
-    evidence += [f"kernel log: {line}" for line in kernel.log_lines(r"DMAR: IOMMU (enabled|disabled)|AMD-Vi:")[:3]]
+    evidence += [
+        f"kernel log: {line}" for line in kernel.log_lines(r"DMAR: IOMMU (enabled|disabled)|AMD-Vi:")[:3]
+    ]
     notes = []
     if args.get("iommu") == "pt":
         notes.append("iommu=pt: host-owned devices bypass translation for speed (less isolation of host DMA)")
     if vendor == "intel" and "intel_iommu" not in args and kernel.iommu_group_count:
-        notes.append("intel_iommu= is not given: this kernel enables VT-d by default (CONFIG_INTEL_IOMMU_DEFAULT_ON)")
+        notes.append(
+            "intel_iommu= is not given: this kernel enables VT-d by default (CONFIG_INTEL_IOMMU_DEFAULT_ON)"
+        )
     if args.get("amd_iommu") == "on":
-        notes.append("amd_iommu=on is not a real switch: the AMD IOMMU is on by default (only amd_iommu=off disables it)")
+        notes.append(
+            "amd_iommu=on is not a real switch: the AMD IOMMU is on by default (only amd_iommu=off disables it)"
+        )
     evidence += notes
     if kernel.iommu_group_count:
         return CheckResult(
@@ -138,17 +163,29 @@ def iommu_kernel(host: Host, plan: CheckPlan) -> CheckResult:
     if args.get("intel_iommu") == "off" or args.get("amd_iommu") == "off" or args.get("iommu") == "off":
         switch = next(f"{k}=off" for k in ("intel_iommu", "amd_iommu", "iommu") if args.get(k) == "off")
         return CheckResult(
-            "iommu_kernel", title, Verdict.FAIL, f"the IOMMU is disabled on the kernel command line ({switch})",
-            evidence, f"remove {switch} from the kernel command line; " + _iommu_hint(vendor),
+            "iommu_kernel",
+            title,
+            Verdict.FAIL,
+            f"the IOMMU is disabled on the kernel command line ({switch})",
+            evidence,
+            f"remove {switch} from the kernel command line; " + _iommu_hint(vendor),
         )
     if vendor is None:
         return CheckResult(
-            "iommu_kernel", title, Verdict.FAIL, "no IOMMU groups: there is no IOMMU for the kernel to enable",
-            evidence, "first make the firmware offer an IOMMU (see iommu_firmware)",
+            "iommu_kernel",
+            title,
+            Verdict.FAIL,
+            "no IOMMU groups: there is no IOMMU for the kernel to enable",
+            evidence,
+            "first make the firmware offer an IOMMU (see iommu_firmware)",
         )
     return CheckResult(
-        "iommu_kernel", title, Verdict.FAIL, "the firmware has an IOMMU but the kernel made no IOMMU groups",
-        evidence, _iommu_hint(vendor),
+        "iommu_kernel",
+        title,
+        Verdict.FAIL,
+        "the firmware has an IOMMU but the kernel made no IOMMU groups",
+        evidence,
+        _iommu_hint(vendor),
     )
 
 
@@ -172,19 +209,30 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking for interrupt remapping"
     kernel = host.kernel
     units = kernel.iommu_units
-    evidence = [f"{u.name}: ecap {u.ecap:#x}, interrupt remapping bit {'set' if u.interrupt_remapping else 'clear'}"
-                for u in units if u.ecap is not None]
-    log = kernel.log_lines(r"IRQ remapping|Interrupt remapping|DMAR-IR|AMD-Vi: Interrupt|No interrupt remapping")
+    evidence = [
+        f"{u.name}: ecap {u.ecap:#x}, interrupt remapping bit {'set' if u.interrupt_remapping else 'clear'}"
+        for u in units
+        if u.ecap is not None
+    ]
+    log = kernel.log_lines(
+        r"IRQ remapping|Interrupt remapping|DMAR-IR|AMD-Vi: Interrupt|No interrupt remapping"
+    )
     evidence += [f"kernel log: {line}" for line in log[:3]]
     unsafe = _unsafe_interrupts_sources(host)
     evidence += [f"unsafe interrupts allowed by {source}" for source in unsafe]
     disabled_by_cmdline = kernel.cmdline.get("intremap") == "off"
-    enabled_in_log = any(("Enabled IRQ remapping" in l or "Interrupt remapping enabled" in l) for l in log)
+    enabled_in_log = any(
+        ("Enabled IRQ remapping" in entry or "Interrupt remapping enabled" in entry) for entry in log
+    )
     intel_capable = bool(units) and all(u.interrupt_remapping for u in units if u.ecap is not None)
     available = not disabled_by_cmdline and (enabled_in_log or (intel_capable and any(u.ecap for u in units)))
     if not units and not kernel.has_dmar and not kernel.has_ivrs:
         return CheckResult(
-            "interrupt_remapping", title, Verdict.FAIL, "no IOMMU, so no interrupt remapping", evidence,
+            "interrupt_remapping",
+            title,
+            Verdict.FAIL,
+            "no IOMMU, so no interrupt remapping",
+            evidence,
             "interrupt remapping comes with the IOMMU: enable VT-d / AMD-Vi first (see iommu_firmware)",
         )
     unsafe_hint = (
@@ -193,25 +241,39 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
     )
     if available and unsafe:
         return CheckResult(
-            "interrupt_remapping", title, Verdict.WARN,
-            "interrupt remapping works, yet unsafe interrupts are allowed as well", evidence, unsafe_hint,
+            "interrupt_remapping",
+            title,
+            Verdict.WARN,
+            "interrupt remapping works, yet unsafe interrupts are allowed as well",
+            evidence,
+            unsafe_hint,
         )
     if available:
-        return CheckResult("interrupt_remapping", title, Verdict.PASS, "interrupt remapping is enabled", evidence)
+        return CheckResult(
+            "interrupt_remapping", title, Verdict.PASS, "interrupt remapping is enabled", evidence
+        )
     why = "disabled by intremap=off" if disabled_by_cmdline else "not supported by the IOMMU or not enabled"
     if unsafe:
         return CheckResult(
-            "interrupt_remapping", title, Verdict.WARN,
+            "interrupt_remapping",
+            title,
+            Verdict.WARN,
             f"interrupt remapping is {why}; device assignment only works because unsafe interrupts are allowed",
-            evidence, unsafe_hint + "; the harness never changes this setting",
+            evidence,
+            unsafe_hint + "; the harness never changes this setting",
         )
     return CheckResult(
-        "interrupt_remapping", title, Verdict.FAIL,
+        "interrupt_remapping",
+        title,
+        Verdict.FAIL,
         f"interrupt remapping is {why}: vfio_iommu_type1 refuses to attach IOMMU groups (EPERM)",
         evidence,
-        ("remove intremap=off from the kernel command line" if disabled_by_cmdline else
-         "enable interrupt remapping (x2APIC) in the firmware setup; on QEMU use intel-iommu,intremap=on") +
-        ". Only for trusted guests: options vfio_iommu_type1 allow_unsafe_interrupts=1 in /etc/modprobe.d "
+        (
+            "remove intremap=off from the kernel command line"
+            if disabled_by_cmdline
+            else "enable interrupt remapping (x2APIC) in the firmware setup; on QEMU use intel-iommu,intremap=on"
+        )
+        + ". Only for trusted guests: options vfio_iommu_type1 allow_unsafe_interrupts=1 in /etc/modprobe.d "
         "(a security risk; the harness never sets it)",
     )
 
@@ -220,13 +282,14 @@ def _blacklisted(host: Host, module: str) -> str | None:
     kernel = host.kernel
     if module in kernel.blacklisted_modules:
         return f"/proc/cmdline module_blacklist={kernel.cmdline.get('module_blacklist')}"
-    for directory in ("/etc/modprobe.d", "/lib/modprobe.d", "/usr/lib/modprobe.d"):
-        for name in host.root.listdir(directory):
-            for line in (host.root.read_text(f"{directory}/{name}") or "").splitlines():
-                words = line.split()
-                if len(words) >= 2 and words[0] in ("blacklist", "install") and words[1].replace("-", "_") == module:
-                    if words[0] == "blacklist" or any(w.endswith(("/false", "/true")) for w in words[2:]):
-                        return f"{directory}/{name}: {line.strip()}"
+    for path, words, line in kernel.modprobe_lines():
+        if len(words) < 2 or words[1].replace("-", "_") != module:
+            continue
+        # "install MODULE /bin/false" is the other common way to keep a module from loading.
+        if words[0] == "blacklist" or (
+            words[0] == "install" and any(w.endswith(("/false", "/true")) for w in words[2:])
+        ):
+            return f"{path}: {line}"
     return None
 
 
@@ -243,13 +306,19 @@ def vfio_ready(host: Host, plan: CheckPlan) -> CheckResult:
     if blocked:
         names = ", ".join(blocked)
         return CheckResult(
-            "vfio_ready", title, Verdict.FAIL, f"{names} is blacklisted: nothing can bind to vfio-pci", evidence,
+            "vfio_ready",
+            title,
+            Verdict.FAIL,
+            f"{names} is blacklisted: nothing can bind to vfio-pci",
+            evidence,
             f"remove the blacklist ({'; '.join(blocked.values())}) and load the module: modprobe vfio-pci",
         )
     missing = [m for m, s in states.items() if s == "missing"]
     if missing:
         return CheckResult(
-            "vfio_ready", title, Verdict.FAIL,
+            "vfio_ready",
+            title,
+            Verdict.FAIL,
             f"{', '.join(missing)}: not in this kernel (neither loaded, built in, nor in /lib/modules/{kernel.release})",
             evidence,
             "use a kernel with CONFIG_VFIO, CONFIG_VFIO_PCI and CONFIG_VFIO_IOMMU_TYPE1 (as modules or built in)",
@@ -257,16 +326,25 @@ def vfio_ready(host: Host, plan: CheckPlan) -> CheckResult:
     unloadable = [m for m, s in states.items() if s == "available" and kernel.modules_disabled]
     if unloadable:
         return CheckResult(
-            "vfio_ready", title, Verdict.FAIL,
-            f"{', '.join(unloadable)} cannot be loaded: module loading is disabled (nomodule)", evidence,
+            "vfio_ready",
+            title,
+            Verdict.FAIL,
+            f"{', '.join(unloadable)} cannot be loaded: module loading is disabled (nomodule)",
+            evidence,
             "remove nomodule from the kernel command line, or build vfio into the kernel",
         )
     if not node:
         return CheckResult(
-            "vfio_ready", title, Verdict.WARN, f"vfio is available but {VFIO_DEVICE_NODE} does not exist yet",
-            evidence, "load it now to find problems early: modprobe vfio-pci (libvirt loads it at the first detach)",
+            "vfio_ready",
+            title,
+            Verdict.WARN,
+            f"vfio is available but {VFIO_DEVICE_NODE} does not exist yet",
+            evidence,
+            "load it now to find problems early: modprobe vfio-pci (libvirt loads it at the first detach)",
         )
-    return CheckResult("vfio_ready", title, Verdict.PASS, "vfio modules ready and /dev/vfio/vfio present", evidence)
+    return CheckResult(
+        "vfio_ready", title, Verdict.PASS, "vfio modules ready and /dev/vfio/vfio present", evidence
+    )
 
 
 @check("libvirt_ready")
@@ -275,7 +353,11 @@ def libvirt_ready(host: Host, plan: CheckPlan) -> CheckResult:
     facts = host.libvirt
     if not facts.reachable:
         return CheckResult(
-            "libvirt_ready", title, Verdict.FAIL, f"libvirt is not reachable at {facts.uri}", [facts.error or ""],
+            "libvirt_ready",
+            title,
+            Verdict.FAIL,
+            f"libvirt is not reachable at {facts.uri}",
+            [facts.error or ""],
             "start libvirtd (systemctl start libvirtd, or virtqemud on modular daemons) or pass --harness-uri",
         )
     evidence = [
@@ -286,9 +368,15 @@ def libvirt_ready(host: Host, plan: CheckPlan) -> CheckResult:
     if facts.error:
         evidence.append(facts.error)
     if facts.hostdev_supported and "pci" in facts.subsys_types and "vfio" in facts.pci_backends:
-        return CheckResult("libvirt_ready", title, Verdict.PASS, "hostdev with the vfio backend is offered", evidence)
+        return CheckResult(
+            "libvirt_ready", title, Verdict.PASS, "hostdev with the vfio backend is offered", evidence
+        )
     return CheckResult(
-        "libvirt_ready", title, Verdict.FAIL, "libvirt offers no VFIO backend for PCI hostdevs", evidence,
+        "libvirt_ready",
+        title,
+        Verdict.FAIL,
+        "libvirt offers no VFIO backend for PCI hostdevs",
+        evidence,
         "libvirt offers vfio only with a populated /sys/kernel/iommu_groups and /dev/vfio/vfio: fix iommu_kernel "
         "and vfio_ready, then restart libvirtd (it caches capabilities); reproduce: virsh domcapabilities",
     )
@@ -300,20 +388,30 @@ def next_boot(host: Host, plan: CheckPlan) -> CheckResult:
     loader = host.bootloader
     vendor = host.kernel.firmware_iommu_vendor
     regenerate = loader.regenerate_command()
-    evidence = [f"{d.path}: GRUB_CMDLINE_LINUX=\"{d.values.get('GRUB_CMDLINE_LINUX', '')}\"" for d in loader.defaults]
-    evidence += [f"{path}: {len(lines)} kernel entries" for path, lines in loader.generated_kernel_lines.items()]
+    evidence = [
+        f'{d.path}: GRUB_CMDLINE_LINUX="{d.values.get("GRUB_CMDLINE_LINUX", "")}"' for d in loader.defaults
+    ]
+    evidence += [
+        f"{path}: {len(lines)} kernel entries" for path, lines in loader.generated_kernel_lines.items()
+    ]
     misspelled = [m for d in loader.defaults for m in d.misspellings]
     if misspelled:
         first = misspelled[0]
         return CheckResult(
-            "next_boot", title, Verdict.FAIL,
+            "next_boot",
+            title,
+            Verdict.FAIL,
             f"{first.path} line {first.line_number} sets {first.key}, which grub never reads",
-            evidence, f"rename {first.key} to {first.suggestion} in {first.path}, then run {regenerate}",
+            evidence,
+            f"rename {first.key} to {first.suggestion} in {first.path}, then run {regenerate}",
         )
     if not loader.is_configured:
         return CheckResult(
-            "next_boot", title, Verdict.WARN, "no GRUB configuration on this host", evidence
-            + ["looked for /etc/default/grub, /etc/sysconfig/grub, grub.cfg"],
+            "next_boot",
+            title,
+            Verdict.WARN,
+            "no GRUB configuration on this host",
+            [*evidence, "looked for /etc/default/grub, /etc/sysconfig/grub, grub.cfg"],
             "the kernel command line comes from elsewhere (direct kernel boot, systemd-boot's /etc/kernel/cmdline, "
             "PXE, the hypervisor): make the IOMMU arguments persistent there",
         )
@@ -323,27 +421,46 @@ def next_boot(host: Host, plan: CheckPlan) -> CheckResult:
     disabling = [a for a in configured if a in ("intel_iommu=off", "amd_iommu=off", "iommu=off")]
     if disabling:
         return CheckResult(
-            "next_boot", title, Verdict.FAIL, f"the next boot disables the IOMMU ({', '.join(disabling)})",
-            evidence, f"remove {', '.join(disabling)} from GRUB_CMDLINE_LINUX, then run {regenerate}",
+            "next_boot",
+            title,
+            Verdict.FAIL,
+            f"the next boot disables the IOMMU ({', '.join(disabling)})",
+            evidence,
+            f"remove {', '.join(disabling)} from GRUB_CMDLINE_LINUX, then run {regenerate}",
         )
     if missing and not loader.defaults:
-        missing_in_cfg = [a for a in wanted if not any(a in l for ls in loader.generated_kernel_lines.values() for l in ls)]
+        missing_in_cfg = [
+            a
+            for a in wanted
+            if not any(a in line for lines in loader.generated_kernel_lines.values() for line in lines)
+        ]
         if not missing_in_cfg:
-            return CheckResult("next_boot", title, Verdict.PASS, "grub.cfg boots with the IOMMU enabled", evidence)
+            return CheckResult(
+                "next_boot", title, Verdict.PASS, "grub.cfg boots with the IOMMU enabled", evidence
+            )
     if missing:
         verdict = Verdict.WARN if host.kernel.iommu_group_count else Verdict.FAIL
         return CheckResult(
-            "next_boot", title, verdict, f"{' '.join(missing)} is not in GRUB_CMDLINE_LINUX", evidence,
+            "next_boot",
+            title,
+            verdict,
+            f"{' '.join(missing)} is not in GRUB_CMDLINE_LINUX",
+            evidence,
             f"append {' '.join(missing)} iommu=pt inside the quotes of GRUB_CMDLINE_LINUX in "
             f"{loader.defaults[0].path if loader.defaults else '/etc/default/grub'}, then run {regenerate}",
         )
     stale = [
-        path for path, lines in loader.generated_kernel_lines.items()
+        path
+        for path, lines in loader.generated_kernel_lines.items()
         if lines and any(arg not in line for arg in wanted for line in lines)
     ]
     if stale:
         return CheckResult(
-            "next_boot", title, Verdict.WARN, f"{stale[0]} was not regenerated after the change", evidence,
+            "next_boot",
+            title,
+            Verdict.WARN,
+            f"{stale[0]} was not regenerated after the change",
+            evidence,
             f"run {regenerate}",
         )
     return CheckResult("next_boot", title, Verdict.PASS, "the next boot keeps the IOMMU arguments", evidence)
@@ -369,7 +486,9 @@ def limits(host: Host, plan: CheckPlan) -> CheckResult:
         evidence.append(f"/proc/sys/fs/file-max: {current.system_file_max}")
     if files_limit is not None and files_limit != UNLIMITED and files_limit < files_needed:
         return CheckResult(
-            "limits", title, Verdict.FAIL,
+            "limits",
+            title,
+            Verdict.FAIL,
             f"QEMU may open only {files_limit} files; {plan.planned_devices} device(s) need about {files_needed}",
             evidence,
             "raise max_files in /etc/libvirt/qemu.conf (or LimitNOFILE for libvirtd, nofile in "
@@ -377,13 +496,20 @@ def limits(host: Host, plan: CheckPlan) -> CheckResult:
         )
     if current.system_file_max is not None and current.system_file_max < files_needed:
         return CheckResult(
-            "limits", title, Verdict.FAIL, "the system-wide open-file limit is too small", evidence,
+            "limits",
+            title,
+            Verdict.FAIL,
+            "the system-wide open-file limit is too small",
+            evidence,
             "raise fs.file-max with sysctl (/etc/sysctl.d)",
         )
     if current.memlock is not None and not current.memlock.at_least(memlock_needed):
         return CheckResult(
-            "limits", title, Verdict.WARN,
-            "locked memory is below guest memory + 1 GiB for processes started here", evidence,
+            "limits",
+            title,
+            Verdict.WARN,
+            "locked memory is below guest memory + 1 GiB for processes started here",
+            evidence,
             "libvirt raises RLIMIT_MEMLOCK for the guests it starts; for QEMU started by hand raise memlock "
             "in /etc/security/limits.conf",
         )

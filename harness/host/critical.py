@@ -9,7 +9,10 @@ from harness.host.root import HostRoot
 
 _BDF_COMPONENT = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
 # virtio device ids (virtio spec 5): console and vsock are control channels of a virtual machine.
-VIRTIO_CONTROL_DEVICES = {0x0003: "is a virtio console", 0x0013: "is a virtio vsock (the machine's control channel)"}
+VIRTIO_CONTROL_DEVICES = {
+    0x0003: "is a virtio console",
+    0x0013: "is a virtio vsock (the machine's control channel)",
+}
 
 
 def pci_ancestor(host_path: str) -> str | None:

@@ -167,18 +167,24 @@ class KernelFacts:
         expression = re.compile(pattern)
         return [line for line in self.log if expression.search(line)]
 
-    def modprobe_options(self, module: str) -> list[tuple[str, str]]:
-        """``options MODULE ...`` lines in /etc/modprobe.d and /lib/modprobe.d: (file, line)."""
+    def modprobe_lines(self) -> list[tuple[str, list[str], str]]:
+        """Every directive in modprobe.d files: (file, words, stripped line)."""
         found = []
         for directory in ("/etc/modprobe.d", "/lib/modprobe.d", "/usr/lib/modprobe.d"):
             for name in self.root.listdir(directory):
-                if not name.endswith(".conf"):
-                    continue
-                for line in (self.root.read_text(f"{directory}/{name}") or "").splitlines():
-                    words = line.split()
-                    if len(words) >= 2 and words[0] == "options" and words[1].replace("-", "_") == module:
-                        found.append((f"{directory}/{name}", line.strip()))
+                if name.endswith(".conf"):
+                    for line in (self.root.read_text(f"{directory}/{name}") or "").splitlines():
+                        if line.split() and not line.lstrip().startswith("#"):
+                            found.append((f"{directory}/{name}", line.split(), line.strip()))
         return found
+
+    def modprobe_options(self, module: str) -> list[tuple[str, str]]:
+        """``options MODULE ...`` lines: (file, line)."""
+        return [
+            (path, line)
+            for path, words, line in self.modprobe_lines()
+            if len(words) >= 2 and words[0] == "options" and words[1].replace("-", "_") == module
+        ]
 
 
 def _module_name(path: str) -> str:

@@ -50,7 +50,12 @@ def libvirtd_conf_text(tcp_listen_addr: str | None) -> str:
     lines = ["# written by hostdev-harness", 'unix_sock_group = "root"', 'unix_sock_rw_perms = "0770"']
     if tcp_listen_addr is not None:
         # Only ever reached through a loopback port forward on the outer machine.
-        lines += ["listen_tls = 0", "listen_tcp = 1", 'auth_tcp = "none"', f'listen_addr = "{tcp_listen_addr}"']
+        lines += [
+            "listen_tls = 0",
+            "listen_tcp = 1",
+            'auth_tcp = "none"',
+            f'listen_addr = "{tcp_listen_addr}"',
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -55,7 +55,7 @@ class LibvirtFacts:
 
 
 def _values(caps: etree._Element, enum: str) -> list[str]:
-    return [str(v) for v in caps.xpath(f"/domainCapabilities/devices/hostdev/enum[@name='{enum}']/value/text()")]
+    return [value.text or "" for value in caps.findall(f"devices/hostdev/enum[@name='{enum}']/value")]
 
 
 def _pci_address_name(address: etree._Element) -> str:
@@ -78,7 +78,7 @@ def read_node_device(xml_text: str) -> NodeDeviceView:
 def _virt_type(connection: libvirt.virConnect) -> str:
     """kvm when the capabilities offer it; the KVM check itself decides whether it really works."""
     capabilities = etree.fromstring(connection.getCapabilities().encode())
-    types = capabilities.xpath("/capabilities/guest[arch/@name='x86_64']/arch/domain/@type")
+    types = {domain.get("type") for domain in capabilities.findall("guest/arch[@name='x86_64']/domain")}
     return "kvm" if "kvm" in types else "qemu"
 
 

@@ -22,7 +22,9 @@ def render_summary(
     checks: list[dict[str, str]],
     devices: list[dict[str, str]],
 ) -> str:
-    lines = [f"hostdev-harness: {host_properties.get('hostname', '?')} ({host_properties.get('kernel', '?')})"]
+    lines = [
+        f"hostdev-harness: {host_properties.get('hostname', '?')} ({host_properties.get('kernel', '?')})"
+    ]
     if checks:
         lines.append("")
         lines.append("Preparation checks")
