@@ -169,13 +169,10 @@ def vlans() -> st.SearchStrategy[Vlan]:
 
 
 def profile_ids() -> st.SearchStrategy[str]:
-    # libvirt copies profileid into a 40-byte buffer: ASCII only, at most 39 characters.
-    ascii_text = st.text(
-        st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-_." + XML_SPECIAL_CHARACTERS),
-        min_size=1,
-        max_size=39,
-    )
-    return ascii_text
+    """ASCII, at most 39 characters (libvirt copies it into a 40-byte buffer), and none of
+    ``& < > ' "``: libvirt 9 writes <parameters profileid='...'> without escaping, so such a value
+    comes back as malformed XML (see LIBVIRT_DEFECTS in harness.xml.normalize)."""
+    return st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-_.:"), min_size=1, max_size=39)
 
 
 def virtualports() -> st.SearchStrategy[VirtualPort]:

@@ -18,6 +18,7 @@ from harness.xml.network import Forward, Network
 from harness.xml.nodedev import NodeDevice
 
 __all__ = [
+    "LIBVIRT_DEFECTS",
     "LIBVIRT_DEVICE_ORDER",
     "NORMALIZATIONS",
     "Normalization",
@@ -59,7 +60,8 @@ NORMALIZATIONS: tuple[Normalization, ...] = (
         "hostdev-managed-no",
         "domain",
         "<hostdev> without managed= is unmanaged and libvirt writes managed='no'; "
-        "<interface type='hostdev'> keeps the attribute absent.",
+        "<interface type='hostdev'> is the other way round: only managed='yes' is written back, "
+        "managed='no' comes back absent.",
     ),
     Normalization(
         "device-order",
@@ -123,6 +125,20 @@ NORMALIZATIONS: tuple[Normalization, ...] = (
     ),
 )
 
+# Not normalizations: places where libvirt 9 loses or breaks data. Strategies avoid them and
+# the suites prove each one is still there (so a fixed libvirt shows up as a failing xfail).
+LIBVIRT_DEFECTS: dict[str, str] = {
+    "virtualport-unescaped": (
+        "virNetDevVPortProfileFormat writes profileid (and the 802.1Qbg parameters) with printf, "
+        "not with the escaping formatter: a profileid holding & < or ' makes XMLDesc return "
+        "malformed XML."
+    ),
+    "pci-domain-32bit": (
+        "libvirt takes a PCI domain up to 0xffffffff (uint32 in basictypes.rng); Linux and the "
+        "models stop at 0xffff, so 0x10000..0xffffffff is refused by the models only."
+    ),
+}
+
 # virDomainDeviceDef order as virDomainDefFormat writes it (domain_conf.c): nets, then hostdevs.
 LIBVIRT_DEVICE_ORDER: dict[type, int] = {HostdevInterface: 0, NetworkInterface: 0, PciHostdev: 1}
 
@@ -136,6 +152,10 @@ def _expected_device(sent: Device, returned: Device | None) -> Device:
         # mac-generated: take libvirt's only if it looks like libvirt made it
         candidate = returned.mac
         mac = candidate if candidate is not None and _GENERATED_MAC.match(candidate) else None
+    if isinstance(sent, HostdevInterface):
+        return dataclasses.replace(
+            sent, mac=mac, managed=True if sent.managed else None
+        )  # hostdev-managed-no
     return dataclasses.replace(sent, mac=mac)
 
 
