@@ -30,14 +30,18 @@ class XmlModelError(ValueError):
         self.attribute = attribute
         self.value = value
         self.line = line
-        where = f"<{element}>"
-        if attribute is not None:
-            where += f" {attribute}={value!r}" if value is not None else f" {attribute}"
-        elif value is not None:
-            where += f" value {value!r}"
-        if line is not None:
-            where = f"line {line}: {where}"
-        super().__init__(f"{where}: {problem}")
+        super().__init__(problem)
+
+    def __str__(self) -> str:
+        # Built on demand: a parent parser may fill in ``line`` after a child raised.
+        where = f"<{self.element}>"
+        if self.attribute is not None:
+            where += f" {self.attribute}={self.value!r}" if self.value is not None else f" {self.attribute}"
+        elif self.value is not None:
+            where += f" value {self.value!r}"
+        if self.line is not None:
+            where = f"line {self.line}: {where}"
+        return f"{where}: {self.problem}"
 
 
 class MalformedXmlError(XmlModelError):

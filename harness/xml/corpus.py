@@ -1,0 +1,55 @@
+"""Reading any of the modelled documents by its root element, and wrapping lone devices in a domain."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from lxml import etree
+
+from harness.xml.base import Element, line_of, parse_document
+from harness.xml.domain import Device, Domain, device_from_element
+from harness.xml.errors import XmlModelError
+from harness.xml.network import Network
+from harness.xml.nodedev import NodeDevice
+
+__all__ = ["Document", "document_kind", "parse_any", "wrap_device_element", "wrap_devices"]
+
+Document = Domain | Network | NodeDevice | Device
+DocumentKind = Literal["domain", "network", "nodedev"]
+
+
+def parse_any(text: str | bytes) -> Document:
+    """The model for a domain, network, nodedev, ``<hostdev>`` or ``<interface>`` document."""
+    root = parse_document(text)
+    if root.tag == "domain":
+        return Domain.from_element(root)
+    if root.tag == "network":
+        return Network.from_element(root)
+    if root.tag == "device":
+        return NodeDevice.from_element(root)
+    device = device_from_element(root)
+    if device is None:
+        raise XmlModelError(str(root.tag), "not a document the harness models", line=line_of(root))
+    return device
+
+
+def document_kind(document: Document) -> DocumentKind:
+    """Which libvirt schema (and define call) a document belongs to; devices go inside a domain."""
+    if isinstance(document, Network):
+        return "network"
+    if isinstance(document, NodeDevice):
+        return "nodedev"
+    return "domain"
+
+
+def wrap_devices(name: str, *devices: Device) -> Domain:
+    return Domain(name=name, memory_kib=262144, devices=devices)
+
+
+def wrap_device_element(name: str, device: Element) -> Element:
+    """A minimal domain around a raw device element, for documents the models refuse."""
+    domain = wrap_devices(name).to_element()
+    devices = domain.find("devices")
+    assert devices is not None
+    devices.append(etree.fromstring(etree.tostring(device)))
+    return domain

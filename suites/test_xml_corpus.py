@@ -1,0 +1,152 @@
+"""The regression corpus in fixtures/xml: the RHEL guide's shapes, malformed figures and refusals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from harness.hypothesis_profiles import register_profiles
+from harness.xml import Domain, MalformedXmlError, Network, NodeDevice, XmlModelError
+from harness.xml.base import parse_document, to_xml_string
+from harness.xml.corpus import Document, document_kind, parse_any, wrap_device_element, wrap_devices
+from harness.xml.libvirt_roundtrip import (
+    define_domain,
+    define_network,
+    dump_nodedev,
+    open_test_connection,
+    rejection_of_domain_xml,
+    rejection_of_network_xml,
+)
+from harness.xml.normalize import expected_domain, expected_network, expected_nodedev
+from harness.xml.schema import SchemaMissingError, load_schema, schema_errors
+
+register_profiles()
+
+CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "xml"
+VALID = sorted((CORPUS / "valid").glob("*.xml"))
+MALFORMED = sorted((CORPUS / "malformed").glob("*.xml"))
+INVALID = sorted((CORPUS / "invalid").glob("*.xml"))
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [path.stem for path in paths]
+
+
+def _expectation(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.with_suffix(".expect.json").read_text())
+    return data
+
+
+@pytest.fixture(scope="module")
+def conn() -> Iterator[Any]:
+    connection = open_test_connection()
+    yield connection
+    connection.close()
+
+
+def test_corpus_is_present() -> None:
+    assert len(VALID) >= 10 and len(MALFORMED) >= 2 and len(INVALID) >= 4, CORPUS
+
+
+def _libvirt_round_trip(conn: Any, document: Document, name: str) -> None:
+    if isinstance(document, Network):
+        _text, returned_network = define_network(conn, document)
+        assert returned_network == expected_network(document, returned_network)
+    elif isinstance(document, NodeDevice):
+        _text, returned_device = dump_nodedev(document)
+        assert returned_device == expected_nodedev(document)
+    else:
+        domain = document if isinstance(document, Domain) else wrap_devices(f"corpus-{name}", document)
+        _text, returned_domain = define_domain(conn, domain)
+        assert returned_domain == expected_domain(domain, returned_domain)
+
+
+def _as_schema_document(document: Document, name: str) -> etree._Element:
+    if isinstance(document, Domain | Network | NodeDevice):
+        return document.to_element()
+    return wrap_devices(f"corpus-{name}", document).to_element()
+
+
+@pytest.mark.parametrize("path", VALID, ids=_ids(VALID))
+def test_valid_document_round_trips_through_model(path: Path) -> None:
+    document = parse_any(path.read_text())
+    rebuilt = to_xml_string(document.to_element())
+    assert parse_any(rebuilt) == document
+
+
+@pytest.mark.parametrize("path", VALID, ids=_ids(VALID))
+def test_valid_document_validates_against_libvirt_schema(path: Path) -> None:
+    document = parse_any(path.read_text())
+    kind = document_kind(document)
+    try:
+        load_schema(kind)
+    except SchemaMissingError as error:
+        pytest.skip(str(error))
+    # The file as written, not only as rebuilt: the corpus is what a person would hand to virsh.
+    original = parse_document(path.read_text())
+    if kind == "domain" and original.tag != "domain":
+        original = wrap_device_element(f"corpus-{path.stem}", original)
+    assert schema_errors(kind, original) == []
+    assert schema_errors(kind, _as_schema_document(document, path.stem)) == []
+
+
+@pytest.mark.parametrize("path", VALID, ids=_ids(VALID))
+def test_valid_document_survives_libvirt(conn: Any, path: Path) -> None:
+    _libvirt_round_trip(conn, parse_any(path.read_text()), path.stem)
+
+
+@pytest.mark.parametrize("path", MALFORMED, ids=_ids(MALFORMED))
+def test_malformed_document_is_reported_with_line_and_element(path: Path) -> None:
+    expected = _expectation(path)
+    with pytest.raises(MalformedXmlError) as caught:
+        parse_any(path.read_text())
+    error = caught.value
+    assert (error.line, error.element) == (expected["line"], expected["element"]), str(error)
+    assert f"line {expected['line']}" in str(error) and f"<{expected['element']}>" in str(error)
+
+
+@pytest.mark.parametrize("path", MALFORMED, ids=_ids(MALFORMED))
+def test_malformed_document_is_refused_by_libvirt_too(conn: Any, path: Path) -> None:
+    text = path.read_text()
+    if text.lstrip().startswith("<domain"):
+        assert rejection_of_domain_xml(conn, text, validate=False) is not None
+
+
+@pytest.mark.parametrize("path", MALFORMED, ids=_ids(MALFORMED))
+def test_corrected_version_round_trips(conn: Any, path: Path) -> None:
+    corrected = CORPUS / _expectation(path)["corrected"]
+    document = parse_any(corrected.read_text())
+    assert parse_any(to_xml_string(document.to_element())) == document
+    _libvirt_round_trip(conn, document, corrected.stem)
+
+
+@pytest.mark.parametrize("path", INVALID, ids=_ids(INVALID))
+def test_invalid_document_is_refused_by_models_naming_the_problem(path: Path) -> None:
+    expected = _expectation(path)
+    with pytest.raises(XmlModelError) as caught:
+        parse_any(path.read_text())
+    error = caught.value
+    assert error.element == expected["element"], str(error)
+    assert expected["needle"] in str(error), str(error)
+    assert error.line == expected["line"], str(error)
+    assert str(error).startswith(f"line {expected['line']}: <{expected['element']}>"), str(error)
+
+
+@pytest.mark.parametrize("path", INVALID, ids=_ids(INVALID))
+def test_invalid_document_is_refused_by_libvirt(conn: Any, path: Path) -> None:
+    expected = _expectation(path)
+    root = parse_document(path.read_text())
+    if root.tag == "network":
+        xml = etree.tostring(root, encoding="unicode")
+        message = rejection_of_network_xml(conn, xml, validate=expected["libvirt_validate"])
+    else:
+        if root.tag != "domain":
+            root = wrap_device_element(f"invalid-{path.stem}", root)
+        xml = etree.tostring(root, encoding="unicode")
+        message = rejection_of_domain_xml(conn, xml, validate=expected["libvirt_validate"])
+    assert message is not None, f"libvirt accepted {path.name}"
