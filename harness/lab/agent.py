@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
-import struct
 import sys
 from collections.abc import Mapping, Sequence
 from typing import BinaryIO
@@ -37,7 +37,7 @@ def ping(port: int, timeout: float = 2.0) -> bool:
             sock.sendall(b'{"op": "ping"}\n')
             kind, length = HEADER.unpack(_recv_exact(sock, HEADER.size))
             _recv_exact(sock, length)
-            return kind == EXIT
+            return bool(kind == EXIT)
     except (OSError, AgentError):
         return False
 
@@ -87,18 +87,6 @@ def run(
                 raise AgentError(f"unexpected frame kind {kind} from the agent")
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, chunk: bytes) -> int:
-        self.data += chunk
-        return len(chunk)
-
-    def flush(self) -> None:
-        pass
-
-
 def capture(
     port: int,
     argv: Sequence[str],
@@ -108,6 +96,6 @@ def capture(
     timeout: float | None = None,
 ) -> tuple[int, str]:
     """Run ``argv`` in L1 and return (exit code, stdout+stderr as text)."""
-    sink = _Collect()
-    rc = run(port, argv, cwd=cwd, env=env, stdout=sink, stderr=sink, timeout=timeout)  # type: ignore[arg-type]
-    return rc, sink.data.decode(errors="replace")
+    sink = io.BytesIO()
+    rc = run(port, argv, cwd=cwd, env=env, stdout=sink, stderr=sink, timeout=timeout)
+    return rc, sink.getvalue().decode(errors="replace")

@@ -1,11 +1,11 @@
 """``hostdev-lab``: boot, use and stop the built-in nested host.
 
-    hostdev-lab up SPEC [--name NAME]          boot detached; prints the libvirt URI
-    hostdev-lab status [NAME] [--json]         list labs (or one lab's lab.json)
-    hostdev-lab exec [--name NAME] -- CMD...   run CMD in L1, stream its output, exit with its code
-    hostdev-lab run SPEC [--name NAME] -- CMD  up, exec, down in one go
-    hostdev-lab console [NAME] [-n LINES]      tail of L1's serial console
-    hostdev-lab down [NAME | --all]            stop a lab
+hostdev-lab up SPEC [--name NAME]          boot detached; prints the libvirt URI
+hostdev-lab status [NAME] [--json]         list labs (or one lab's lab.json)
+hostdev-lab exec [--name NAME] -- CMD...   run CMD in L1, stream its output, exit with its code
+hostdev-lab run SPEC [--name NAME] -- CMD  up, exec, down in one go
+hostdev-lab console [NAME] [-n LINES]      tail of L1's serial console
+hostdev-lab down [NAME | --all]            stop a lab
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from harness.lab.spec import SpecError, load_spec
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hostdev-lab", description="The built-in nested host for hostdev-harness.")
+    parser = argparse.ArgumentParser(
+        prog="hostdev-lab", description="The built-in nested host for hostdev-harness."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="boot a lab and leave it running")
@@ -85,7 +87,9 @@ def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)  # a bad spec fails here, before anything starts
     lab = start_lab(spec, name=args.name)
     try:
-        print(f"hostdev-lab: {lab.name} ready ({lab.libvirt_uri}); running {' '.join(command)}", file=sys.stderr)
+        print(
+            f"hostdev-lab: {lab.name} ready ({lab.libvirt_uri}); running {' '.join(command)}", file=sys.stderr
+        )
         return lab.stream(command, cwd=os.getcwd())
     finally:
         lab.stop()

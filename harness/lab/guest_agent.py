@@ -8,6 +8,7 @@ with frames ``kind:u8 length:u32 payload``: 1 stdout bytes, 2 stderr bytes, 3 ex
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -72,10 +73,8 @@ class ExecHandler(socketserver.StreamRequestHandler):
         rc = process.wait()
         for pump in pumps:
             pump.join()
-        try:
+        with contextlib.suppress(OSError):
             self.send(EXIT, json.dumps({"rc": rc}).encode())
-        except OSError:
-            pass
 
     def pump(self, stream: IO[bytes], kind: int) -> None:
         try:
@@ -86,15 +85,11 @@ class ExecHandler(socketserver.StreamRequestHandler):
 
     def watch_client(self, process: subprocess.Popen[bytes]) -> None:
         # The client sends nothing after its request: any read that returns means it hung up.
-        try:
+        with contextlib.suppress(OSError):
             self.request.recv(1)
-        except OSError:
-            pass
         if process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 class Server(socketserver.ThreadingTCPServer):

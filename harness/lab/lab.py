@@ -169,7 +169,10 @@ class Lab:
             sock.connect(str(self.state_dir / "qmp.sock"))
             stream = sock.makefile("rwb")
             json.loads(stream.readline())  # greeting
-            for message in ({"execute": "qmp_capabilities"}, {"execute": command, "arguments": arguments or {}}):
+            for message in (
+                {"execute": "qmp_capabilities"},
+                {"execute": command, "arguments": arguments or {}},
+            ):
                 stream.write(json.dumps(message).encode() + b"\n")
                 stream.flush()
                 while True:
@@ -213,7 +216,9 @@ class Lab:
         try:
             data = json.loads((state_dir / "lab.json").read_text())
         except FileNotFoundError:
-            raise LabError(f"no lab named {name!r} (no {state_dir / 'lab.json'}); start one with hostdev-lab up")
+            raise LabError(
+                f"no lab named {name!r} (no {state_dir / 'lab.json'}); start one with hostdev-lab up"
+            ) from None
         return cls(
             name=data["name"],
             state_dir=state_dir,
@@ -312,7 +317,9 @@ def start_lab(
     if (state_dir / "lab.json").exists():
         previous = Lab.load(lab_name, root)
         if previous.is_running():
-            raise LabError(f"lab {lab_name!r} is already running (pid {previous.pid}); hostdev-lab down {lab_name}")
+            raise LabError(
+                f"lab {lab_name!r} is already running (pid {previous.pid}); hostdev-lab down {lab_name}"
+            )
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
 
@@ -325,11 +332,10 @@ def start_lab(
     qemu_cache.mkdir(parents=True, exist_ok=True)
     reports = reports_dir()
     reports.mkdir(parents=True, exist_ok=True)
-    write_guest_files(state_dir, lab_name, kernel, reports)
-
     ports = Ports(libvirtd=_free_port(), agent=_free_port())
     paths = RuntimePaths(state_dir, reports, qemu_cache, kernel.vmlinuz, initramfs)
     plan = build_machine(lab_spec, paths, ports, accel=accel, warn=log)
+    write_guest_files(state_dir, lab_name, kernel, reports, [device.model for device in plan.devices])
     (state_dir / "qemu.argv").write_text(shlex.join(plan.argv) + "\n")
     lab = Lab(
         name=lab_name,
@@ -434,7 +440,9 @@ def stop_lab(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def booted_lab(spec: LabSpec | str | Path, *, name: str | None = None, log: Log = _stderr_log) -> Iterator[Lab]:
+def booted_lab(
+    spec: LabSpec | str | Path, *, name: str | None = None, log: Log = _stderr_log
+) -> Iterator[Lab]:
     """Boot a lab for the duration of a ``with`` block; it also dies if this process dies."""
     lab = start_lab(spec, name=name, log=log)
     try:

@@ -166,13 +166,28 @@ def _plan_one(
     argv: list[str],
     devices: list[LabDevice],
 ) -> None:
+    def add(
+        device_id: str, kind: str, model: str, role: str, port: str, topology: list[str], **props: Any
+    ) -> None:
+        devices.append(
+            LabDevice(
+                id=device_id,
+                kind=kind,
+                model=model,
+                role=role,
+                qemu_id=port if role == "free-root-port" else device_id,
+                root_port=port,
+                topology=topology,
+                assignable=role == "test",
+                properties=props,
+            )
+        )
+
     if device.kind == "root-port":
         for index in range(device.count):
             name = f"{device.id}-{index}" if device.count > 1 else device.id
             port_id, topology = root_port(name)
-            devices.append(
-                LabDevice(name, "root-port", "pcie-root-port", "free-root-port", port_id, port_id, [topology], False)
-            )
+            add(name, "root-port", "pcie-root-port", "free-root-port", port_id, [topology])
         return
     port_id, topology = root_port(device.id)
     if device.kind == "nvme-sriov":
@@ -184,39 +199,29 @@ def _plan_one(
             f"sriov_max_vfs={device.max_vfs},sriov_vq_flexible={2 * device.max_vfs},"
             f"sriov_vi_flexible={device.max_vfs}",
         ]
-        devices.append(
-            LabDevice(
-                device.id, device.kind, "nvme", "test", device.id, port_id, [topology, "00.0"], True,
-                properties={"sriov_max_vfs": device.max_vfs},
-            )
-        )  # fmt: skip
+        add(device.id, device.kind, "nvme", "test", port_id, [topology, "00.0"], sriov_max_vfs=device.max_vfs)
     elif device.kind in ("e1000e", "e1000", "igb"):
         argv += _nic_backend(device.id)
         argv += ["-device", f"{device.kind},id={device.id},bus={port_id},netdev=net-{device.id}"]
-        properties = {"sriov_max_vfs": device.max_vfs} if device.kind == "igb" else {}
-        devices.append(
-            LabDevice(
-                device.id, device.kind, device.kind, "test", device.id, port_id, [topology, "00.0"], True,
-                properties=properties,
-            )
-        )  # fmt: skip
+        props = {"sriov_max_vfs": device.max_vfs} if device.kind == "igb" else {}
+        add(device.id, device.kind, device.kind, "test", port_id, [topology, "00.0"], **props)
     elif device.kind == "pci-bridge":
         argv += ["-device", f"pcie-pci-bridge,id={device.id},bus={port_id}"]
-        devices.append(
-            LabDevice(
-                device.id, device.kind, "pcie-pci-bridge", "bridge", device.id, port_id, [topology, "00.0"], False
-            )
-        )
+        add(device.id, device.kind, "pcie-pci-bridge", "bridge", port_id, [topology, "00.0"])
         for index, model in enumerate(device.endpoints):
-            endpoint_id = f"{device.id}-ep{index}"
-            argv += _nic_backend(endpoint_id)
-            argv += ["-device", f"{model},id={endpoint_id},bus={device.id},addr={index + 1:#04x},netdev=net-{endpoint_id}"]
-            devices.append(
-                LabDevice(
-                    endpoint_id, "bridge-endpoint", model, "test", endpoint_id, port_id,
-                    [topology, "00.0", f"{index + 1:02x}.0"], True, properties={"behind": device.id},
-                )
-            )  # fmt: skip
+            endpoint = f"{device.id}-ep{index}"
+            slot = f"{index + 1:02x}"
+            argv += _nic_backend(endpoint)
+            argv += ["-device", f"{model},id={endpoint},bus={device.id},addr=0x{slot},netdev=net-{endpoint}"]
+            add(
+                endpoint,
+                "bridge-endpoint",
+                model,
+                "test",
+                port_id,
+                [topology, "00.0", f"{slot}.0"],
+                behind=device.id,
+            )
     else:  # pragma: no cover - spec validation rejects other kinds
         raise QemuError(f"unknown device kind {device.kind!r}")
 
@@ -228,7 +233,8 @@ def _fsdev(name: str, tag: str, path: Path, addr: int, *, readonly: bool, remap:
     if remap:
         # L0's root spans several filesystems: remap inode numbers so they stay unique in the guest.
         options += ",multidevs=remap"
-    return ["-fsdev", options, "-device", f"virtio-9p-pci,fsdev=fs-{name},mount_tag={tag},bus=pcie.0,addr={addr:#04x}"]
+    device = f"virtio-9p-pci,fsdev=fs-{name},mount_tag={tag},bus=pcie.0,addr={addr:#04x}"
+    return ["-fsdev", options, "-device", device]
 
 
 def build_machine(
