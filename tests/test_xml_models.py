@@ -1,0 +1,251 @@
+"""Fast tests of the XML models: golden files, error messages, helpers, and that the properties bite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from lxml import etree
+
+from harness import strategies as hs
+from harness.hypothesis_profiles import PROFILES, register_profiles
+from harness.xml import (
+    Domain,
+    Forward,
+    HostdevInterface,
+    IommuGroup,
+    MalformedXmlError,
+    Network,
+    NetworkInterface,
+    NodeDevice,
+    PciAddress,
+    PciCapability,
+    PciHostdev,
+    PciId,
+    Rom,
+    VirtFunctions,
+    VirtualPort8021Qbg,
+    VirtualPort8021Qbh,
+    Vlan,
+    VlanTag,
+    XmlModelError,
+    bdf_to_nodedev_name,
+    nodedev_name_to_bdf,
+)
+from harness.xml.corpus import parse_any
+
+CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "xml"
+
+
+def _read(name: str) -> str:
+    return (CORPUS / name).read_text()
+
+
+# --- addresses ------------------------------------------------------------------------------------
+
+
+def test_bdf_helpers() -> None:
+    address = PciAddress.from_bdf("0000:01:00.0")
+    assert address == PciAddress(0, 1, 0, 0)
+    assert address.nodedev_name == "pci_0000_01_00_0"
+    assert bdf_to_nodedev_name("0000:02:10.7") == "pci_0000_02_10_7"
+    assert nodedev_name_to_bdf("pci_0000_00_1f_3") == "0000:00:1f.3"
+    assert PciAddress.from_bdf("1f:00.1") == PciAddress(0, 0x1F, 0, 1)
+    assert PciAddress.from_nodedev_name("pci_ffff_ff_1f_7").bdf == "ffff:ff:1f.7"
+
+
+@pytest.mark.parametrize("bad", ["0000:01:00", "0000:01:20.0", "0000:01:00.8", "x", "10000:00:00.0"])
+def test_bad_bdf_is_refused(bad: str) -> None:
+    with pytest.raises(XmlModelError):
+        PciAddress.from_bdf(bad)
+
+
+def test_decimal_and_hex_addresses_are_the_same_device() -> None:
+    decimal = PciHostdev.parse(_read("valid/hostdev-decimal-address.xml"))
+    assert decimal.source == PciAddress(0, 0, 20, 0)
+    assert decimal.source.notation == "decimal"
+    assert 'slot="20"' in decimal.to_xml()  # kept as written
+    hexed = PciHostdev(PciAddress(0, 0, 0x14, 0), managed=True)
+    assert hexed == decimal
+    assert 'slot="0x14"' in hexed.to_xml()
+
+
+def test_leading_zero_is_octal_like_libvirt() -> None:
+    hostdev = PciHostdev.parse(
+        "<hostdev mode='subsystem' type='pci'><source>"
+        "<address domain='0' bus='010' slot='0' function='0'/></source></hostdev>"
+    )
+    assert hostdev.source.bus == 8
+
+
+# --- golden files ---------------------------------------------------------------------------------
+
+
+def test_golden_hostdev_interface() -> None:
+    parsed = HostdevInterface.parse(_read("valid/interface-hostdev-qbg-trunk.xml"))
+    assert parsed == HostdevInterface(
+        source=PciAddress(0, 4, 16, 3),
+        mac="02:00:00:aa:bb:01",
+        managed=True,
+        driver="kvm",
+        vlan=Vlan((VlanTag(10, "untagged"), VlanTag(20), VlanTag(30)), trunk=True),
+        virtualport=VirtualPort8021Qbg(7, 4193, 1, "5b2f5a3e-7c1d-4e0a-9f6b-2d8c1e4a7b90"),
+    )
+
+
+def test_golden_hostdev_build() -> None:
+    hostdev = PciHostdev(
+        PciAddress(0, 3, 0, 1),
+        managed=False,
+        driver="vfio",
+        rom=Rom(bar=False, file="/roms/a&b.rom"),
+        boot_order=2,
+    )
+    assert hostdev.to_xml() == (
+        '<hostdev mode="subsystem" type="pci" managed="no">\n'
+        '  <driver name="vfio"/>\n'
+        "  <source>\n"
+        '    <address domain="0x0000" bus="0x03" slot="0x00" function="0x1"/>\n'
+        "  </source>\n"
+        '  <boot order="2"/>\n'
+        '  <rom bar="off" file="/roms/a&amp;b.rom"/>\n'
+        "</hostdev>\n"
+    )
+
+
+def test_golden_network_dumpxml() -> None:
+    network = Network.parse(_read("valid/network-hostdev-dumpxml.xml"))
+    assert network.connections == 2
+    assert network.forward is not None
+    assert network.forward.pf == "enp5s0f0"
+    assert [a.bdf for a in network.forward.addresses][:2] == ["0000:05:10.0", "0000:05:10.2"]
+    assert len(network.forward.addresses) == 6
+    built = Network("vf-pool", Forward("hostdev", True, "enp5s0f0"))
+    assert built.to_xml() == (
+        "<network>\n  <name>vf-pool</name>\n"
+        '  <forward mode="hostdev" managed="yes">\n    <pf dev="enp5s0f0"/>\n  </forward>\n'
+        "</network>\n"
+    )
+
+
+def test_golden_nodedevs() -> None:
+    pf = NodeDevice.parse(_read("valid/nodedev-pci_0000_05_00_0-pf.xml"))
+    assert pf == NodeDevice(
+        name="pci_0000_05_00_0",
+        parent="pci_0000_00_1c_0",
+        driver="igb",
+        capability=PciCapability(
+            PciAddress(0, 5, 0, 0),
+            PciId("0x10c9", "82576 Gigabit Network Connection"),
+            PciId("0x8086", "Intel Corporation"),
+            "0x020000",
+            virt_functions=VirtFunctions((PciAddress(0, 5, 0x10, 0), PciAddress(0, 5, 0x10, 2)), 7),
+            iommu_group=IommuGroup(12, (PciAddress(0, 5, 0, 0), PciAddress(0, 5, 0, 1))),
+        ),
+    )
+    vf = NodeDevice.parse(_read("valid/nodedev-pci_0000_05_10_0-vf.xml"))
+    assert vf.capability.phys_function == pf.capability.address
+    assert pf.capability.virt_functions is not None
+    assert vf.capability.address in pf.capability.virt_functions.addresses
+    assert pf.name == pf.capability.address.nodedev_name
+
+
+def test_golden_domain_carries_every_device_kind() -> None:
+    domain = Domain.parse(_read("valid/domain-sriov-guest.xml"))
+    assert domain.name == "sriov-guest <lab>"
+    assert [type(d) for d in domain.devices] == [PciHostdev, HostdevInterface, NetworkInterface]
+    assert Domain.parse(domain.to_xml()) == domain
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+def test_malformed_error_names_line_and_element() -> None:
+    with pytest.raises(MalformedXmlError) as caught:
+        parse_any(_read("malformed/interface-unclosed-mac.xml"))
+    assert caught.value.line == 6
+    assert caught.value.element == "mac"
+    assert str(caught.value).startswith("line 6: <mac>: malformed XML")
+
+
+@pytest.mark.parametrize(
+    ("build", "element", "needle"),
+    [
+        (lambda: PciAddress(0x10000, 0, 0, 0), "address", "domain"),
+        (lambda: PciAddress(0, 0x100, 0, 0), "address", "bus"),
+        (lambda: PciAddress(0, 0, 0x20, 0), "address", "slot"),
+        (lambda: PciAddress(0, 0, 0, 8), "address", "function"),
+        (lambda: HostdevInterface(PciAddress(0, 0, 0, 0), mac="03:00:00:00:00:00"), "mac", "multicast"),
+        (lambda: HostdevInterface(PciAddress(0, 0, 0, 0), mac="52-54-00-00-00-01"), "mac", "52-54"),
+        (lambda: Forward("hostdevs"), "forward", "hostdevs"),
+        (lambda: Forward("hostdev", addresses=(PciAddress(0, 1, 0, 0),) * 2), "address", "0000:01:00.0"),
+        (lambda: Vlan((VlanTag(1), VlanTag(2))), "vlan", "trunk"),
+        (lambda: VlanTag(4096), "tag", "4096"),
+        (lambda: VirtualPort8021Qbh("x" * 40), "parameters", "profileid"),
+        (lambda: VirtualPort8021Qbg(1, 2, 3, "not-a-uuid"), "parameters", "instanceid"),
+    ],
+)
+def test_constructor_errors_name_the_problem(build: Any, element: str, needle: str) -> None:
+    with pytest.raises(XmlModelError) as caught:
+        build()
+    assert caught.value.element == element
+    assert needle in str(caught.value)
+
+
+def test_hostdev_refuses_interface_children_with_line() -> None:
+    with pytest.raises(XmlModelError) as caught:
+        parse_any(_read("invalid/hostdev-with-vlan.xml"))
+    assert str(caught.value).startswith("line 5: <hostdev> <vlan>:")
+
+
+# --- profiles -------------------------------------------------------------------------------------
+
+
+def test_profiles_registered_and_ci_deterministic() -> None:
+    register_profiles()
+    register_profiles()  # idempotent
+    ci = settings.get_profile("ci")
+    assert ci.derandomize and ci.database is None and ci.deadline is None and ci.print_blob
+    assert ci.max_examples <= 100
+    assert {"dev", "ci", "nightly"} <= set(PROFILES)
+    assert settings.get_profile("nightly").max_examples > ci.max_examples
+
+
+# --- the properties catch a broken model ----------------------------------------------------------
+
+
+def test_round_trip_property_catches_a_serializer_that_drops_the_vlan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_to_element = HostdevInterface.to_element
+
+    def drops_vlan(self: HostdevInterface) -> etree._Element:
+        element = real_to_element(self)
+        for vlan in element.findall("vlan"):
+            element.remove(vlan)
+        return element
+
+    monkeypatch.setattr(HostdevInterface, "to_element", drops_vlan)
+    failures: list[HostdevInterface] = []
+
+    @settings(
+        max_examples=200,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(hs.hostdev_interfaces())
+    def round_trip(interface: HostdevInterface) -> None:
+        if HostdevInterface.parse(interface.to_xml()) != interface:
+            failures.append(interface)
+            raise AssertionError("model round trip lost data")
+
+    with pytest.raises(AssertionError, match="lost data"):
+        round_trip()
+    shrunk = failures[-1]  # hypothesis replays the minimal example last
+    assert shrunk.vlan == Vlan((VlanTag(0),))
+    assert (shrunk.mac, shrunk.virtualport, shrunk.managed, shrunk.driver) == (None, None, None, None)
+    assert shrunk.source == PciAddress(0, 0, 0, 0)
