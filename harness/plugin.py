@@ -98,14 +98,13 @@ def harness_uri(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def harness_private_libvirtd(
-    harness_uri: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[PrivateLibvirtd | None]:
+def harness_private_libvirtd(harness_uri: str) -> Iterator[PrivateLibvirtd | None]:
     """A libvirtd of the run's own when none answers on this machine at the local system URI."""
     if not is_local_system_uri(harness_uri) or answers(harness_uri):
         yield None
         return
-    with private_libvirtd(tmp_path_factory.mktemp("libvirtd")) as daemon:
+    # Its own short state directory: a unix socket path may not exceed 107 bytes.
+    with private_libvirtd() as daemon:
         yield daemon
 
 
@@ -159,12 +158,12 @@ def harness_journal(pytestconfig: pytest.Config) -> ChangeJournal:
 
 @pytest.fixture(scope="session")
 def harness_changer(
-    harness_libvirt: libvirt.virConnect, harness_guard: DeviceGuard, harness_journal: ChangeJournal
+    request: pytest.FixtureRequest, harness_guard: DeviceGuard, harness_journal: ChangeJournal
 ) -> Iterator[DeviceChanger]:
     """Changes devices; undoes, at the start and at the end, whatever a run left in the journal."""
-    if harness_guard.host.root.is_live is False:
+    if not harness_guard.host.root.is_live:
         pytest.skip("device changes need a live host, not a snapshot")
-    changer = DeviceChanger(harness_libvirt, harness_guard, harness_journal)
+    changer = DeviceChanger(request.getfixturevalue("harness_libvirt"), harness_guard, harness_journal)
     for line in changer.restore_pending():
         warnings.warn(HarnessWarning(f"restored after an interrupted run: {line}"), stacklevel=1)
     yield changer

@@ -34,7 +34,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def test_detach_reattach_cycle(
     address: str,
     harness_guard: DeviceGuard,
-    harness_changer: DeviceChanger,
+    request: pytest.FixtureRequest,
     harness_libvirt: libvirt.virConnect,
     record_property: Callable[[str, object], None],
 ) -> None:
@@ -43,6 +43,8 @@ def test_detach_reattach_cycle(
     except DeviceRefusedError as exc:
         record_property("harness.refused", str(exc))
         pytest.fail(str(exc), pytrace=False)
+    # Refusal comes first, so it is reported even where nothing could be changed (a snapshot).
+    harness_changer: DeviceChanger = request.getfixturevalue("harness_changer")
     root = harness_guard.host.root
     name = nodedev_name(device.address)
     with device_lock(device.address):

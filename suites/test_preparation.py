@@ -20,6 +20,10 @@ def test_preparation(
     record_property: Callable[[str, object], None],
 ) -> None:
     result = run_check(check_name, harness_host, harness_plan)
+    # The host under test, which is not the machine pytest reports from when it reads a snapshot.
+    record_property("harness.host.hostname", harness_host.name)
+    record_property("harness.host.kernel", harness_host.kernel.release)
+    record_property("harness.host.cmdline", harness_host.kernel.cmdline_text)
     if check_name == "libvirt_ready" and harness_host.libvirt.reachable:
         record_property("harness.host.libvirt", harness_host.libvirt.library_version)
         record_property("harness.host.qemu", harness_host.libvirt.hypervisor_version)

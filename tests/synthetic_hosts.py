@@ -82,6 +82,23 @@ def _link(root: Path, host_path: str, target: str) -> None:
     path.symlink_to(target)
 
 
+def _node_devices(host: SyntheticHost) -> dict[str, dict[str, object]]:
+    """What libvirt's nodedev-dumpxml would say of each device: it agrees with sysfs on a sane host."""
+
+    def name(address: str) -> str:
+        return "pci_" + address.replace(":", "_").replace(".", "_")
+
+    views: dict[str, dict[str, object]] = {}
+    for device in host.devices:
+        group = device.group if host.groups else None
+        members = [name(d.address) for d in host.devices if host.groups and d.group == group]
+        views[name(device.address)] = {
+            "name": name(device.address), "driver": device.driver, "iommu_group": group,
+            "iommu_group_members": members,
+        }  # fmt: skip
+    return views
+
+
 def write_host(host: SyntheticHost, root: Path) -> None:
     if root.exists():
         shutil.rmtree(root)
@@ -159,7 +176,7 @@ def write_host(host: SyntheticHost, root: Path) -> None:
         "uri": "qemu:///system", "reachable": True, "error": None, "library_version": "9.0.0",
         "hypervisor_version": "7.2.0", "virt_type": "kvm", "hostdev_supported": True,
         "pci_backends": ["default", "vfio"] if vfio else [], "subsys_types": ["usb", "pci", "scsi"],
-        "node_devices": {},
+        "node_devices": _node_devices(host),
     }  # fmt: skip
     _write(root, "/.harness/libvirt.json", json.dumps(libvirt, indent=2) + "\n")
     _write(root, "/.harness/dmesg.txt", "\n".join(host.dmesg) + "\n")

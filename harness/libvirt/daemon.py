@@ -181,7 +181,9 @@ class PrivateLibvirtd:
 @contextmanager
 def private_libvirtd(state_dir: Path | None = None, timeout: float = 30.0) -> Iterator[PrivateLibvirtd]:
     owns = state_dir is None
-    directory = Path(tempfile.mkdtemp(prefix="hostdev-libvirtd-")) if state_dir is None else state_dir
+    directory = (
+        Path(tempfile.mkdtemp(prefix="hostdev-libvirtd-", dir="/tmp")) if state_dir is None else state_dir
+    )
     daemon = PrivateLibvirtd(directory, owns_state_dir=owns)
     daemon.start(timeout)
     try:

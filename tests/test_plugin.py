@@ -1,0 +1,78 @@
+"""The plugin end to end on host snapshots: verdicts in JUnit, the summary, refusals, bad options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from tests.synthetic_hosts import FIXTURES
+
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+
+def run_suites(
+    pytester: pytest.Pytester, snapshot: str, *args: str
+) -> tuple[pytest.RunResult, etree._Element]:
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        str(SUITES / "test_preparation.py"),
+        str(SUITES / "test_inventory.py"),
+        str(SUITES / "test_assignment.py"),
+        f"--harness-snapshot={FIXTURES / snapshot}",
+        f"--junitxml={junit}",
+        f"--harness-report-dir={pytester.path}",
+        f"--harness-journal={pytester.path / 'journal.jsonl'}",
+        "-p",
+        "no:cacheprovider",
+        *args,
+    )
+    return result, etree.parse(str(junit)).getroot()
+
+
+def properties(testcase: etree._Element) -> dict[str, str]:
+    return {p.get("name", ""): p.get("value", "") for p in testcase.iter("property")}
+
+
+def test_machine_without_iommu_fails_with_hints(pytester: pytest.Pytester) -> None:
+    result, junit = run_suites(pytester, "debian12-virtio")
+    assert result.ret == 1
+    cases = {case.get("name"): case for case in junit.iter("testcase")}
+    firmware = properties(cases["test_preparation[iommu_firmware]"])
+    assert firmware["harness.verdict"] == "FAIL"
+    assert "intel-iommu" in firmware["harness.hint"]
+    assert cases["test_preparation[iommu_firmware]"].find("failure") is not None
+    summary = (pytester.path / "summary.txt").read_text()
+    assert "Checking for an IOMMU in firmware (ACPI DMAR / IVRS)" in summary and ": FAIL" in summary
+    assert "0000:00:03.0" in summary and "host-critical" in summary
+    global_names = {p.get("name") for p in junit.iterfind("testsuite/properties/property")}
+    assert {"hostname", "kernel", "cmdline"} <= global_names
+    result.stdout.fnmatch_lines(["*hostdev-harness summary*", "*Checking for an IOMMU in firmware*FAIL*"])
+
+
+def test_prepared_host_passes_and_warn_fails_only_when_strict(pytester: pytest.Pytester) -> None:
+    result, _ = run_suites(pytester, "synthetic-intel-iommu-on")
+    assert result.ret == 0, result.stdout.str()
+    result, junit = run_suites(pytester, "synthetic-unsafe-interrupts")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*HarnessWarning*unsafe interrupts are allowed*"])
+    result, junit = run_suites(pytester, "synthetic-unsafe-interrupts", "--harness-strict")
+    assert result.ret == 1
+    failed = [c.get("name") for c in junit.iter("testcase") if c.find("failure") is not None]
+    assert failed == ["test_preparation[interrupt_remapping]"]
+
+
+def test_allowlisted_host_critical_device_is_refused(pytester: pytest.Pytester) -> None:
+    result, junit = run_suites(pytester, "debian12-virtio", "--harness-allow=0000:00:03.0")
+    cases = {case.get("name"): case for case in junit.iter("testcase")}
+    cycle = cases["test_detach_reattach_cycle[0000:00:03.0]"]
+    assert "carries the default route (eth0)" in properties(cycle)["harness.refused"]
+    assert "nothing was changed" in cycle.find("failure").get("message", "")
+    assert not (pytester.path / "journal.jsonl").exists()
+
+
+def test_malformed_allowlist_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess(str(SUITES / "test_preparation.py"), "--harness-allow=eth0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'eth0' is not a PCI address*"])
