@@ -118,6 +118,12 @@ NORMALIZATIONS: tuple[Normalization, ...] = (
         "<rom/> with neither bar= nor file= says nothing and libvirt drops it.",
     ),
     Normalization(
+        "vf-maxcount-zero",
+        "nodedev",
+        "libvirt writes maxCount= on <capability type='virt_functions'> only when it is not zero; "
+        "maxCount='0' comes back absent.",
+    ),
+    Normalization(
         "nodedev-driver",
         "nodedev",
         "the bound driver is read from sysfs on a real host; the test driver's nodedev "
@@ -187,4 +193,9 @@ def expected_network(sent: Network, returned: Network) -> Network:
 
 
 def expected_nodedev(sent: NodeDevice) -> NodeDevice:
-    return dataclasses.replace(sent, driver=None)  # nodedev-driver
+    capability = sent.capability
+    functions = capability.virt_functions
+    if functions is not None and functions.max_count == 0:
+        functions = dataclasses.replace(functions, max_count=None)  # vf-maxcount-zero
+    capability = dataclasses.replace(capability, virt_functions=functions)
+    return dataclasses.replace(sent, driver=None, capability=capability)  # nodedev-driver
