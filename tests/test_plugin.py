@@ -65,10 +65,12 @@ def test_prepared_host_passes_and_warn_fails_only_when_strict(pytester: pytest.P
 
 def test_allowlisted_host_critical_device_is_refused(pytester: pytest.Pytester) -> None:
     result, junit = run_suites(pytester, "debian12-virtio", "--harness-allow=0000:00:03.0")
+    assert result.ret == 1
     cases = {case.get("name"): case for case in junit.iter("testcase")}
     cycle = cases["test_detach_reattach_cycle[0000:00:03.0]"]
     assert "carries the default route (eth0)" in properties(cycle)["harness.refused"]
-    assert "nothing was changed" in cycle.find("failure").get("message", "")
+    failure = cycle.find("failure")
+    assert failure is not None and "nothing was changed" in failure.get("message", "")
     assert not (pytester.path / "journal.jsonl").exists()
 
 

@@ -46,7 +46,7 @@ def render_summary(
                 d.get("harness.iommu_group", ""),
                 d.get("harness.sriov", ""),
                 d.get("harness.assignable", ""),
-                d.get("harness.reasons", "")[:90],
+                d.get("harness.reasons", ""),
             )
             for d in sorted(devices, key=lambda d: d[DEVICE])
         ]
