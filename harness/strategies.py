@@ -7,6 +7,8 @@ it, an IOMMU group contains the device it belongs to, a network's VF list has no
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import strategies as st
 
 from harness.xml.address import PCI_LIMITS, Notation, PciAddress
@@ -30,6 +32,7 @@ __all__ = [
     "domain_names",
     "domains",
     "forwards",
+    "guest_pci_addresses",
     "hostdev_forwards",
     "hostdev_interfaces",
     "iommu_groups",
@@ -206,19 +209,41 @@ def network_interfaces() -> st.SearchStrategy[NetworkInterface]:
     return st.builds(NetworkInterface, network=network_names(), mac=st.one_of(st.none(), mac_addresses()))
 
 
+def guest_pci_addresses() -> st.SearchStrategy[PciAddress]:
+    """Where the guest sees a device: bus 0 of the guest's root complex, slots 1..31."""
+    return st.builds(
+        PciAddress,
+        domain=st.just(0),
+        bus=st.just(0),
+        slot=st.integers(1, PCI_LIMITS["slot"]),
+        function=st.just(0),
+        notation=st.sampled_from(("hex", "decimal")),
+    )
+
+
 def device_lists(*, max_size: int = 4) -> st.SearchStrategy[list[Device]]:
-    """Devices for one domain: every host PCI source address used once."""
+    """Devices for one domain: each host PCI source used once, guest slots and boot orders unique."""
 
     @st.composite
     def build(draw: st.DrawFn) -> list[Device]:
         kinds = draw(st.lists(st.sampled_from(("hostdev", "interface", "network")), max_size=max_size))
         sources = draw(unique_pci_addresses(min_size=len(kinds), max_size=len(kinds)))
+        guest_slots = draw(
+            st.lists(
+                guest_pci_addresses(), min_size=len(kinds), max_size=len(kinds), unique_by=lambda a: a.slot
+            )
+        )
+        boot_orders = iter(draw(st.permutations(range(1, len(kinds) + 1))))
         devices: list[Device] = []
-        for kind, source in zip(kinds, sources, strict=True):
+        for kind, source, guest in zip(kinds, sources, guest_slots, strict=True):
+            placed = guest if draw(st.booleans()) else None
             if kind == "hostdev":
-                devices.append(draw(pci_hostdevs(st.just(source))))
+                hostdev = draw(pci_hostdevs(st.just(source)))
+                boot = next(boot_orders) if draw(st.booleans()) else None
+                devices.append(dataclasses.replace(hostdev, guest_address=placed, boot_order=boot))
             elif kind == "interface":
-                devices.append(draw(hostdev_interfaces(st.just(source))))
+                interface = draw(hostdev_interfaces(st.just(source)))
+                devices.append(dataclasses.replace(interface, guest_address=placed))
             else:
                 devices.append(draw(network_interfaces()))
         return devices
