@@ -132,7 +132,7 @@ NORMALIZATIONS: tuple[Normalization, ...] = (
 )
 
 # Not normalizations: places where libvirt 9 loses or breaks data. Strategies avoid them and
-# the suites prove each one is still there (so a fixed libvirt shows up as a failing xfail).
+# suites/test_xml_roundtrip.py proves each one is still there (a fixed libvirt fails those tests).
 LIBVIRT_DEFECTS: dict[str, str] = {
     "virtualport-unescaped": (
         "virNetDevVPortProfileFormat writes profileid (and the 802.1Qbg parameters) with printf, "
