@@ -100,7 +100,7 @@ class DeviceChanger:
 
     def _undo_detach(self, entry: JournalEntry) -> None:
         try:
-            self._nodedev(entry.device).reAttach(0)
+            self._nodedev(entry.device).reAttach()
         except libvirt.libvirtError as exc:
             raise DeviceChangeError(
                 f"nodedev-reattach {entry.device} failed: {exc.get_error_message()} "
