@@ -1,0 +1,51 @@
+"""Fixtures for the nested tier: one booted default lab shared by the whole session.
+
+Every lab a test boots gets a name unique to this test process, so two test runs (or a developer's own
+``hostdev-lab up``) never collide; each is stopped at the end even if the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.lab.lab import Lab, booted_lab
+
+REPO = Path(__file__).resolve().parents[2]
+LABS = REPO / "fixtures" / "labs"
+VENV_BIN = Path(sys.executable).parent
+HOSTDEV_LAB = str(VENV_BIN / "hostdev-lab")
+
+
+def lab_name(label: str) -> str:
+    return f"t{os.getpid()}-{label}"
+
+
+def qemu_processes(name: str) -> list[str]:
+    """Command lines of QEMU processes that belong to the lab ``name`` (its state dir is on the line)."""
+    result = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True, check=False)
+    return [
+        line for line in result.stdout.splitlines() if f"/{name}/" in line or f"hostdev-lab-{name} " in line
+    ]
+
+
+def wait_until(predicate: object, timeout: float, what: str) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def default_lab() -> Iterator[Lab]:
+    with booted_lab(LABS / "default.toml", name=lab_name("default")) as lab:
+        yield lab

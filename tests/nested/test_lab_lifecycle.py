@@ -1,0 +1,260 @@
+"""The nested host itself: what L1 offers the suites, the exec channel, and a lifecycle that never leaves
+QEMU behind (a failing command, Ctrl-C, a killed parent, a failed boot)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from harness.lab.lab import Lab, LabError, start_lab
+from harness.lab.paths import cache_dir, reports_dir, state_root
+from harness.lab.spec import load_spec, parse_spec
+from tests.nested.conftest import HOSTDEV_LAB, LABS, REPO, lab_name, qemu_processes, wait_until
+
+pytestmark = pytest.mark.nested
+
+
+def _checked(lab: Lab, command: str) -> str:
+    rc, output = lab.exec(command)
+    assert rc == 0, (
+        f"`{command}` in L1 exited {rc}:\n{output}\nreproduce: hostdev-lab exec --name {lab.name} -- sh -c "
+        f"{command!r}\nconsole tail:\n{lab.console_tail(15)}"
+    )
+    return output
+
+
+def test_default_lab_boots_with_the_spec_command_line(default_lab: Lab) -> None:
+    cmdline = _checked(default_lab, "cat /proc/cmdline").split()
+    assert cmdline[-2:] == ["intel_iommu=on", "iommu=pt"], f"L1's /proc/cmdline: {cmdline}"
+
+
+def test_default_lab_has_iommu_groups_vfio_and_udev(default_lab: Lab) -> None:
+    output = _checked(
+        default_lab,
+        "ls /sys/kernel/iommu_groups | wc -l; test -c /dev/vfio/vfio && echo vfio-dev; "
+        "test -d /sys/module/vfio_pci && echo vfio-pci; pidof systemd-udevd >/dev/null && echo udevd; "
+        "dmesg | grep -c 'DMAR-IR: Enabled IRQ remapping'",
+    )
+    groups, *flags, remap = output.split()
+    assert int(groups) >= 8, f"expected the default lab to have IOMMU groups, found {groups}"
+    assert flags == ["vfio-dev", "vfio-pci", "udevd"], output
+    assert int(remap) >= 1, "no 'DMAR-IR: Enabled IRQ remapping' in L1's kernel log"
+
+
+def test_libvirtd_answers_from_l0_only_on_loopback(default_lab: Lab) -> None:
+    import libvirt
+
+    assert default_lab.libvirt_uri.startswith("qemu+tcp://127.0.0.1:")
+    conn = libvirt.open(default_lab.libvirt_uri)
+    try:
+        assert conn.getHostname() == f"lab-{default_lab.name}"
+        assert conn.getLibVersion() > 0
+    finally:
+        conn.close()
+    listeners = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    for port in (default_lab.ports.libvirtd, default_lab.ports.agent):
+        local = [
+            fields[1]
+            for fields in (line.split() for line in listeners)
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A"  # 0A: LISTEN
+        ]
+        assert local == ["0100007F:" + f"{port:04X}"], f"port {port} must listen on 127.0.0.1 only: {local}"
+
+
+def test_lab_json_and_harness_allow_agree(default_lab: Lab) -> None:
+    data = json.loads((default_lab.state_dir / "lab.json").read_text())
+    assert data["status"] == "ready" and data["libvirt_uri"] == default_lab.libvirt_uri
+    allowed = data["harness_allow"]
+    by_id = {device["id"]: device for device in data["devices"]}
+    expected = [by_id[i]["guest_bdf"] for i in ("nvme0", "nic0", "nic1", "bridge0-ep0", "bridge0-ep1")]
+    assert sorted(allowed) == sorted(expected), f"lab.json harness_allow {allowed} != test devices {expected}"
+    env_allow = _checked(default_lab, "echo $HARNESS_ALLOW").strip()
+    assert env_allow.split(",") == allowed, f"HARNESS_ALLOW in L1 ({env_allow}) differs from lab.json"
+    drivers = _checked(default_lab, "for d in $HARNESS_ALLOW; do :; done; " + "; ".join(
+        f"basename $(readlink /sys/bus/pci/devices/{bdf}/driver)" for bdf in allowed
+    )).split()  # fmt: skip
+    assert "virtio-pci" not in drivers and "9pnet_virtio" not in drivers, drivers
+    assert sorted(set(drivers)) == ["e1000", "e1000e", "nvme"], drivers
+
+
+def test_exec_streams_output_and_returns_the_exit_code(default_lab: Lab) -> None:
+    result = subprocess.run(
+        [
+            HOSTDEV_LAB,
+            "exec",
+            "--name",
+            default_lab.name,
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; pwd; exit 7",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 7, f"expected exit 7, got {result.returncode}: {result.stderr}"
+    assert result.stdout.split() == ["out", str(REPO)], result.stdout
+    assert "err" in result.stderr
+
+
+def test_reports_written_in_l1_appear_on_l0(default_lab: Lab) -> None:
+    name = f"lab-share-{uuid.uuid4().hex[:8]}.txt"
+    target = reports_dir() / name
+    try:
+        _checked(default_lab, f"cd {REPO} && echo from-l1 > reports/{name}")
+        assert target.read_text() == "from-l1\n", f"{target} should hold what L1 wrote"
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def test_qemu_capability_cache_persists_in_the_cache_dir(default_lab: Lab) -> None:
+    import libvirt
+
+    conn = libvirt.open(default_lab.libvirt_uri)
+    try:
+        conn.getDomainCapabilities(None, "x86_64", None, "qemu", 0)
+    finally:
+        conn.close()
+    cached = list((cache_dir() / "l1-libvirt-qemu-cache").glob("capabilities/*.xml"))
+    assert cached, "L1's libvirt wrote no QEMU capabilities into the shared cache dir"
+
+
+def test_nvme_pf_makes_vfs_that_l1_libvirt_lists(default_lab: Lab) -> None:
+    import libvirt
+
+    pf = default_lab.device("nvme0").guest_bdf
+    assert pf is not None
+    sysfs = f"/sys/bus/pci/devices/{pf}"
+    _checked(default_lab, f"echo 0 > {sysfs}/sriov_drivers_autoprobe && echo 2 > {sysfs}/sriov_numvfs")
+    try:
+        conn = libvirt.open(default_lab.libvirt_uri)
+        try:
+            pf_name = "pci_" + pf.replace(":", "_").replace(".", "_")
+
+            def vfs_listed() -> bool:
+                xml = conn.nodeDeviceLookupByName(pf_name).XMLDesc(0)
+                return xml.count("<address domain=") >= 2 and "virt_functions" in xml
+
+            wait_until(vfs_listed, 30, f"L1's libvirt to list 2 VFs under {pf_name}")
+            listed = conn.listDevices("pci", 0)
+            vf_names = [n for n in listed if n != pf_name and n.startswith(pf_name[:-6])]
+            assert len(vf_names) >= 2, f"expected 2 VF nodedevs next to {pf_name}, libvirt lists {listed}"
+        finally:
+            conn.close()
+    finally:
+        default_lab.exec(f"echo 0 > {sysfs}/sriov_numvfs")
+
+
+def test_two_labs_at_once_have_their_own_ports_and_state(default_lab: Lab) -> None:
+    spec = parse_spec({"name": "small", "machine": {"memory_mib": 512}, "devices": [{"kind": "e1000e"}]})
+    second = start_lab(spec, name=lab_name("second"))
+    try:
+        assert second.ports != default_lab.ports and second.state_dir != default_lab.state_dir
+        assert default_lab.is_running() and second.is_running()
+        rc_first, host_first = default_lab.exec("hostname")
+        rc_second, host_second = second.exec("hostname")
+        assert (rc_first, rc_second) == (0, 0)
+        assert host_first.strip() != host_second.strip(), (host_first, host_second)
+    finally:
+        second.stop()
+    assert qemu_processes(second.name) == [], "the second lab's QEMU survived stop()"
+
+
+def _run_in_background(name: str, *command: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [HOSTDEV_LAB, "run", str(LABS / "default.toml"), "--name", name, "--", *command],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_ready(name: str, process: subprocess.Popen[bytes]) -> None:
+    lab_json = state_root() / name / "lab.json"
+
+    def ready() -> bool:
+        assert process.poll() is None, (
+            f"hostdev-lab run exited early: {process.stderr.read().decode() if process.stderr else ''}"
+        )
+        return lab_json.exists() and json.loads(lab_json.read_text()).get("status") == "ready"
+
+    wait_until(ready, 240, f"lab {name} to become ready ({lab_json})")
+
+
+def test_failing_command_returns_its_code_and_leaves_nothing() -> None:
+    name = lab_name("fails")
+    result = subprocess.run(
+        [HOSTDEV_LAB, "run", str(LABS / "default.toml"), "--name", name, "--", "sh", "-c", "exit 3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 3, f"hostdev-lab run should pass on the command's exit code: {result.stderr}"
+    assert qemu_processes(name) == [], "QEMU left running after a failing command"
+    assert not (state_root() / name).exists(), "state dir left behind after run"
+
+
+@pytest.mark.parametrize("how", ["sigint", "sigkill-parent"])
+def test_interrupt_or_killed_parent_leaves_no_qemu(how: str) -> None:
+    name = lab_name(how)
+    process = _run_in_background(name, "sleep", "600")
+    try:
+        _wait_ready(name, process)
+        assert qemu_processes(name), "the lab's QEMU should be running before the interruption"
+        if how == "sigint":
+            process.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+            assert process.wait(timeout=30) == 130
+        else:
+            process.kill()  # no cleanup code runs: PR_SET_PDEATHSIG must take QEMU down
+            process.wait(timeout=30)
+        wait_until(lambda: qemu_processes(name) == [], 15, f"QEMU of lab {name} to exit after {how}")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for line in qemu_processes(name):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        subprocess.run([HOSTDEV_LAB, "down", name], capture_output=True, check=False)
+
+
+def test_failed_boot_raises_with_the_console_tail() -> None:
+    # Blacklisting 9p makes the initramfs fail to reach L0's root: a real boot failure, reached in seconds.
+    spec = load_spec(LABS / "default.toml")
+    broken = parse_spec(
+        {
+            "name": "broken",
+            "devices": [],
+            "kernel": {"cmdline": spec.kernel.cmdline, "extra_args": ["module_blacklist=9p"]},
+        }
+    )
+    name = lab_name("broken")
+    started = time.monotonic()
+    with pytest.raises(LabError) as caught:
+        start_lab(broken, name=name)
+    message = str(caught.value)
+    assert "console tail" in message and "insmod 9p.ko" in message, message
+    assert time.monotonic() - started < 120
+    assert qemu_processes(name) == [], "QEMU left running after a failed boot"
+    subprocess.run([HOSTDEV_LAB, "down", name], capture_output=True, check=False)
+
+
+def test_bad_spec_starts_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[iommu]\nmodel = "amd"\n')
+    result = subprocess.run(
+        [HOSTDEV_LAB, "run", str(bad), "--", "true"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "'iommu.model' = 'amd'" in result.stderr, result.stderr
+    assert not (state_root() / "bad").exists()

@@ -1,0 +1,257 @@
+"""Fast tests of the lab's pure parts: spec parsing and errors, the QEMU command line, igb detection,
+device discovery from a sysfs listing. Nothing here boots a machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.lab.guest_init import stage2_text
+from harness.lab.kernel import KernelImage
+from harness.lab.lab import discover_devices
+from harness.lab.qemu import Ports, QemuError, RuntimePaths, build_machine, has_igb, kernel_command_line
+from harness.lab.spec import DEFAULT_CMDLINE, SpecError, load_spec, parse_spec
+
+LABS = Path(__file__).resolve().parents[1] / "fixtures" / "labs"
+MODELS_72 = frozenset({"nvme", "nvme-subsys", "e1000e", "e1000", "pcie-root-port", "pcie-pci-bridge"})
+MODELS_80 = MODELS_72 | {"igb"}
+
+
+def _paths(tmp_path: Path) -> RuntimePaths:
+    return RuntimePaths(
+        state_dir=tmp_path / "state" / "t",
+        reports_dir=tmp_path / "reports",
+        qemu_cache_dir=tmp_path / "qemu-cache",
+        kernel=tmp_path / "vmlinuz",
+        initramfs=tmp_path / "initramfs.cpio",
+    )
+
+
+def _build(spec_name: str, tmp_path: Path, models: frozenset[str] = MODELS_72, accel: str = "tcg"):
+    warnings: list[str] = []
+    plan = build_machine(
+        load_spec(LABS / spec_name), _paths(tmp_path), Ports(40001, 40002), accel=accel, models=models,
+        warn=warnings.append,
+    )  # fmt: skip
+    return plan, warnings
+
+
+def _devices(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
+
+
+@pytest.mark.parametrize("spec_file", sorted(p.name for p in LABS.glob("*.toml")))
+def test_every_shipped_spec_loads(spec_file: str) -> None:
+    spec = load_spec(LABS / spec_file)
+    assert spec.name == spec_file.removesuffix(".toml"), (
+        f"{spec_file}: name {spec.name!r} differs from the file"
+    )
+    assert spec.machine.type == "q35"
+
+
+def test_default_spec_has_the_promised_devices() -> None:
+    spec = load_spec(LABS / "default.toml")
+    kinds = [device.kind for device in spec.devices]
+    assert spec.kernel.args == DEFAULT_CMDLINE.split()
+    assert spec.iommu.model == "intel" and spec.iommu.intremap
+    assert kinds.count("e1000e") >= 2, kinds
+    assert {"nvme-sriov", "pci-bridge", "igb", "root-port"} <= set(kinds), kinds
+
+
+@pytest.mark.parametrize(
+    ("spec_file", "expected_args", "iommu_device"),
+    [
+        ("no-iommu.toml", ["intel_iommu=on", "iommu=pt"], None),
+        ("iommu-off.toml", ["intel_iommu=off"], "intel-iommu,intremap=on,caching-mode=on"),
+        ("intremap-off.toml", ["intel_iommu=on", "iommu=pt"], "intel-iommu,intremap=off,caching-mode=on"),
+        (
+            "unsafe-interrupts.toml",
+            ["intel_iommu=on", "iommu=pt", "vfio_iommu_type1.allow_unsafe_interrupts=1"],
+            "intel-iommu,intremap=off,caching-mode=on",
+        ),
+        (
+            "vfio-blacklisted.toml",
+            ["intel_iommu=on", "iommu=pt", "module_blacklist=vfio_pci"],
+            "intel-iommu,",
+        ),
+    ],
+)
+def test_fault_specs_inject_their_fault(
+    spec_file: str, expected_args: list[str], iommu_device: str | None, tmp_path: Path
+) -> None:
+    plan, _ = _build(spec_file, tmp_path)
+    append = plan.argv[plan.argv.index("-append") + 1]
+    assert append.split()[-len(expected_args) :] == expected_args, append
+    iommu = [device for device in _devices(plan.argv) if device.startswith("intel-iommu")]
+    if iommu_device is None:
+        assert iommu == [], f"{spec_file} must not have an IOMMU: {iommu}"
+    else:
+        assert len(iommu) == 1 and iommu[0].startswith(iommu_device), iommu
+
+
+def _spec(**tables: object) -> dict[str, object]:
+    return {"name": "t", **tables}
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        (_spec(machine={"type": "pc"}), "'machine.type' = 'pc'"),
+        (_spec(machine={"memory_mib": 64}), "'machine.memory_mib' = 64"),
+        (_spec(machine={"cpus": "2"}), "'machine.cpus' = '2'"),
+        (_spec(machine={"ram": 1024}), "'machine.ram'"),
+        (_spec(iommu={"model": "amd"}), "'iommu.model' = 'amd'"),
+        (_spec(iommu={"intremap": "yes"}), "'iommu.intremap' = 'yes'"),
+        (_spec(iommu={"model": "none", "intremap": True}), "'iommu.intremap'"),
+        (_spec(kernel={"extra_args": "iommu=pt"}), "'kernel.extra_args' = 'iommu=pt'"),
+        (_spec(kernel={"cmdline": "console=tty0"}), "'console=tty0'"),
+        (_spec(devices=[{"kind": "virtio-gpu"}]), "'devices[0].kind' = 'virtio-gpu'"),
+        (_spec(devices=[{"kind": "nvme-sriov", "max_vfs": 99}]), "'devices[0].max_vfs' = 99"),
+        (
+            _spec(devices=[{"kind": "e1000e", "count": 2}]),
+            "'devices[0].count' = 2: unknown key for kind 'e1000e'",
+        ),
+        (_spec(devices=[{"kind": "pci-bridge", "endpoints": ["nvme"]}]), "'devices[0].endpoints'"),
+        (
+            _spec(devices=[{"kind": "e1000e", "id": "a"}, {"kind": "e1000", "id": "a"}]),
+            "'devices[].id' = 'a'",
+        ),
+        (_spec(flavour="x"), "'flavour'"),
+        ({"name": "Bad Name"}, "'name' = 'Bad Name'"),
+    ],
+)
+def test_bad_spec_names_key_and_value(data: dict[str, object], named: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data, source="inline.toml")
+    assert named in str(caught.value), f"expected the error to name {named}, got: {caught.value}"
+    assert str(caught.value).startswith("inline.toml:"), caught.value
+
+
+def test_bad_toml_and_missing_file_are_spec_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[machine\nmemory_mib = 1")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(broken)
+    with pytest.raises(SpecError, match="no such lab spec"):
+        load_spec(tmp_path / "absent.toml")
+
+
+def test_base_merges_tables_and_rejects_loops(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n[machine]\ncpus = 1\n')
+    (tmp_path / "b.toml").write_text('name = "b"\n[machine]\nmemory_mib = 2048\ncpus = 2\n')
+    spec = load_spec(tmp_path / "a.toml")
+    assert (spec.name, spec.machine.memory_mib, spec.machine.cpus) == ("a", 2048, 1)
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n')
+    with pytest.raises(SpecError, match="loops"):
+        load_spec(tmp_path / "a.toml")
+
+
+def test_command_line_forwards_only_loopback_and_shares_the_root_read_only(tmp_path: Path) -> None:
+    plan, _ = _build("default.toml", tmp_path)
+    argv = plan.argv
+    netdev = argv[argv.index("-netdev", argv.index("-append")) + 1]
+    user = [argv[i + 1] for i, a in enumerate(argv) if a == "-netdev" and argv[i + 1].startswith("user,")]
+    assert len(user) == 1, user
+    forwards = [part for part in user[0].split(",") if part.startswith("hostfwd=")]
+    assert forwards == [
+        "hostfwd=tcp:127.0.0.1:40001-10.0.2.15:16509",
+        "hostfwd=tcp:127.0.0.1:40002-10.0.2.15:7000",
+    ], netdev
+    assert "restrict=on" in user[0]
+    fsdevs = [argv[i + 1] for i, a in enumerate(argv) if a == "-fsdev"]
+    root = [f for f in fsdevs if ",path=/," in f]
+    assert root and "readonly=on" in root[0] and "multidevs=remap" in root[0], fsdevs
+    reports = [f for f in fsdevs if f.startswith("local,id=fs-reports")]
+    assert reports and "readonly" not in reports[0], fsdevs
+    # The IOMMU must precede every PCI device it translates for.
+    devices = _devices(argv)
+    assert devices[0].startswith("intel-iommu"), devices[:2]
+    assert argv[argv.index("-accel") + 1].startswith("tcg") and argv[argv.index("-cpu") + 1] == "max"
+
+
+def test_default_topology_and_allowlist(tmp_path: Path) -> None:
+    plan, _ = _build("default.toml", tmp_path)
+    devices = _devices(plan.argv)
+    nvme = [d for d in devices if d.startswith("nvme,")]
+    assert len(nvme) == 1 and "sriov_max_vfs=4" in nvme[0] and "subsys=" in nvme[0], nvme
+    # Each e1000e alone behind its own root port; two endpoints share the bridge.
+    for nic in ("nic0", "nic1"):
+        assert any(d.startswith(f"e1000e,id={nic},bus=rp-{nic},") for d in devices), devices
+    assert sum(",bus=bridge0," in d for d in devices) == 2, devices
+    roles = {d.id: d.role for d in plan.devices}
+    assert roles["bridge0"] == "bridge" and roles["hotplug-0"] == "free-root-port"
+    assignable = sorted(d.id for d in plan.devices if d.assignable)
+    assert assignable == ["bridge0-ep0", "bridge0-ep1", "nic0", "nic1", "nvme0"], assignable
+
+
+def test_igb_missing_is_announced_and_skipped(tmp_path: Path) -> None:
+    plan, warnings = _build("default.toml", tmp_path, models=MODELS_72)
+    assert plan.skipped == ["sriovnic0"]
+    assert len(warnings) == 1 and "igb is missing" in warnings[0], warnings
+    assert not any(d.startswith("igb") for d in _devices(plan.argv))
+
+
+def test_igb_present_gets_its_own_root_port(tmp_path: Path) -> None:
+    plan, warnings = _build("default.toml", tmp_path, models=MODELS_80)
+    assert warnings == [] and plan.skipped == []
+    assert any(d.startswith("igb,id=sriovnic0,bus=rp-sriovnic0") for d in _devices(plan.argv))
+    assert "sriovnic0" in [d.id for d in plan.devices if d.assignable]
+
+
+def test_required_igb_without_qemu_support_is_an_error(tmp_path: Path) -> None:
+    spec = parse_spec({"name": "t", "devices": [{"kind": "igb", "id": "vfnic"}]})
+    with pytest.raises(QemuError, match="igb"):
+        build_machine(spec, _paths(tmp_path), Ports(1, 2), accel="tcg", models=MODELS_72, warn=print)
+
+
+def test_has_igb_matches_this_qemu() -> None:
+    from harness.lab.qemu import available_device_models
+
+    models = available_device_models()
+    assert "e1000e" in models, "qemu-system-x86_64 -device help did not list e1000e: is QEMU installed?"
+    assert has_igb(models) == ("igb" in models)
+
+
+def test_kvm_with_intremap_uses_split_irqchip(tmp_path: Path) -> None:
+    plan, _ = _build("default.toml", tmp_path, accel="kvm")
+    assert plan.argv[plan.argv.index("-machine") + 1] == "q35,kernel-irqchip=split"
+    assert plan.argv[plan.argv.index("-cpu") + 1] == "host"
+
+
+def test_kernel_command_line_keeps_lab_args_first() -> None:
+    spec = load_spec(LABS / "vfio-blacklisted.toml")
+    line = kernel_command_line(spec)
+    assert line.startswith("console=ttyS0"), line
+    assert line.endswith("module_blacklist=vfio_pci"), line
+
+
+def test_stage2_mounts_reports_at_the_same_path(tmp_path: Path) -> None:
+    kernel = KernelImage("linux-image-6.1.0-1-amd64", "6.1.0-1-amd64", tmp_path / "k")
+    text = stage2_text("t", kernel, Path("/work/x/reports"), ["nvme"])
+    assert "reports /work/x/reports" in text
+    assert "libvirtd -d --listen" in text and "systemd-udevd --daemon" in text
+
+
+def test_discovery_maps_topology_to_guest_bdfs(tmp_path: Path) -> None:
+    plan, _ = _build("default.toml", tmp_path)
+    listing = "\n".join(
+        [
+            "/sys/devices/pci0000:00/0000:00:02.0 virtio-pci",
+            "/sys/devices/pci0000:00/0000:00:08.0 pcieport",
+            "/sys/devices/pci0000:00/0000:00:08.0/0000:01:00.0 nvme",
+            "/sys/devices/pci0000:00/0000:00:09.0/0000:02:00.0 e1000e",
+            "/sys/devices/pci0000:00/0000:00:0a.0/0000:03:00.0 e1000e",
+            "/sys/devices/pci0000:00/0000:00:0b.0/0000:04:00.0 ",
+            "/sys/devices/pci0000:00/0000:00:0b.0/0000:04:00.0/0000:05:01.0 e1000",
+            "/sys/devices/pci0000:00/0000:00:0b.0/0000:04:00.0/0000:05:02.0 e1000",
+            "/sys/devices/pci0000:00/0000:00:0c.0 pcieport",
+        ]
+    )
+    discover_devices(plan.devices, listing)
+    found = {d.id: d.guest_bdf for d in plan.devices}
+    assert found["nvme0"] == "0000:01:00.0"
+    assert found["bridge0"] == "0000:04:00.0"
+    assert found["bridge0-ep1"] == "0000:05:02.0"
+    assert found["hotplug-0"] == "0000:00:0c.0"
+    assert found["hotplug-1"] is None
