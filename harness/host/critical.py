@@ -8,10 +8,13 @@ from collections.abc import Iterable
 from harness.host.root import HostRoot
 
 _BDF_COMPONENT = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
-# virtio device ids (virtio spec 5): console and vsock are control channels of a virtual machine.
+# virtio device ids (virtio spec 5): a VM's control channels and the filesystems its host shares with it
+# (an overlay root over 9p does not show its lower 9p mount in /proc/self/mounts, so the id decides).
 VIRTIO_CONTROL_DEVICES = {
     0x0003: "is a virtio console",
+    0x0009: "is a virtio 9p filesystem shared by the machine's host",
     0x0013: "is a virtio vsock (the machine's control channel)",
+    0x001A: "is a virtio-fs filesystem shared by the machine's host",
 }
 
 
@@ -70,7 +73,7 @@ def find_host_critical(root: HostRoot, refuse: Iterable[str] = ()) -> dict[str, 
         mark(root.realpath(f"/sys/class/net/{interface}/device"), f"carries the default route ({interface})")
 
     virtio_tags = {
-        (root.read_stripped(f"/sys/bus/virtio/devices/{dev}/mount_tag") or ""): dev
+        (root.read_stripped(f"/sys/bus/virtio/devices/{dev}/mount_tag") or "").strip("\x00"): dev
         for dev in root.listdir("/sys/bus/virtio/devices")
     }
     for source, mountpoint, fstype in _mount_sources(root):
