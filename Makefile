@@ -31,11 +31,11 @@ $(VENV)/.stamp: pyproject.toml .cache/deps.stamp
 
 # The main job: every suite against the built-in nested host, reports in reports/.
 demo: venv
-	$(BIN)/hostdev-lab run fixtures/labs/default.toml -- $(abspath $(BIN))/pytest suites $(PYTEST_ARGS)
+	$(BIN)/hostdev-lab run fixtures/labs/default.toml -- $(abspath $(BIN))/pytest suites --hypothesis-profile=ci $(PYTEST_ARGS)
 
 # Every suite against the machine this runs on (read-only unless --harness-allow names devices).
 validate: venv
-	$(BIN)/pytest suites $(PYTEST_ARGS)
+	$(BIN)/pytest suites --hypothesis-profile=ci $(PYTEST_ARGS)
 
 # The project's own tests: lint, types, the fast tier and the nested tier.
 test: venv lint
