@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 
 from harness.host.root import HostRoot
+from harness.xml.address import PciAddress
 
 BDF_PATTERN = re.compile(
     r"^(?P<domain>[0-9a-f]{4}):(?P<bus>[0-9a-f]{2}):(?P<slot>[0-1][0-9a-f])\.(?P<function>[0-7])$"
@@ -38,7 +39,7 @@ def normalize_bdf(text: str) -> str:
 
 def nodedev_name(bdf: str) -> str:
     """libvirt's node device name for a PCI address: ``pci_0000_01_00_0``."""
-    return "pci_" + re.sub(r"[:.]", "_", bdf)
+    return PciAddress.from_bdf(bdf).nodedev_name
 
 
 @dataclass(frozen=True)

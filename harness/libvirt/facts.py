@@ -10,6 +10,7 @@ import libvirt
 from lxml import etree
 
 from harness.libvirt.connection import version_text
+from harness.xml.nodedev import NodeDevice
 
 
 @dataclass(frozen=True)
@@ -58,20 +59,15 @@ def _values(caps: etree._Element, enum: str) -> list[str]:
     return [value.text or "" for value in caps.findall(f"devices/hostdev/enum[@name='{enum}']/value")]
 
 
-def _pci_address_name(address: etree._Element) -> str:
-    parts = [int(address.get(key, "0"), 0) for key in ("domain", "bus", "slot", "function")]
-    return "pci_{:04x}_{:02x}_{:02x}_{:x}".format(*parts)
-
-
 def read_node_device(xml_text: str) -> NodeDeviceView:
-    document = etree.fromstring(xml_text.encode())
-    group = document.find("capability[@type='pci']/iommuGroup")
-    members = tuple(_pci_address_name(a) for a in group.findall("address")) if group is not None else ()
+    """The parts of ``nodedev-dumpxml`` the inventory compares with sysfs, read through the XML model."""
+    device = NodeDevice.parse(xml_text)
+    group = device.capability.iommu_group
     return NodeDeviceView(
-        name=document.findtext("name") or "",
-        driver=document.findtext("driver/name"),
-        iommu_group=int(group.get("number", "-1")) if group is not None else None,
-        iommu_group_members=members,
+        name=device.name,
+        driver=device.driver,
+        iommu_group=group.number if group is not None else None,
+        iommu_group_members=tuple(a.nodedev_name for a in group.addresses) if group is not None else (),
     )
 
 
