@@ -36,12 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="boot a lab, run a command in it, stop it")
     run.add_argument("spec")
     run.add_argument("--name")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command to run inside the lab")
+    run.add_argument("cmd", nargs="*", help="-- command to run inside the lab")
 
     exec_ = commands.add_parser("exec", help="run a command in a running lab")
     exec_.add_argument("--name", help="lab name (default: the only running lab)")
     exec_.add_argument("--cwd", help="working directory in L1 (default: the current directory)")
-    exec_.add_argument("cmd", nargs=argparse.REMAINDER)
+    exec_.add_argument("cmd", nargs="*", help="-- command to run inside the lab")
 
     status = commands.add_parser("status", help="show running labs")
     status.add_argument("name", nargs="?")
@@ -59,8 +59,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _command(words: Sequence[str]) -> list[str]:
     command = list(words)
-    if command and command[0] == "--":
-        command = command[1:]
     if not command:
         raise SystemExit("hostdev-lab: no command given (put it after --)")
     return command
@@ -96,7 +94,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first "--" is the command for L1, untouched by option parsing.
+    after: list[str] = []
+    if "--" in words:
+        split = words.index("--")
+        words, after = words[:split], words[split + 1 :]
+    args = _parser().parse_args(words)
+    if hasattr(args, "cmd"):
+        args.cmd = [*args.cmd, *after]
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     try:

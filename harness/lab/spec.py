@@ -156,7 +156,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>", path: Path | 
 def _parse_device(where: _Where, index: int, raw: Mapping[str, Any]) -> DeviceSpec:
     prefix = f"devices[{index}]"
     kind = where.choice(raw, "kind", prefix, DEVICE_KINDS, default=None)
-    where.unknown_keys(raw, _COMMON_DEVICE_KEYS | _DEVICE_KEYS[kind], f"{prefix} (kind {kind!r})")
+    where.unknown_keys(raw, _COMMON_DEVICE_KEYS | _DEVICE_KEYS[kind], prefix, context=f" for kind {kind!r}")
     device_id = where.string(raw, "id", prefix, default=f"{kind.replace('-sriov', '')}{index}")
     if not _ID_PATTERN.match(device_id):
         raise where.error(f"{prefix}.id", device_id, "use lowercase letters, digits and '-'")
@@ -214,11 +214,13 @@ class _Where:
     def error(self, key: str, value: object, why: str) -> SpecError:
         return SpecError(f"{self.source}: key {key!r} = {value!r}: {why}")
 
-    def unknown_keys(self, data: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
+    def unknown_keys(
+        self, data: Mapping[str, Any], allowed: set[str], prefix: str, context: str = ""
+    ) -> None:
         for key in data:
             if key not in allowed:
-                full = f"{prefix}.{key}" if prefix else key
-                raise self.error(full, data[key], f"unknown key (known: {', '.join(sorted(allowed))})")
+                known = ", ".join(sorted(allowed))
+                raise self.error(_full(prefix, key), data[key], f"unknown key{context} (known: {known})")
 
     def table(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
         value = data.get(key, {})
