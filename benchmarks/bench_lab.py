@@ -67,7 +67,7 @@ def summarize(label: str, boots: list[dict[str, Any]]) -> dict[str, Any]:
         values = [boot[key] for boot in boots if key in boot]
         return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
-    summary = {
+    summary: dict[str, Any] = {
         "mode": label,
         "boots": len(boots),
         "boot_to_libvirtd_s": stats("libvirtd_s"),
