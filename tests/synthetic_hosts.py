@@ -158,7 +158,12 @@ def write_host(host: SyntheticHost, root: Path) -> None:
             _link(root, f"{base}/driver", f"../../../bus/pci/drivers/{device.driver}")
         if device.group is not None and host.groups:
             _link(root, f"{base}/iommu_group", f"../../../kernel/iommu_groups/{device.group}")
-            (root / f"sys/kernel/iommu_groups/{device.group}/devices").mkdir(parents=True, exist_ok=True)
+            # As in sysfs: the group lists its members as links (git keeps links, not empty folders).
+            _link(
+                root,
+                f"/sys/kernel/iommu_groups/{device.group}/devices/{device.address}",
+                f"../../../../devices/{device.path}",
+            )
         if device.totalvfs:
             _write(root, f"{base}/sriov_totalvfs", f"{device.totalvfs}\n")
             _write(root, f"{base}/sriov_numvfs", "0\n")

@@ -34,6 +34,7 @@ CAPTURED_FILES = (
     "boot/efi/EFI/*/grub.cfg",
     "sys/class/iommu/*/intel-iommu/ecap",
     "sys/class/iommu/*/intel-iommu/cap",
+    "sys/class/iommu/*/amd-iommu/cap",
     "sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts",
 )
 PCI_ATTRIBUTES = (
@@ -61,7 +62,7 @@ def _mirror_link(live: Path, snapshot_root: Path) -> None:
         return
     copy = snapshot_root / str(live).lstrip("/")
     copy.parent.mkdir(parents=True, exist_ok=True)
-    if not copy.is_symlink():
+    if not os.path.lexists(copy):
         copy.symlink_to(target)
 
 
@@ -81,10 +82,9 @@ def capture_snapshot(host: Host, destination: Path) -> Path:
     for name in os.listdir("/sys/firmware/acpi/tables") if os.path.isdir("/sys/firmware/acpi/tables") else []:
         (destination / "sys/firmware/acpi/tables").mkdir(parents=True, exist_ok=True)
         (destination / "sys/firmware/acpi/tables" / name).touch()  # the readers only ask which tables exist
-    for name in os.listdir("/sys/kernel/iommu_groups") if os.path.isdir("/sys/kernel/iommu_groups") else []:
-        (destination / "sys/kernel/iommu_groups" / name / "devices").mkdir(parents=True, exist_ok=True)
-    for unit in os.listdir("/sys/class/iommu") if os.path.isdir("/sys/class/iommu") else []:
-        (destination / "sys/class/iommu" / unit).mkdir(parents=True, exist_ok=True)
+    # Links rather than empty folders, which git would drop from a committed snapshot.
+    for member in live.glob("sys/kernel/iommu_groups/*/devices/*"):
+        _mirror_link(member, destination)
     if os.path.exists("/dev/vfio/vfio"):
         (destination / "dev/vfio").mkdir(parents=True, exist_ok=True)
         (destination / "dev/vfio/vfio").touch()
