@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.lab.guest_init import stage2_text
+from harness.lab.guest_init import early_text, stage2_text
 from harness.lab.kernel import KernelImage
 from harness.lab.lab import discover_devices
 from harness.lab.qemu import Ports, QemuError, RuntimePaths, build_machine, has_igb, kernel_command_line
@@ -228,9 +228,10 @@ def test_kernel_command_line_keeps_lab_args_first() -> None:
 
 def test_stage2_mounts_reports_at_the_same_path(tmp_path: Path) -> None:
     kernel = KernelImage("linux-image-6.1.0-1-amd64", "6.1.0-1-amd64", tmp_path / "k")
-    text = stage2_text("t", kernel, Path("/work/x/reports"), ["nvme"])
-    assert "reports /work/x/reports" in text
-    assert "libvirtd -d --listen" in text and "systemd-udevd --daemon" in text
+    early = early_text("t", kernel, Path("/work/x/reports"))
+    assert 'reports "$root"/work/x/reports' in early, early
+    stage2 = stage2_text("t", ["nvme"])
+    assert "libvirtd --listen" in stage2 and "systemd-udevd --daemon" in stage2
 
 
 def test_discovery_maps_topology_to_guest_bdfs(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.lab.kernel import GUEST_LAB_DIR, NINEP_MSIZE, QEMU_CACHE_TAG, REPORTS_TAG, KernelImage
-from harness.lab.qemu import GUEST_AGENT_PORT, GUEST_IP, LAB_NIC_MAC
+from harness.lab.kernel import GUEST_IP, GUEST_LAB_DIR, NINEP_MSIZE, QEMU_CACHE_TAG, REPORTS_TAG, KernelImage
+from harness.lab.qemu import GUEST_AGENT_PORT
 from harness.libvirt.daemon import write_config
 
 AGENT_SCRIPT = Path(__file__).resolve().with_name("guest_agent.py")
@@ -39,50 +39,51 @@ INITTAB = f"""::sysinit:/bin/sh {GUEST_LAB_DIR}/stage2.sh
 """
 
 
-def stage2_text(
-    name: str, kernel: KernelImage, reports_dir: Path, drivers: Sequence[str], python: str = sys.executable
-) -> str:
+def early_text(name: str, kernel: KernelImage, reports_dir: Path) -> str:
+    """Sourced by the initramfs's busybox sh before switch_root (``$root`` is the new root): static busybox
+    applets from RAM are much faster under TCG than the root's dynamically linked tools read over 9p."""
     q = shlex.quote
     ninep = f"trans=virtio,version=9p2000.L,msize={NINEP_MSIZE},cache=none"
     modules = f"/lib/modules/{kernel.release}"
+    reports = q(str(reports_dir))
+    return f"""# hostdev-lab early setup for lab {name}: written by L0, read-only here.
+echo {q("lab-" + name)} > /proc/sys/kernel/hostname
+mkdir -p "$root/dev/pts" "$root/dev/shm" "$root/run/libvirt" "$root{GUEST_QEMU_CACHE}" "$root{modules}"
+mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+for dir in /var/lib/libvirt /var/log/libvirt /var/tmp; do mount -t tmpfs -o mode=0755 tmpfs "$root$dir"; done
+mount -t 9p -o {ninep} {QEMU_CACHE_TAG} "$root{GUEST_QEMU_CACHE}" || echo "WARNING: cannot mount the qemu cache"
+mount --bind "$root"{q(str(kernel.modules_dir))} "$root{modules}"
+mkdir -p "$root"{reports}
+mount -t 9p -o {ninep} {REPORTS_TAG} "$root"{reports} || echo "WARNING: cannot mount the reports share"
+# A fresh libvirt: L0's config files, the lab's qemu.conf/libvirtd.conf, no domains, nothing autostarted.
+rm -rf "$root"/etc/libvirt/qemu/*.xml "$root/etc/libvirt/qemu/autostart" \\
+    "$root/etc/libvirt/qemu/networks/autostart" "$root/etc/libvirt/storage/autostart"
+cp "$root{GUEST_LAB_DIR}/libvirt/qemu.conf" "$root{GUEST_LAB_DIR}/libvirt/libvirtd.conf" "$root/etc/libvirt/"
+printf 'blacklist %s\\n' {" ".join(UNUSED_MODULES)} > "$root/etc/modprobe.d/hostdev-lab-unused.conf"
+"""
+
+
+def stage2_text(name: str, drivers: Sequence[str], python: str = sys.executable) -> str:
+    q = shlex.quote
     return f"""#!/bin/sh
 # hostdev-lab stage 2 for lab {name}: written by L0, read-only here.
 say() {{ echo "hostdev-lab[$(cut -d' ' -f1 /proc/uptime)]: $*"; }}
 say "stage2 start"
-mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-for dir in /var/lib/libvirt /var/log/libvirt /var/tmp; do mount -t tmpfs -o mode=0755 tmpfs "$dir"; done
-mkdir -p {modules} && mount --bind {q(str(kernel.modules_dir))} {modules}
-mkdir -p {q(str(reports_dir))}
-mount -t 9p -o {ninep} {REPORTS_TAG} {q(str(reports_dir))} || say "WARNING: cannot mount the reports share"
-mkdir -p {GUEST_QEMU_CACHE}
-mount -t 9p -o {ninep} {QEMU_CACHE_TAG} {GUEST_QEMU_CACHE} || say "WARNING: cannot mount the qemu cache"
-say "mounts done"
-hostname {q("lab-" + name)}
-ip link set lo up
-modprobe virtio_net
-for dev in /sys/class/net/*; do [ "$(cat "$dev/address")" = {LAB_NIC_MAC} ] && nic=${{dev##*/}}; done
-ip addr add {GUEST_IP}/24 dev "$nic" && ip link set "$nic" up && ip route add default via 10.0.2.2
-setsid {q(python)} -I -S {q(str(AGENT_SCRIPT))} {GUEST_IP} {GUEST_AGENT_PORT} </dev/null >/dev/console 2>&1 &
-say "agent started"
-# Drivers load in the background while udev and libvirtd start: libvirt follows them through udev events.
-(modprobe vfio-pci || say "vfio-pci did not load"; modprobe -a -q {" ".join(drivers)}; say "drivers loaded") &
+# libvirtd first, at full priority: it is what L0 waits for, and it follows later devices through udev.
+setsid libvirtd --listen </dev/null >/dev/console 2>&1 &
+setsid nice -n 5 virtlogd </dev/null >/dev/console 2>&1 &
+setsid nice -n 5 {q(python)} -I -S {q(str(AGENT_SCRIPT))} {GUEST_IP} {GUEST_AGENT_PORT} </dev/null >/dev/console 2>&1 &
+say "libvirtd and agent started"
+# Drivers and udev's coldplug run at the lowest priority so libvirtd and the agent answer first; the
+# discovery step renices udevd once it has settled.
+nice -n 19 sh -c 'modprobe vfio-pci || echo "hostdev-lab: vfio-pci did not load"; modprobe -a -q {" ".join(drivers)}' &
 drivers=$!
-printf 'blacklist %s\n' {" ".join(UNUSED_MODULES)} > /etc/modprobe.d/hostdev-lab-unused.conf
-/lib/systemd/systemd-udevd --daemon
-udevadm trigger --type=subsystems --action=add
-udevadm trigger --type=devices --action=add
+nice -n 19 /lib/systemd/systemd-udevd --daemon
+nice -n 19 udevadm trigger --type=subsystems --action=add
+nice -n 19 udevadm trigger --type=devices --action=add
 say "udev triggered"
-# A fresh libvirt: L0's config files, the lab's qemu.conf/libvirtd.conf, no domains, nothing autostarted.
-rm -rf /etc/libvirt/qemu/*.xml /etc/libvirt/qemu/autostart /etc/libvirt/qemu/networks/autostart \\
-    /etc/libvirt/storage/autostart
-cp {GUEST_LAB_DIR}/libvirt/qemu.conf {GUEST_LAB_DIR}/libvirt/libvirtd.conf /etc/libvirt/
-mkdir -p /run/libvirt
-virtlogd -d
-libvirtd -d --listen
-say "libvirtd started"
 wait $drivers
 say "stage2 done"
 """
@@ -91,12 +92,13 @@ say "stage2 done"
 def write_guest_files(
     state_dir: Path, name: str, kernel: KernelImage, reports_dir: Path, device_models: Sequence[str]
 ) -> None:
-    """Write init, inittab, stage2.sh and the libvirt config into the state dir (L1's /run/hostdev-lab)."""
+    """Write init, inittab, early.sh, stage2.sh and libvirt's config into the state dir (L1's /run/hostdev-lab)."""
     drivers = ["virtio_balloon", *sorted({DRIVER_OF_MODEL[m] for m in device_models if m in DRIVER_OF_MODEL})]
     for file_name, text in (
         ("init", INIT),
         ("inittab", INITTAB),
-        ("stage2.sh", stage2_text(name, kernel, reports_dir, drivers)),
+        ("early.sh", early_text(name, kernel, reports_dir)),
+        ("stage2.sh", stage2_text(name, drivers)),
     ):
         path = state_dir / file_name
         path.write_text(text)

@@ -22,8 +22,12 @@ KERNEL_PACKAGE_ENV = "HOSTDEV_LAB_KERNEL_PACKAGE"
 KERNEL_META_PACKAGE = "linux-image-amd64"
 BUSYBOX = Path("/bin/busybox")
 
-# Modules the initramfs needs to reach L0's root: virtio transport, 9p, overlayfs.
-INITRAMFS_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
+# Modules the initramfs needs to reach L0's root (virtio transport, 9p, overlayfs) and to bring up the
+# lab network itself: insmod from the cpio is much faster than kmod reading modules over 9p in TCG.
+INITRAMFS_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_net")
+# The user-mode network between L0 and L1 (QEMU's slirp defaults).
+GUEST_IP = "10.0.2.15"
+GUEST_GATEWAY = "10.0.2.2"
 
 # 9p tags the QEMU command line and the guest scripts agree on.
 ROOT_TAG = "hostroot"
@@ -142,6 +146,10 @@ mount -t devtmpfs devtmpfs /dev
 fail() {{ echo "hostdev-lab initramfs: $*"; echo {BOOT_FAILED_MARKER}; sleep 1; poweroff -f; }}
 for module in $(cat /modules.order); do insmod "/modules/$module" || fail "insmod $module"; done
 if grep -q {PROBE_ARG} /proc/cmdline; then echo {PROBE_MARKER}; poweroff -f; fi
+# Only virtio_net is loaded yet, so eth0 is the lab's own NIC; net.ifnames=0 keeps that name.
+ip link set lo up
+ip addr add {GUEST_IP}/24 dev eth0 && ip link set eth0 up && ip route add default via {GUEST_GATEWAY} \
+    || fail "cannot configure eth0"
 mount -t 9p -o {ninep},ro,cache=loose {ROOT_TAG} /lower || fail "cannot mount the {ROOT_TAG} 9p share"
 mount -t tmpfs -o mode=0755 upper /upper
 mkdir -p /upper/data /upper/work
@@ -150,6 +158,8 @@ mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work ove
 mount -t tmpfs -o mode=0755 run /newroot/run
 mkdir -p /newroot{GUEST_LAB_DIR}
 mount -t 9p -o {ninep},ro,cache=none {LAB_TAG} /newroot{GUEST_LAB_DIR} || fail "cannot mount the lab share"
+root=/newroot
+[ -f /newroot{GUEST_LAB_DIR}/early.sh ] && . /newroot{GUEST_LAB_DIR}/early.sh
 for fs in dev proc sys; do mount --move /$fs /newroot/$fs; done
 exec switch_root /newroot /bin/sh {GUEST_LAB_DIR}/init
 """

@@ -277,7 +277,7 @@ def list_labs(root: Path | None = None) -> list[Lab]:
 
 # Lists every PCI device in L1 as "<sysfs path> <driver>"; the path gives the topology below the root bus.
 _DISCOVER = (
-    "udevadm settle --timeout=60; "
+    "udevadm settle --timeout=60; renice -n 0 -p $(pidof systemd-udevd) >/dev/null; "
     "for d in /sys/bus/pci/devices/*; do "
     'drv=$(readlink "$d/driver"); echo "$(readlink -f "$d") ${drv##*/}"; done'
 )
@@ -407,7 +407,7 @@ def _wait_ready(lab: Lab, timeout: float) -> None:
         if not agent_up and agent.ping(lab.ports.agent, timeout=1.0):
             agent_up = True
             lab.timings["agent_s"] = round(time.monotonic() - started, 2)
-        if agent_up and not libvirtd_up:
+        if not libvirtd_up:
             try:
                 libvirt.open(lab.libvirt_uri).close()
                 libvirtd_up = True

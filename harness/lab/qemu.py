@@ -15,18 +15,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.lab.kernel import LAB_TAG, PROBE_ARG, QEMU_CACHE_TAG, REPORTS_TAG, ROOT_TAG
+from harness.lab.kernel import GUEST_IP, LAB_TAG, PROBE_ARG, QEMU_CACHE_TAG, REPORTS_TAG, ROOT_TAG
 from harness.lab.spec import DeviceSpec, LabSpec
 
 QEMU_BINARY = "qemu-system-x86_64"
-GUEST_IP = "10.0.2.15"
 GUEST_LIBVIRTD_PORT = 16509
 GUEST_AGENT_PORT = 7000
 LAB_NIC_MAC = "52:54:00:4c:41:42"
 FIRST_ROOT_PORT_SLOT = 0x08
 LAST_ROOT_PORT_SLOT = 0x1E
 # Arguments the lab itself needs on every boot; the spec's kernel arguments come after these.
-LAB_KERNEL_ARGS = ("console=ttyS0,115200", "panic=-1", "loglevel=4", "mitigations=off")
+LAB_KERNEL_ARGS = ("console=ttyS0,115200", "panic=-1", "loglevel=4", "mitigations=off", "net.ifnames=0")
 
 Warn = Callable[[str], None]
 
