@@ -38,6 +38,9 @@ GUEST_LAB_DIR = "/run/hostdev-lab"
 NINEP_MSIZE = 512 * 1024
 
 PROBE_ARG = "hostdev_lab.probe=1"
+# Kernel argument (and L0 setting) for the 9p cache mode of L1's root: loose (fast) or none (always fresh).
+ROOT_CACHE_ARG = "hostdev_lab.rootcache"
+ROOT_CACHE_ENV = "HOSTDEV_LAB_ROOT_CACHE"
 PROBE_MARKER = "HOSTDEV-LAB-PROBE-OK"
 BOOT_FAILED_MARKER = "HOSTDEV-LAB-BOOT-FAILED"
 
@@ -150,7 +153,10 @@ if grep -q {PROBE_ARG} /proc/cmdline; then echo {PROBE_MARKER}; poweroff -f; fi
 ip link set lo up
 ip addr add {GUEST_IP}/24 dev eth0 && ip link set eth0 up && ip route add default via {GUEST_GATEWAY} \
     || fail "cannot configure eth0"
-mount -t 9p -o {ninep},ro,cache=loose {ROOT_TAG} /lower || fail "cannot mount the {ROOT_TAG} 9p share"
+# cache=loose (default) is fast but may show files changed on L0 after boot stale; see ROOT_CACHE_ENV.
+rootcache=loose
+for arg in $(cat /proc/cmdline); do case "$arg" in {ROOT_CACHE_ARG}=*) rootcache="${{arg#*=}}";; esac; done
+mount -t 9p -o {ninep},ro,cache=$rootcache {ROOT_TAG} /lower || fail "cannot mount the {ROOT_TAG} 9p share"
 mount -t tmpfs -o mode=0755 upper /upper
 mkdir -p /upper/data /upper/work
 mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot \\

@@ -8,6 +8,7 @@ found by walking sysfs below that port (see :func:`harness.lab.lab.discover_devi
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 from collections.abc import Callable
@@ -15,7 +16,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.lab.kernel import GUEST_IP, LAB_TAG, PROBE_ARG, QEMU_CACHE_TAG, REPORTS_TAG, ROOT_TAG
+from harness.lab.kernel import (
+    GUEST_IP,
+    LAB_TAG,
+    PROBE_ARG,
+    QEMU_CACHE_TAG,
+    REPORTS_TAG,
+    ROOT_CACHE_ARG,
+    ROOT_CACHE_ENV,
+    ROOT_TAG,
+)
 from harness.lab.spec import DeviceSpec, LabSpec
 
 QEMU_BINARY = "qemu-system-x86_64"
@@ -102,6 +112,11 @@ def has_igb(models: frozenset[str] | None = None) -> bool:
 
 def kernel_command_line(spec: LabSpec, *, probe: bool = False) -> str:
     args = [*LAB_KERNEL_ARGS, *spec.kernel.args]
+    root_cache = os.environ.get(ROOT_CACHE_ENV, "loose")
+    if root_cache not in ("loose", "none", "mmap"):
+        raise QemuError(f"{ROOT_CACHE_ENV}={root_cache!r}: expected loose, none or mmap")
+    if root_cache != "loose":
+        args.insert(len(LAB_KERNEL_ARGS), f"{ROOT_CACHE_ARG}={root_cache}")
     if probe:
         args.append(PROBE_ARG)
     return " ".join(args)
