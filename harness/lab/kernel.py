@@ -80,11 +80,17 @@ def kernel_package_name() -> str:
     """The versioned image package (``linux-image-6.1.0-N-amd64``) that ``linux-image-amd64`` depends on."""
     if pinned := os.environ.get(KERNEL_PACKAGE_ENV):
         return pinned
-    output = _run(["apt-cache", "depends", KERNEL_META_PACKAGE])
-    for line in output.splitlines():
-        parts = line.strip().split()
-        if len(parts) == 2 and parts[0] == "Depends:" and parts[1].startswith("linux-image-"):
-            return parts[1]
+    for attempt in range(2):
+        if attempt:  # a fresh machine may have no package lists yet
+            _run(["apt-get", "update", "-qq"])
+        try:
+            output = _run(["apt-cache", "depends", KERNEL_META_PACKAGE])
+        except KernelError:
+            continue
+        for line in output.splitlines():
+            parts = line.strip().split()
+            if len(parts) == 2 and parts[0] == "Depends:" and parts[1].startswith("linux-image-"):
+                return parts[1]
     raise KernelError(
         f"`apt-cache depends {KERNEL_META_PACKAGE}` names no linux-image package "
         "(run `apt-get update` first, or set HOSTDEV_LAB_KERNEL_PACKAGE)"
@@ -109,7 +115,11 @@ def ensure_kernel(cache: Path, log: Log = print) -> KernelImage:
         with tempfile.TemporaryDirectory(dir=kernel_root, prefix=".download-") as scratch:
             scratch_dir = Path(scratch)
             os.chmod(scratch_dir, 0o755)
-            _run(["apt-get", "download", "-q", package], cwd=scratch_dir)
+            try:
+                _run(["apt-get", "download", "-q", package], cwd=scratch_dir)
+            except KernelError:  # stale package lists name a version the archive no longer has
+                _run(["apt-get", "update", "-qq"])
+                _run(["apt-get", "download", "-q", package], cwd=scratch_dir)
             debs = list(scratch_dir.glob("*.deb"))
             if not debs:
                 raise KernelError(f"apt-get download {package} produced no .deb in {scratch_dir}")
