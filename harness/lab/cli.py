@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="boot a lab, run a command in it, stop it")
     run.add_argument("spec")
-    run.add_argument("--name")
+    run.add_argument("--name", help="lab name (default: <spec name>-run<pid>)")
     run.add_argument("cmd", nargs="*", help="-- command to run inside the lab")
 
     exec_ = commands.add_parser("exec", help="run a command in a running lab")
@@ -83,7 +83,8 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 def _run(args: argparse.Namespace) -> int:
     command = _command(args.cmd)
     spec = load_spec(args.spec)  # a bad spec fails here, before anything starts
-    lab = start_lab(spec, name=args.name)
+    # A run's lab is ephemeral: a name of its own lets several runs (and an `up` lab) coexist.
+    lab = start_lab(spec, name=args.name or f"{spec.name}-run{os.getpid()}")
     try:
         print(
             f"hostdev-lab: {lab.name} ready ({lab.libvirt_uri}); running {' '.join(command)}", file=sys.stderr

@@ -258,3 +258,24 @@ def test_bad_spec_starts_nothing(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "'iommu.model' = 'amd'" in result.stderr, result.stderr
     assert not (state_root() / "bad").exists()
+
+
+def test_status_and_console_find_the_running_lab(default_lab: Lab) -> None:
+    status = subprocess.run(
+        [HOSTDEV_LAB, "status", default_lab.name, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    (data,) = json.loads(status.stdout)
+    assert data["pid"] == default_lab.pid and data["ports"]["libvirtd"] == default_lab.ports.libvirtd
+    console = subprocess.run(
+        [HOSTDEV_LAB, "console", default_lab.name, "-n", "200"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert console.returncode == 0 and "stage2 start" in console.stdout, console.stdout[-2000:]
