@@ -139,10 +139,12 @@ class DeviceChanger:
             path.write_text(str(entry.before))
         self.journal.complete(entry.id)
 
-    def restore_pending(self) -> list[str]:
-        """Undo every change the journal still holds, newest first; returns what was done."""
+    def restore_pending(self, device: str | None = None) -> list[str]:
+        """Undo the changes the journal still holds (for ``device``, or all), newest first."""
         done = []
         for entry in self.journal.pending():
+            if device is not None and entry.device != device:
+                continue
             if entry.action == "detach":
                 self._undo_detach(entry)
                 done.append(f"reattached {entry.device} to {entry.before or 'no driver'}")

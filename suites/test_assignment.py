@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import libvirt
 import pytest
 
 from harness.devices import VFIO_DRIVER, DeviceChanger, current_driver
 from harness.guard import DeviceGuard, DeviceRefusedError
+from harness.host.events import PciEventWatcher
 from harness.host.pci import nodedev_name
 from harness.libvirt.facts import read_node_device
 from harness.locks import device_lock
@@ -35,7 +35,6 @@ def test_detach_reattach_cycle(
     address: str,
     harness_guard: DeviceGuard,
     request: pytest.FixtureRequest,
-    harness_libvirt: libvirt.virConnect,
     record_property: Callable[[str, object], None],
 ) -> None:
     try:
@@ -45,23 +44,47 @@ def test_detach_reattach_cycle(
         pytest.fail(str(exc), pytrace=False)
     # Refusal comes first, so it is reported even where nothing could be changed (a snapshot).
     harness_changer: DeviceChanger = request.getfixturevalue("harness_changer")
-    root = harness_guard.host.root
-    name = nodedev_name(device.address)
     with device_lock(device.address):
-        before = current_driver(root, device.address)
-        record_property("harness.driver_before", before or "none")
-        harness_changer.detach(device.address)
-        view = read_node_device(harness_libvirt.nodeDeviceLookupByName(name).XMLDesc(0))
-        assert view.driver == VFIO_DRIVER, (
-            f"libvirt after detach: expected driver {VFIO_DRIVER}, found {view.driver}; "
-            f"reproduce: virsh nodedev-dumpxml {name}"
+        try:
+            _cycle(device.address, device.iommu_group, harness_changer, record_property)
+        finally:
+            # A failed step must not leave the device on vfio-pci for the tests after this one.
+            harness_changer.restore_pending(device.address)
+
+
+def _cycle(
+    address: str,
+    group: int | None,
+    changer: DeviceChanger,
+    record_property: Callable[[str, object], None],
+) -> None:
+    root = changer.root
+    name = nodedev_name(address)
+    before = current_driver(root, address)
+    record_property("harness.driver_before", before or "none")
+    with PciEventWatcher(address) as events:
+        changer.detach(address)
+        if before is not None:
+            assert events.wait_for("unbind"), (
+                f"no unbind uevent for {address} during nodedev-detach; saw {events.seen()}"
+            )
+        assert events.wait_for("bind", VFIO_DRIVER), (
+            f"no bind uevent to {VFIO_DRIVER} for {address} during nodedev-detach; saw {events.seen()}"
         )
-        assert view.iommu_group == device.iommu_group, (
-            f"IOMMU group changed across detach: {device.iommu_group} -> {view.iommu_group}"
-        )
-        harness_changer.reattach(device.address)
-        after = current_driver(root, device.address)
-        assert after == before, (
-            f"after nodedev-reattach {device.address}: expected driver {before}, found {after}; "
-            f"reproduce: virsh nodedev-reattach {name}"
-        )
+    view = read_node_device(changer.connection.nodeDeviceLookupByName(name).XMLDesc(0))
+    assert view.driver == VFIO_DRIVER, (
+        f"libvirt after detach: expected driver {VFIO_DRIVER}, found {view.driver}; "
+        f"reproduce: virsh nodedev-dumpxml {name}"
+    )
+    assert view.iommu_group == group, f"IOMMU group changed across detach: {group} -> {view.iommu_group}"
+    with PciEventWatcher(address) as events:
+        changer.reattach(address)
+        if before is not None:
+            assert events.wait_for("bind", before), (
+                f"no bind uevent to {before} for {address} during nodedev-reattach; saw {events.seen()}"
+            )
+    after = current_driver(root, address)
+    assert after == before, (
+        f"after nodedev-reattach {address}: expected driver {before}, found {after}; "
+        f"reproduce: virsh nodedev-reattach {name}"
+    )
