@@ -129,7 +129,14 @@ def accel_args(accel: str, spec: LabSpec) -> list[str]:
         if spec.iommu.model == "intel" and spec.iommu.intremap:
             machine += ",kernel-irqchip=split"
         return ["-machine", machine, "-accel", "kvm", "-cpu", "host"]
-    return ["-machine", machine, "-accel", "tcg,thread=multi", "-cpu", "max"]
+    return [
+        "-machine",
+        machine,
+        "-accel",
+        f"tcg,thread=multi,tb-size={spec.machine.tcg_tb_size_mib}",
+        "-cpu",
+        "max",
+    ]
 
 
 def _nic_backend(qemu_id: str) -> list[str]:

@@ -23,7 +23,7 @@ BRIDGE_ENDPOINT_MODELS = ("e1000", "e1000e", "rtl8139")
 _ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 _TOP_KEYS = {"name", "description", "base", "machine", "iommu", "kernel", "devices"}
-_MACHINE_KEYS = {"type", "memory_mib", "cpus"}
+_MACHINE_KEYS = {"type", "memory_mib", "cpus", "tcg_tb_size_mib"}
 _IOMMU_KEYS = {"model", "intremap", "caching_mode"}
 _KERNEL_KEYS = {"cmdline", "extra_args"}
 _DEVICE_KEYS: dict[str, set[str]] = {
@@ -46,6 +46,8 @@ class MachineSpec:
     type: str = "q35"
     memory_mib: int = 1024
     cpus: int = 2
+    # TCG's translation cache: QEMU's default (1 GiB) lets L1's QEMU grow past 1 GiB RSS under pytest.
+    tcg_tb_size_mib: int = 256
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>", path: Path | 
         type=where.choice(machine_data, "type", "machine", MACHINE_TYPES, default="q35"),
         memory_mib=where.integer(machine_data, "memory_mib", "machine", 256, 16384, default=1024),
         cpus=where.integer(machine_data, "cpus", "machine", 1, 16, default=2),
+        tcg_tb_size_mib=where.integer(machine_data, "tcg_tb_size_mib", "machine", 32, 2048, default=256),
     )
 
     iommu_data = where.table(data, "iommu")
