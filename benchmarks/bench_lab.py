@@ -45,9 +45,11 @@ def one_boot(spec_path: Path, name: str, workload: str | None) -> dict[str, Any]
     lab = start_lab(load_spec(spec_path), name=name, log=lambda _message: None)
     try:
         total = time.monotonic() - started
-        workload_rc = None
+        workload_rc = workload_s = None
         if workload:
+            workload_started = time.monotonic()
             workload_rc, _ = lab.exec(workload, cwd=str(REPO), timeout=3600)
+            workload_s = round(time.monotonic() - workload_started, 1)
         assert lab.pid is not None
         hwm = _vm_hwm_kib(lab.pid)
     finally:
@@ -57,6 +59,7 @@ def one_boot(spec_path: Path, name: str, workload: str | None) -> dict[str, Any]
         "up_total_s": round(total, 2),
         "qemu_vmhwm_mib": round(hwm / 1024, 1),
         "workload_rc": workload_rc,
+        "workload_s": workload_s,
         "loadavg_before": round(load_before, 2),
         "accel": lab.accel,
     }

@@ -279,3 +279,14 @@ def test_status_and_console_find_the_running_lab(default_lab: Lab) -> None:
         check=False,
     )
     assert console.returncode == 0 and "stage2 start" in console.stdout, console.stdout[-2000:]
+
+
+def test_boot_timeout_raises_with_the_console_tail_and_stops_qemu() -> None:
+    spec = parse_spec({"name": "slow", "devices": []})
+    name = lab_name("timeout")
+    with pytest.raises(LabError) as caught:
+        start_lab(spec, name=name, boot_timeout=3)
+    message = str(caught.value)
+    assert "did not answer within 3s" in message and "console tail" in message, message
+    assert qemu_processes(name) == [], "QEMU left running after a boot timeout"
+    subprocess.run([HOSTDEV_LAB, "down", name], capture_output=True, check=False)
