@@ -116,9 +116,13 @@ class PrivateLibvirtd:
                 "set -e",
                 "mkdir -p /run/libvirt",
                 *mounts,
-                "virtlogd &",
-                "trap 'kill $! 2>/dev/null' EXIT",
-                "exec libvirtd",
+                # Pid files of their own, so that private daemons of parallel workers can coexist.
+                "virtlogd --pid-file /run/libvirt/virtlogd.pid & logd=$!",
+                "libvirtd --pid-file /run/libvirt/libvirtd.pid & daemon=$!",
+                # The shell stays their parent so that it reaps both: no zombies after stop().
+                "trap 'kill $daemon $logd 2>/dev/null; wait; exit 0' TERM INT",
+                "wait $daemon",
+                "kill $logd 2>/dev/null; wait",
             ]
         )
 
@@ -151,10 +155,10 @@ class PrivateLibvirtd:
                 except libvirt.libvirtError as exc:
                     last_error = str(exc)
             time.sleep(0.1)
+        tail = self.log_tail()  # before stop() removes the state directory
         self.stop()
         raise LibvirtdError(
-            f"private libvirtd did not answer within {timeout:.0f}s ({last_error or 'no socket'}); "
-            f"log tail:\n{self.log_tail()}"
+            f"private libvirtd did not answer within {timeout:.0f}s ({last_error or 'no socket'}); log tail:\n{tail}"
         )
 
     def log_tail(self, lines: int = 20) -> str:
@@ -166,9 +170,9 @@ class PrivateLibvirtd:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.send_signal(signal.SIGTERM)  # the shell stops and reaps the daemons
             try:
-                self.process.wait(timeout=3)
+                self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 with suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
