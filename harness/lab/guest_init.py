@@ -12,7 +12,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.lab.kernel import GUEST_IP, GUEST_LAB_DIR, NINEP_MSIZE, QEMU_CACHE_TAG, REPORTS_TAG, KernelImage
+from harness.lab.kernel import (
+    BOOT_FAILED_MARKER,
+    GUEST_IP,
+    GUEST_LAB_DIR,
+    NINEP_MSIZE,
+    QEMU_CACHE_TAG,
+    REPORTS_TAG,
+    KernelImage,
+)
 from harness.lab.qemu import GUEST_AGENT_PORT
 from harness.libvirt.daemon import write_config
 
@@ -72,9 +80,14 @@ say "stage2 start"
 mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 # libvirtd first, at full priority: it is what L0 waits for, and it follows later devices through udev.
-setsid libvirtd --listen </dev/null >/dev/console 2>&1 &
+# If either exits, the marker makes L0 fail the boot at once, with this console in the error.
+supervise() {{
+    name=$1; shift
+    ( "$@"; echo "{BOOT_FAILED_MARKER}: $name exited ($?)" ) </dev/null >/dev/console 2>&1 &
+}}
+supervise libvirtd setsid -w libvirtd --listen
 setsid nice -n 5 virtlogd </dev/null >/dev/console 2>&1 &
-setsid nice -n 5 {q(python)} -I -S {q(str(AGENT_SCRIPT))} {GUEST_IP} {GUEST_AGENT_PORT} </dev/null >/dev/console 2>&1 &
+supervise "the exec agent" setsid -w nice -n 5 {q(python)} -I -S {q(str(AGENT_SCRIPT))} {GUEST_IP} {GUEST_AGENT_PORT}
 say "libvirtd and agent started"
 # Drivers and udev's coldplug run at the lowest priority so libvirtd and the agent answer first; the
 # discovery step renices udevd once it has settled.
