@@ -54,11 +54,14 @@ def early_text(name: str, kernel: KernelImage, reports_dir: Path) -> str:
     ninep = f"trans=virtio,version=9p2000.L,msize={NINEP_MSIZE},cache=none"
     modules = f"/lib/modules/{kernel.release}"
     reports = q(str(reports_dir))
+    # A clean tmpfs /tmp and /var/tmp, except where the checkout lives below them (a CI clone in /tmp):
+    # there the overlay root (a tmpfs upper) keeps them writable and the checkout visible.
+    scratch = " ".join(d for d in ("/tmp", "/var/tmp") if not reports_dir.is_relative_to(d))
     return f"""# hostdev-lab early setup for lab {name}: written by L0, read-only here.
 echo {q("lab-" + name)} > /proc/sys/kernel/hostname
 mkdir -p "$root/dev/pts" "$root/dev/shm" "$root/run/libvirt" "$root{GUEST_QEMU_CACHE}" "$root{modules}"
-mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
-for dir in /var/lib/libvirt /var/log/libvirt /var/tmp; do mount -t tmpfs -o mode=0755 tmpfs "$root$dir"; done
+for dir in {scratch}; do mount -t tmpfs -o mode=1777 tmpfs "$root$dir"; done
+for dir in /var/lib/libvirt /var/log/libvirt; do mount -t tmpfs -o mode=0755 tmpfs "$root$dir"; done
 mount -t 9p -o {ninep} {QEMU_CACHE_TAG} "$root{GUEST_QEMU_CACHE}" || echo "WARNING: cannot mount the qemu cache"
 mount --bind "$root"{q(str(kernel.modules_dir))} "$root{modules}"
 mkdir -p "$root"{reports}
