@@ -105,8 +105,14 @@ class Lab:
 
     @property
     def allowed_bdfs(self) -> list[str]:
-        """Guest BDFs suites may detach: the lab's test devices, never L1's own virtio devices."""
-        return [d.guest_bdf for d in self.devices if d.assignable and d.guest_bdf]
+        """Guest BDFs suites may detach: the lab's test devices, never L1's own virtio devices.
+
+        The bridge endpoints are left out: their shared group is non-viable by design, which the
+        inventory reports; on the allowlist they would only make "allowed devices are assignable" fail.
+        """
+        return [
+            d.guest_bdf for d in self.devices if d.assignable and d.guest_bdf and d.kind != "bridge-endpoint"
+        ]
 
     @property
     def guest_env(self) -> dict[str, str]:

@@ -73,7 +73,7 @@ def test_lab_json_and_harness_allow_agree(default_lab: Lab) -> None:
     assert data["status"] == "ready" and data["libvirt_uri"] == default_lab.libvirt_uri
     allowed = data["harness_allow"]
     by_id = {device["id"]: device for device in data["devices"]}
-    expected = [by_id[i]["guest_bdf"] for i in ("nvme0", "nic0", "nic1", "bridge0-ep0", "bridge0-ep1")]
+    expected = [by_id[i]["guest_bdf"] for i in ("nvme0", "nic0", "nic1")]
     assert sorted(allowed) == sorted(expected), f"lab.json harness_allow {allowed} != test devices {expected}"
     env_allow = _checked(default_lab, "echo $HARNESS_ALLOW").strip()
     assert env_allow.split(",") == allowed, f"HARNESS_ALLOW in L1 ({env_allow}) differs from lab.json"
@@ -81,7 +81,7 @@ def test_lab_json_and_harness_allow_agree(default_lab: Lab) -> None:
         f"basename $(readlink /sys/bus/pci/devices/{bdf}/driver)" for bdf in allowed
     )).split()  # fmt: skip
     assert "virtio-pci" not in drivers and "9pnet_virtio" not in drivers, drivers
-    assert sorted(set(drivers)) == ["e1000", "e1000e", "nvme"], drivers
+    assert sorted(set(drivers)) == ["e1000e", "nvme"], drivers
 
 
 def test_exec_streams_output_and_returns_the_exit_code(default_lab: Lab) -> None:

@@ -1,0 +1,92 @@
+"""The harness inside the nested host, as a user runs it: inventory verdicts and the suites' JUnit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from harness.lab.lab import Lab
+from tests.nested.conftest import REPO, VENV_BIN
+
+pytestmark = pytest.mark.nested
+
+
+def _run(lab: Lab, command: str) -> str:
+    rc, output = lab.exec(command)
+    assert rc == 0, (
+        f"`{command}` in L1 exited {rc}:\n{output[-3000:]}\n"
+        f"reproduce: hostdev-lab exec --name {lab.name} -- sh -c {command!r}\nconsole tail:\n{lab.console_tail(15)}"
+    )
+    return output
+
+
+def _inventory(lab: Lab) -> dict[str, dict[str, Any]]:
+    output = _run(lab, f"{VENV_BIN}/hostdev-harness inventory --json")
+    return {row["address"]: row for row in json.loads(output)}
+
+
+def test_inventory_shows_the_shared_group_as_not_viable(default_lab: Lab) -> None:
+    rows = _inventory(default_lab)
+    first, second = (default_lab.device(f"bridge0-ep{i}").guest_bdf for i in (0, 1))
+    assert first and second
+    assert rows[first]["verdict"] == "not assignable", rows[first]
+    reasons = " ".join(rows[first]["reasons"])
+    assert f"IOMMU group {rows[first]['iommu_group']} is not viable" in reasons and second in reasons, reasons
+    nic = default_lab.device("nic0").guest_bdf
+    assert nic is not None
+    assert rows[nic]["verdict"] == "assignable", rows[nic]
+    # L1's own lifelines: the NIC that carries libvirt's port forward and the 9p root share.
+    critical = [row for row in rows.values() if row["verdict"] == "host-critical"]
+    assert any("default route" in " ".join(row["reasons"]) for row in critical), critical
+    assert any("9p filesystem" in " ".join(row["reasons"]) for row in critical), critical
+
+
+def test_inventory_shows_the_vfs_of_the_nvme_pf(default_lab: Lab) -> None:
+    pf = default_lab.device("nvme0").guest_bdf
+    assert pf
+    sysfs = f"/sys/bus/pci/devices/{pf}"
+    _run(default_lab, f"echo 0 > {sysfs}/sriov_drivers_autoprobe; echo 2 > {sysfs}/sriov_numvfs")
+    try:
+        rows = _inventory(default_lab)
+        assert rows[pf]["sriov_numvfs"] == 2 and len(rows[pf]["virtfns"]) == 2, rows[pf]
+        for vf in rows[pf]["virtfns"]:
+            assert rows[vf]["physfn"] == pf, rows[vf]
+            assert rows[vf]["iommu_group"] not in (None, rows[pf]["iommu_group"]), (rows[pf], rows[vf])
+            assert rows[vf]["verdict"] == "assignable", rows[vf]
+    finally:
+        default_lab.exec(f"echo 0 > {sysfs}/sriov_numvfs")
+
+
+def test_suites_pass_inside_the_default_lab(default_lab: Lab) -> None:
+    """Preparation checks PASS where the lab is prepared; detach cycles on every allowlisted device."""
+    report_dir = REPO / "reports" / f"nested-{uuid.uuid4().hex[:8]}"
+    suites = " ".join(
+        str(REPO / "suites" / name)
+        for name in ("test_preparation.py", "test_inventory.py", "test_assignment.py")
+    )
+    rc, output = default_lab.exec(
+        f"cd {REPO} && {VENV_BIN}/pytest {suites} -p no:cacheprovider --harness-report-dir {report_dir} "
+        f"--junitxml {report_dir}/junit.xml"
+    )
+    junit = etree.parse(str(report_dir / "junit.xml")).getroot()
+    cases = {case.get("name", ""): case for case in junit.iter("testcase")}
+    verdicts = {
+        name: {p.get("name"): p.get("value") for p in case.iter("property")}.get("harness.verdict")
+        for name, case in cases.items()
+    }
+    for check in ("iommu_firmware", "iommu_kernel", "interrupt_remapping", "vfio_ready", "libvirt_ready"):
+        assert verdicts[f"test_preparation[{check}]"] == "PASS", (check, verdicts, output[-3000:])
+    cycles = [name for name in cases if name.startswith("test_detach_reattach_cycle[")]
+    assert sorted(cycles) == sorted(f"test_detach_reattach_cycle[{bdf}]" for bdf in default_lab.allowed_bdfs)
+    failed = [
+        name
+        for name, case in cases.items()
+        if case.find("failure") is not None or case.find("error") is not None
+    ]
+    assert not failed, f"failed inside L1: {failed}\n{output[-4000:]}"
+    assert rc == 0, output[-3000:]
+    assert (report_dir / "summary.txt").read_text().count(": PASS") >= 5
