@@ -88,6 +88,13 @@ def allowlist(config: pytest.Config) -> list[str]:
     return _split(value if value is not None else os.environ.get(ALLOW_ENV))
 
 
+def parametrize_allowlist(metafunc: pytest.Metafunc, argname: str) -> None:
+    """One test per allowlisted device; a single visible skip when none is allowlisted."""
+    allowed = allowlist(metafunc.config)
+    no_device = pytest.param(None, marks=pytest.mark.skip(reason="no device allowlisted (--harness-allow)"))
+    metafunc.parametrize(argname, allowed or [no_device])
+
+
 def refuse_list(config: pytest.Config) -> tuple[str, ...]:
     return tuple(_split(config.getoption("harness_refuse"))) + tuple(config.getini("harness_refuse"))
 

@@ -16,19 +16,14 @@ from harness.host.events import PciEventWatcher
 from harness.host.pci import nodedev_name
 from harness.libvirt.facts import read_node_device
 from harness.locks import device_lock
-from harness.plugin import allowlist
+from harness.plugin import parametrize_allowlist
 
 pytestmark = pytest.mark.harness_destructive
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "address" in metafunc.fixturenames:
-        allowed = allowlist(metafunc.config)
-        metafunc.parametrize(
-            "address",
-            allowed
-            or [pytest.param(None, marks=pytest.mark.skip(reason="no device allowlisted (--harness-allow)"))],
-        )
+        parametrize_allowlist(metafunc, "address")
 
 
 def test_detach_reattach_cycle(

@@ -15,7 +15,7 @@ from harness.host.host import Host
 from harness.host.pci import enumerate_pci, nodedev_name
 from harness.host.root import HostRoot
 from harness.inventory import assess_device
-from harness.plugin import allowlist
+from harness.plugin import parametrize_allowlist
 from harness.report.properties import device_properties
 
 
@@ -26,12 +26,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         addresses = [device.address for device in enumerate_pci(root)]
         metafunc.parametrize("device_address", addresses, ids=[nodedev_name(a) for a in addresses])
     if "allowed_address" in metafunc.fixturenames:
-        allowed = allowlist(metafunc.config)
-        metafunc.parametrize(
-            "allowed_address",
-            allowed
-            or [pytest.param(None, marks=pytest.mark.skip(reason="no device allowlisted (--harness-allow)"))],
-        )
+        parametrize_allowlist(metafunc, "allowed_address")
 
 
 def test_device(

@@ -35,6 +35,16 @@ def qemu_processes(name: str) -> list[str]:
     ]
 
 
+def checked_exec(lab: Lab, command: str) -> str:
+    """Run ``command`` in L1 and return its output; a failure says how to reproduce it."""
+    rc, output = lab.exec(command)
+    assert rc == 0, (
+        f"`{command}` in L1 exited {rc}:\n{output[-3000:]}\nreproduce: hostdev-lab exec --name {lab.name} -- sh -c "
+        f"{command!r}\nconsole tail:\n{lab.console_tail(15)}"
+    )
+    return output
+
+
 def wait_until(predicate: object, timeout: float, what: str) -> None:
     assert callable(predicate)
     deadline = time.monotonic() + timeout

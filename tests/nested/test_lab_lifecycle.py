@@ -16,27 +16,18 @@ import pytest
 from harness.lab.lab import Lab, LabError, start_lab
 from harness.lab.paths import cache_dir, reports_dir, state_root
 from harness.lab.spec import load_spec, parse_spec
-from tests.nested.conftest import HOSTDEV_LAB, LABS, REPO, lab_name, qemu_processes, wait_until
+from tests.nested.conftest import HOSTDEV_LAB, LABS, REPO, checked_exec, lab_name, qemu_processes, wait_until
 
 pytestmark = pytest.mark.nested
 
 
-def _checked(lab: Lab, command: str) -> str:
-    rc, output = lab.exec(command)
-    assert rc == 0, (
-        f"`{command}` in L1 exited {rc}:\n{output}\nreproduce: hostdev-lab exec --name {lab.name} -- sh -c "
-        f"{command!r}\nconsole tail:\n{lab.console_tail(15)}"
-    )
-    return output
-
-
 def test_default_lab_boots_with_the_spec_command_line(default_lab: Lab) -> None:
-    cmdline = _checked(default_lab, "cat /proc/cmdline").split()
+    cmdline = checked_exec(default_lab, "cat /proc/cmdline").split()
     assert cmdline[-2:] == ["intel_iommu=on", "iommu=pt"], f"L1's /proc/cmdline: {cmdline}"
 
 
 def test_default_lab_has_iommu_groups_vfio_and_udev(default_lab: Lab) -> None:
-    output = _checked(
+    output = checked_exec(
         default_lab,
         "ls /sys/kernel/iommu_groups | wc -l; test -c /dev/vfio/vfio && echo vfio-dev; "
         "test -d /sys/module/vfio_pci && echo vfio-pci; pidof systemd-udevd >/dev/null && echo udevd; "
@@ -75,9 +66,9 @@ def test_lab_json_and_harness_allow_agree(default_lab: Lab) -> None:
     by_id = {device["id"]: device for device in data["devices"]}
     expected = [by_id[i]["guest_bdf"] for i in ("nvme0", "nic0", "nic1")]
     assert sorted(allowed) == sorted(expected), f"lab.json harness_allow {allowed} != test devices {expected}"
-    env_allow = _checked(default_lab, "echo $HARNESS_ALLOW").strip()
+    env_allow = checked_exec(default_lab, "echo $HARNESS_ALLOW").strip()
     assert env_allow.split(",") == allowed, f"HARNESS_ALLOW in L1 ({env_allow}) differs from lab.json"
-    drivers = _checked(default_lab, "for d in $HARNESS_ALLOW; do :; done; " + "; ".join(
+    drivers = checked_exec(default_lab, "for d in $HARNESS_ALLOW; do :; done; " + "; ".join(
         f"basename $(readlink /sys/bus/pci/devices/{bdf}/driver)" for bdf in allowed
     )).split()  # fmt: skip
     assert "virtio-pci" not in drivers and "9pnet_virtio" not in drivers, drivers
@@ -111,7 +102,7 @@ def test_reports_written_in_l1_appear_on_l0(default_lab: Lab) -> None:
     name = f"lab-share-{uuid.uuid4().hex[:8]}.txt"
     target = reports_dir() / name
     try:
-        _checked(default_lab, f"cd {REPO} && echo from-l1 > reports/{name}")
+        checked_exec(default_lab, f"cd {REPO} && echo from-l1 > reports/{name}")
         assert target.read_text() == "from-l1\n", f"{target} should hold what L1 wrote"
     finally:
         target.unlink(missing_ok=True)
@@ -135,7 +126,7 @@ def test_nvme_pf_makes_vfs_that_l1_libvirt_lists(default_lab: Lab) -> None:
     pf = default_lab.device("nvme0").guest_bdf
     assert pf is not None
     sysfs = f"/sys/bus/pci/devices/{pf}"
-    _checked(default_lab, f"echo 0 > {sysfs}/sriov_drivers_autoprobe && echo 2 > {sysfs}/sriov_numvfs")
+    checked_exec(default_lab, f"echo 0 > {sysfs}/sriov_drivers_autoprobe && echo 2 > {sysfs}/sriov_numvfs")
     try:
         conn = libvirt.open(default_lab.libvirt_uri)
         try:

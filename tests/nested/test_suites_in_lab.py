@@ -10,22 +10,13 @@ import pytest
 from lxml import etree
 
 from harness.lab.lab import Lab
-from tests.nested.conftest import REPO, VENV_BIN
+from tests.nested.conftest import REPO, VENV_BIN, checked_exec
 
 pytestmark = pytest.mark.nested
 
 
-def _run(lab: Lab, command: str) -> str:
-    rc, output = lab.exec(command)
-    assert rc == 0, (
-        f"`{command}` in L1 exited {rc}:\n{output[-3000:]}\n"
-        f"reproduce: hostdev-lab exec --name {lab.name} -- sh -c {command!r}\nconsole tail:\n{lab.console_tail(15)}"
-    )
-    return output
-
-
 def _inventory(lab: Lab) -> dict[str, dict[str, Any]]:
-    output = _run(lab, f"{VENV_BIN}/hostdev-harness inventory --json")
+    output = checked_exec(lab, f"{VENV_BIN}/hostdev-harness inventory --json")
     return {row["address"]: row for row in json.loads(output)}
 
 
@@ -49,7 +40,7 @@ def test_inventory_shows_the_vfs_of_the_nvme_pf(default_lab: Lab) -> None:
     pf = default_lab.device("nvme0").guest_bdf
     assert pf
     sysfs = f"/sys/bus/pci/devices/{pf}"
-    _run(default_lab, f"echo 0 > {sysfs}/sriov_drivers_autoprobe; echo 2 > {sysfs}/sriov_numvfs")
+    checked_exec(default_lab, f"echo 0 > {sysfs}/sriov_drivers_autoprobe; echo 2 > {sysfs}/sriov_numvfs")
     try:
         rows = _inventory(default_lab)
         assert rows[pf]["sriov_numvfs"] == 2 and len(rows[pf]["virtfns"]) == 2, rows[pf]
