@@ -25,8 +25,8 @@ deps: .cache/deps.stamp
 venv: $(VENV)/.stamp
 $(VENV)/.stamp: pyproject.toml .cache/deps.stamp
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/pip install -q -U pip
-	@$(BIN)/pip install -q -e '.[dev]'
+	@$(BIN)/pip install -qq -U pip
+	@$(BIN)/pip install -qq -e '.[dev]'
 	@touch $@
 
 # The main job: every suite against the built-in nested host, reports in reports/.
