@@ -11,6 +11,7 @@ from harness.guard import DeviceGuard
 from harness.host.pci import nodedev_name
 from harness.host.root import HostRoot
 from harness.journal import ChangeJournal, JournalEntry
+from harness.libvirt.guests import destroy_guest
 
 VFIO_DRIVER = "vfio-pci"
 
@@ -151,5 +152,10 @@ class DeviceChanger:
             elif entry.action == "sriov_numvfs":
                 self._undo_numvfs(entry)
                 done.append(f"set {entry.device} sriov_numvfs back to {entry.before}")
+            elif entry.action == "guest":
+                # libvirt gives a managed hostdev back to its driver when the guest goes away.
+                destroy_guest(self.connection, entry.device)
+                self.journal.complete(entry.id)
+                done.append(f"destroyed guest {entry.device}")
         self.journal.compact()
         return done

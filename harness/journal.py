@@ -16,7 +16,9 @@ DEFAULT_JOURNAL = Path("/var/lib/hostdev-harness/journal.jsonl")
 @dataclass(frozen=True)
 class JournalEntry:
     id: str
-    action: str  # "detach" (before = original driver) or "sriov_numvfs" (before = original VF count)
+    # "detach" (before = the original driver), "sriov_numvfs" (before = the original VF count),
+    # "guest" (device = a transient domain holding managed hostdevs; undone by destroying it).
+    action: str
     device: str
     before: str | int | None
     at: float

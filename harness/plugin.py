@@ -29,12 +29,15 @@ from harness.libvirt.connection import (
 )
 from harness.libvirt.daemon import PrivateLibvirtd, private_libvirtd
 from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
+from harness.libvirt.guests import choose_virt_type
 from harness.report.properties import CHECK, DEVICE, HOST_PREFIX, as_dict, check_properties
 from harness.report.summary import render_summary
+from harness.xml.domain import DomainType
 
 register_profiles()
 
 ALLOW_ENV = "HARNESS_ALLOW"
+GUEST_TYPE_ENV = "HARNESS_GUEST_TYPE"
 reporter_key = pytest.StashKey["HarnessReporter"]()
 
 
@@ -53,6 +56,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--harness-refuse", default=None, help="comma-separated PCI addresses never to touch")
     group.addoption("--harness-strict", action="store_true", help="a WARN verdict fails its test")
+    group.addoption(
+        "--harness-guest-type",
+        default=None,
+        choices=("auto", "kvm", "qemu"),
+        help=f"domain type of the throwaway guests that take devices (default ${GUEST_TYPE_ENV} or auto: "
+        "kvm where the KVM probe runs a guest)",
+    )
     group.addoption(
         "--harness-snapshot", default=None, help="check a host snapshot directory instead of this host"
     )
@@ -175,6 +185,12 @@ def harness_changer(
         warnings.warn(HarnessWarning(f"restored after an interrupted run: {line}"), stacklevel=1)
     yield changer
     changer.restore_pending()
+
+
+@pytest.fixture(scope="session")
+def harness_guest_type(pytestconfig: pytest.Config, harness_host: Host) -> DomainType:
+    requested = pytestconfig.getoption("harness_guest_type") or os.environ.get(GUEST_TYPE_ENV, "auto")
+    return choose_virt_type(requested, harness_host.kvm.usable)
 
 
 @pytest.fixture

@@ -10,13 +10,17 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.devices import VFIO_DRIVER, DeviceChanger, current_driver
+from harness.devices import VFIO_DRIVER, DeviceChanger, current_driver, wait_for_driver
 from harness.guard import DeviceGuard, DeviceRefusedError
 from harness.host.events import PciEventWatcher
 from harness.host.pci import nodedev_name
 from harness.libvirt.facts import read_node_device
+from harness.libvirt.guests import destroy_guest, guest_with_hostdevs, start_guest
 from harness.locks import device_lock
 from harness.plugin import parametrize_allowlist
+from harness.xml.address import PciAddress
+from harness.xml.domain import Domain, DomainType
+from harness.xml.hostdev import PciHostdev
 
 pytestmark = pytest.mark.harness_destructive
 
@@ -83,3 +87,41 @@ def _cycle(
         f"after nodedev-reattach {address}: expected driver {before}, found {after}; "
         f"reproduce: virsh nodedev-reattach {name}"
     )
+
+
+def test_managed_hostdev_guest_takes_and_returns_the_device(
+    address: str,
+    harness_guard: DeviceGuard,
+    request: pytest.FixtureRequest,
+    harness_guest_type: DomainType,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """<hostdev managed='yes'>: libvirt detaches at guest start and reattaches when the guest is destroyed."""
+    try:
+        device = harness_guard.permit(address)
+    except DeviceRefusedError as exc:
+        record_property("harness.refused", str(exc))
+        pytest.fail(str(exc), pytrace=False)
+    changer: DeviceChanger = request.getfixturevalue("harness_changer")
+    source = PciAddress.from_bdf(device.address)
+    guest = guest_with_hostdevs((PciHostdev(source=source, managed=True),), harness_guest_type)
+    record_property("harness.guest", guest.name)
+    with device_lock(device.address):
+        before = current_driver(changer.root, device.address)
+        try:
+            domain = start_guest(changer.connection, guest, changer.journal)
+            found = current_driver(changer.root, device.address)
+            assert found == VFIO_DRIVER, (
+                f"guest {guest.name} running: expected {device.address} on {VFIO_DRIVER}, found {found}; "
+                f"reproduce: virsh create <xml with the hostdev>; virsh nodedev-dumpxml {nodedev_name(device.address)}"
+            )
+            live = Domain.parse(domain.XMLDesc(0))
+            sources = [d.source for d in live.devices if isinstance(d, PciHostdev)]
+            assert source in sources, f"live XML of {guest.name} lacks hostdev {source}: has {sources}"
+            destroy_guest(changer.connection, guest.name)
+            after = wait_for_driver(changer.root, device.address, before)
+            assert after == before, (
+                f"after destroying {guest.name}: expected {device.address} back on {before}, found {after}"
+            )
+        finally:
+            changer.restore_pending(guest.name)
