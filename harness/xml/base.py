@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from lxml import etree
 
@@ -10,6 +10,7 @@ from harness.xml.errors import XmlModelError, malformed_from_syntax_error
 
 __all__ = [
     "Element",
+    "XmlModel",
     "expect_tag",
     "get_choice",
     "get_int",
@@ -48,6 +49,24 @@ def parse_document(text: str | bytes) -> Element:
 
 def to_xml_string(element: Element) -> str:
     return etree.tostring(element, encoding="unicode", pretty_print=True)
+
+
+class XmlModel:
+    """One class parses and builds its element; text in and out is the same for every model."""
+
+    @classmethod
+    def from_element(cls, element: Element) -> Self:
+        raise NotImplementedError
+
+    def to_element(self) -> Element:
+        raise NotImplementedError
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> Self:
+        return cls.from_element(parse_document(text))
+
+    def to_xml(self) -> str:
+        return to_xml_string(self.to_element())
 
 
 def line_of(element: Element) -> int | None:

@@ -10,11 +10,10 @@ from lxml import etree
 
 from harness.xml.base import (
     Element,
+    XmlModel,
     expect_tag,
     get_choice,
     line_of,
-    parse_document,
-    to_xml_string,
 )
 from harness.xml.errors import XmlModelError
 from harness.xml.hostdev import PciHostdev
@@ -38,7 +37,7 @@ def device_from_element(element: Element) -> Device | None:
 
 
 @dataclass(frozen=True)
-class Domain:
+class Domain(XmlModel):
     name: str
     memory_kib: int
     virt_type: DomainType = "kvm"
@@ -58,10 +57,6 @@ class Domain:
                 uuid_module.UUID(self.uuid)
             except ValueError:
                 raise XmlModelError("uuid", "not a UUID", value=self.uuid) from None
-
-    @classmethod
-    def parse(cls, text: str | bytes) -> Domain:
-        return cls.from_element(parse_document(text))
 
     @classmethod
     def from_element(cls, element: Element) -> Domain:
@@ -113,6 +108,3 @@ class Domain:
         for device in self.devices:
             devices.append(device.to_element())
         return element
-
-    def to_xml(self) -> str:
-        return to_xml_string(self.to_element())

@@ -10,16 +10,15 @@ from lxml import etree
 from harness.xml.address import PciAddress
 from harness.xml.base import (
     Element,
+    XmlModel,
     expect_tag,
     get_choice,
     get_int,
     get_yes_no,
     line_of,
-    parse_document,
     reject_children,
     set_attr,
     set_yes_no,
-    to_xml_string,
 )
 from harness.xml.errors import XmlModelError
 
@@ -64,7 +63,7 @@ class Rom:
 
 
 @dataclass(frozen=True)
-class PciHostdev:
+class PciHostdev(XmlModel):
     """A PCI host device; ``managed=None`` means the attribute is absent (libvirt reads it as 'no')."""
 
     source: PciAddress
@@ -79,10 +78,6 @@ class PciHostdev:
             raise XmlModelError("driver", "expected vfio or kvm", attribute="name", value=self.driver)
         if self.boot_order is not None and self.boot_order < 1:
             raise XmlModelError("boot", "must be 1 or more", attribute="order", value=self.boot_order)
-
-    @classmethod
-    def parse(cls, text: str | bytes) -> PciHostdev:
-        return cls.from_element(parse_document(text))
 
     @classmethod
     def from_element(cls, element: Element) -> PciHostdev:
@@ -127,6 +122,3 @@ class PciHostdev:
         if self.guest_address is not None:
             element.append(self.guest_address.to_element())
         return element
-
-    def to_xml(self) -> str:
-        return to_xml_string(self.to_element())

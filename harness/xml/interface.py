@@ -12,16 +12,15 @@ from lxml import etree
 from harness.xml.address import PciAddress
 from harness.xml.base import (
     Element,
+    XmlModel,
     expect_tag,
     get_choice,
     get_int,
     get_yes_no,
     line_of,
-    parse_document,
     required_attr,
     set_attr,
     set_yes_no,
-    to_xml_string,
 )
 from harness.xml.errors import XmlModelError
 from harness.xml.hostdev import HOSTDEV_DRIVERS, HostdevDriver
@@ -213,7 +212,7 @@ def _mac_from(element: Element) -> str | None:
 
 
 @dataclass(frozen=True)
-class HostdevInterface:
+class HostdevInterface(XmlModel):
     """``<interface type='hostdev'>``: a VF assigned like a hostdev, with network settings applied first."""
 
     source: PciAddress
@@ -229,10 +228,6 @@ class HostdevInterface:
             check_mac(self.mac)
         if self.driver is not None and self.driver not in HOSTDEV_DRIVERS:
             raise XmlModelError("driver", "expected vfio or kvm", attribute="name", value=self.driver)
-
-    @classmethod
-    def parse(cls, text: str | bytes) -> HostdevInterface:
-        return cls.from_element(parse_document(text))
 
     @classmethod
     def from_element(cls, element: Element) -> HostdevInterface:
@@ -281,12 +276,9 @@ class HostdevInterface:
             element.append(self.guest_address.to_element())
         return element
 
-    def to_xml(self) -> str:
-        return to_xml_string(self.to_element())
-
 
 @dataclass(frozen=True)
-class NetworkInterface:
+class NetworkInterface(XmlModel):
     """``<interface type='network'><source network='passthrough'/>``: a VF taken from a hostdev pool."""
 
     network: str
@@ -297,10 +289,6 @@ class NetworkInterface:
             raise XmlModelError("source", "network name is empty", attribute="network", value=self.network)
         if self.mac is not None:
             check_mac(self.mac)
-
-    @classmethod
-    def parse(cls, text: str | bytes) -> NetworkInterface:
-        return cls.from_element(parse_document(text))
 
     @classmethod
     def from_element(cls, element: Element) -> NetworkInterface:
@@ -322,6 +310,3 @@ class NetworkInterface:
             etree.SubElement(element, "mac", address=self.mac)
         etree.SubElement(element, "source", network=self.network)
         return element
-
-    def to_xml(self) -> str:
-        return to_xml_string(self.to_element())

@@ -10,14 +10,13 @@ from lxml import etree
 from harness.xml.address import PciAddress
 from harness.xml.base import (
     Element,
+    XmlModel,
     expect_tag,
     get_int,
     get_yes_no,
     line_of,
-    parse_document,
     required_attr,
     set_yes_no,
-    to_xml_string,
 )
 from harness.xml.errors import XmlModelError
 
@@ -92,7 +91,7 @@ class Forward:
 
 
 @dataclass(frozen=True)
-class Network:
+class Network(XmlModel):
     """A libvirt network; ``connections`` is what net-dumpxml reports for a running network."""
 
     name: str
@@ -112,10 +111,6 @@ class Network:
             raise XmlModelError(
                 "network", "must be 0 or more", attribute="connections", value=self.connections
             )
-
-    @classmethod
-    def parse(cls, text: str | bytes) -> Network:
-        return cls.from_element(parse_document(text))
 
     @classmethod
     def from_element(cls, element: Element) -> Network:
@@ -145,6 +140,3 @@ class Network:
         if self.forward is not None:
             element.append(self.forward.to_element())
         return element
-
-    def to_xml(self) -> str:
-        return to_xml_string(self.to_element())

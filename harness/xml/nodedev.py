@@ -10,13 +10,12 @@ from lxml import etree
 from harness.xml.address import PCI_LIMITS, PciAddress
 from harness.xml.base import (
     Element,
+    XmlModel,
     expect_tag,
     get_int,
     line_of,
-    parse_document,
     parse_libvirt_int,
     required_attr,
-    to_xml_string,
 )
 from harness.xml.errors import XmlModelError
 
@@ -160,7 +159,7 @@ class PciCapability:
 
 
 @dataclass(frozen=True)
-class NodeDevice:
+class NodeDevice(XmlModel):
     """``<device>`` with a PCI capability; ``driver`` is the host driver bound now (vfio-pci, igb...)."""
 
     name: str
@@ -171,10 +170,6 @@ class NodeDevice:
     def __post_init__(self) -> None:
         if not self.name:
             raise XmlModelError("name", "empty device name", value=self.name)
-
-    @classmethod
-    def parse(cls, text: str | bytes) -> NodeDevice:
-        return cls.from_element(parse_document(text))
 
     @classmethod
     def from_element(cls, element: Element) -> NodeDevice:
@@ -200,9 +195,6 @@ class NodeDevice:
             etree.SubElement(driver, "name").text = self.driver
         element.append(self.capability.to_element())
         return element
-
-    def to_xml(self) -> str:
-        return to_xml_string(self.to_element())
 
     @classmethod
     def for_address(cls, capability: PciCapability, **kwargs: str | None) -> NodeDevice:
