@@ -13,7 +13,7 @@ import pytest
 from harness.devices import VFIO_DRIVER, DeviceChanger, current_driver, wait_for_driver
 from harness.guard import DeviceGuard, DeviceRefusedError
 from harness.host.events import PciEventWatcher
-from harness.host.pci import nodedev_name
+from harness.host.pci import PciDevice, nodedev_name
 from harness.libvirt.facts import read_node_device
 from harness.libvirt.guests import destroy_guest, guest_with_hostdevs, start_guest
 from harness.locks import device_lock
@@ -30,17 +30,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         parametrize_allowlist(metafunc, "address")
 
 
+def _permitted(address: str, guard: DeviceGuard, record_property: Callable[[str, object], None]) -> PciDevice:
+    """The device if the guard lets the harness change it; a refusal fails the test and changes nothing."""
+    try:
+        return guard.permit(address)
+    except DeviceRefusedError as exc:
+        record_property("harness.refused", str(exc))
+        pytest.fail(str(exc), pytrace=False)
+
+
 def test_detach_reattach_cycle(
     address: str,
     harness_guard: DeviceGuard,
     request: pytest.FixtureRequest,
     record_property: Callable[[str, object], None],
 ) -> None:
-    try:
-        device = harness_guard.permit(address)
-    except DeviceRefusedError as exc:
-        record_property("harness.refused", str(exc))
-        pytest.fail(str(exc), pytrace=False)
+    device = _permitted(address, harness_guard, record_property)
     # Refusal comes first, so it is reported even where nothing could be changed (a snapshot).
     harness_changer: DeviceChanger = request.getfixturevalue("harness_changer")
     with device_lock(device.address):
@@ -97,11 +102,7 @@ def test_managed_hostdev_guest_takes_and_returns_the_device(
     record_property: Callable[[str, object], None],
 ) -> None:
     """<hostdev managed='yes'>: libvirt detaches at guest start and reattaches when the guest is destroyed."""
-    try:
-        device = harness_guard.permit(address)
-    except DeviceRefusedError as exc:
-        record_property("harness.refused", str(exc))
-        pytest.fail(str(exc), pytrace=False)
+    device = _permitted(address, harness_guard, record_property)
     changer: DeviceChanger = request.getfixturevalue("harness_changer")
     source = PciAddress.from_bdf(device.address)
     guest = guest_with_hostdevs((PciHostdev(source=source, managed=True),), harness_guest_type)
