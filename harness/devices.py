@@ -117,20 +117,38 @@ class DeviceChanger:
             )
         self.journal.complete(entry.id)
 
-    def set_numvfs(self, address: str, count: int) -> int:
-        """Set the VF count of an SR-IOV PF (through 0, as the kernel requires); returns the old count."""
+    def set_numvfs(self, address: str, count: int, *, autoprobe: bool | None = None) -> int:
+        """Set the VF count of an SR-IOV PF (through 0, as the kernel requires); returns the old count.
+
+        ``autoprobe=False`` keeps host drivers off the new VFs (sriov_drivers_autoprobe), as one does
+        for VFs meant for guests; the old setting is journaled and restored too.
+        """
         self.guard.permit(address)
-        path = self.root.resolve(f"/sys/bus/pci/devices/{address}/sriov_numvfs")
-        before = int(path.read_text())
-        entry = self.journal.begin("sriov_numvfs", address, before)
+        base = f"/sys/bus/pci/devices/{address}"
+        numvfs = self.root.resolve(f"{base}/sriov_numvfs")
+        if not numvfs.exists():
+            raise DeviceChangeError(f"{address} is not an SR-IOV PF (no {base}/sriov_numvfs)")
+        total = int(self.root.read_stripped(f"{base}/sriov_totalvfs") or 0)
+        if not 0 <= count <= total:
+            raise DeviceChangeError(f"{address} offers 0 to {total} VFs, not {count}; nothing was changed")
+        if autoprobe is not None:
+            probe = self.root.resolve(f"{base}/sriov_drivers_autoprobe")
+            old_probe = probe.read_text().strip()
+            probe_entry = self.journal.begin("sriov_drivers_autoprobe", address, old_probe)
+            probe.write_text("1" if autoprobe else "0")
+            if old_probe == probe.read_text().strip():
+                self.journal.complete(probe_entry)
+        before = int(numvfs.read_text())
+        entry_id = self.journal.begin("sriov_numvfs", address, before)
         if before:
-            path.write_text("0")
+            numvfs.write_text("0")
         if count:
-            path.write_text(str(count))
-        if int(path.read_text()) != count:
-            raise DeviceChangeError(f"{address}: expected {count} VFs, sriov_numvfs reads {path.read_text()}")
+            numvfs.write_text(str(count))
+        found = int(numvfs.read_text())
+        if found != count:
+            raise DeviceChangeError(f"{address}: expected {count} VFs, sriov_numvfs reads {found}")
         if count == before:
-            self.journal.complete(entry)
+            self.journal.complete(entry_id)
         return before
 
     def _undo_numvfs(self, entry: JournalEntry) -> None:
@@ -152,6 +170,12 @@ class DeviceChanger:
             elif entry.action == "sriov_numvfs":
                 self._undo_numvfs(entry)
                 done.append(f"set {entry.device} sriov_numvfs back to {entry.before}")
+            elif entry.action == "sriov_drivers_autoprobe":
+                self.root.resolve(f"/sys/bus/pci/devices/{entry.device}/sriov_drivers_autoprobe").write_text(
+                    str(entry.before)
+                )
+                self.journal.complete(entry.id)
+                done.append(f"set {entry.device} sriov_drivers_autoprobe back to {entry.before}")
             elif entry.action == "guest":
                 # libvirt gives a managed hostdev back to its driver when the guest goes away.
                 destroy_guest(self.connection, entry.device)

@@ -35,7 +35,9 @@ class DeviceGuard:
             peers = [member.address for member in group.others(bdf) if member.address in self.host.critical]
             if peers:
                 return f"{bdf} shares IOMMU group {group.number} with host-critical {', '.join(peers)}"
-        if bdf not in self.allowlist:
+        device = self.host.pci.devices[bdf]
+        # A VF the harness made from an allowlisted PF is the PF's to give out.
+        if bdf not in self.allowlist and device.physfn not in self.allowlist:
             return f"{bdf} is not on the allowlist (--harness-allow / HARNESS_ALLOW)"
         return None
 

@@ -17,6 +17,7 @@ DEFAULT_JOURNAL = Path("/var/lib/hostdev-harness/journal.jsonl")
 class JournalEntry:
     id: str
     # "detach" (before = the original driver), "sriov_numvfs" (before = the original VF count),
+    # "sriov_drivers_autoprobe" (before = "0" or "1"),
     # "guest" (device = a transient domain holding managed hostdevs; undone by destroying it).
     action: str
     device: str

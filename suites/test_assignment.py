@@ -10,17 +10,15 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.devices import VFIO_DRIVER, DeviceChanger, current_driver, wait_for_driver
-from harness.guard import DeviceGuard, DeviceRefusedError
+from harness.devices import VFIO_DRIVER, DeviceChanger, current_driver
+from harness.guard import DeviceGuard
 from harness.host.events import PciEventWatcher
-from harness.host.pci import PciDevice, nodedev_name
+from harness.host.pci import nodedev_name
 from harness.libvirt.facts import read_node_device
-from harness.libvirt.guests import destroy_guest, guest_with_hostdevs, start_guest
 from harness.locks import device_lock
 from harness.plugin import parametrize_allowlist
-from harness.xml.address import PciAddress
-from harness.xml.domain import Domain, DomainType
-from harness.xml.hostdev import PciHostdev
+from harness.xml.domain import DomainType
+from suites.steps import RecordProperty, managed_guest_cycle, permitted
 
 pytestmark = pytest.mark.harness_destructive
 
@@ -30,22 +28,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         parametrize_allowlist(metafunc, "address")
 
 
-def _permitted(address: str, guard: DeviceGuard, record_property: Callable[[str, object], None]) -> PciDevice:
-    """The device if the guard lets the harness change it; a refusal fails the test and changes nothing."""
-    try:
-        return guard.permit(address)
-    except DeviceRefusedError as exc:
-        record_property("harness.refused", str(exc))
-        pytest.fail(str(exc), pytrace=False)
-
-
 def test_detach_reattach_cycle(
     address: str,
     harness_guard: DeviceGuard,
     request: pytest.FixtureRequest,
     record_property: Callable[[str, object], None],
 ) -> None:
-    device = _permitted(address, harness_guard, record_property)
+    device = permitted(address, harness_guard, record_property)
     # Refusal comes first, so it is reported even where nothing could be changed (a snapshot).
     harness_changer: DeviceChanger = request.getfixturevalue("harness_changer")
     with device_lock(device.address):
@@ -99,30 +88,10 @@ def test_managed_hostdev_guest_takes_and_returns_the_device(
     harness_guard: DeviceGuard,
     request: pytest.FixtureRequest,
     harness_guest_type: DomainType,
-    record_property: Callable[[str, object], None],
+    record_property: RecordProperty,
 ) -> None:
     """<hostdev managed='yes'>: libvirt detaches at guest start and reattaches when the guest is destroyed."""
-    device = _permitted(address, harness_guard, record_property)
+    device = permitted(address, harness_guard, record_property)
     changer: DeviceChanger = request.getfixturevalue("harness_changer")
-    source = PciAddress.from_bdf(device.address)
-    guest = guest_with_hostdevs((PciHostdev(source=source, managed=True),), harness_guest_type)
-    record_property("harness.guest", guest.name)
     with device_lock(device.address):
-        before = current_driver(changer.root, device.address)
-        try:
-            domain = start_guest(changer.connection, guest, changer.journal)
-            found = current_driver(changer.root, device.address)
-            assert found == VFIO_DRIVER, (
-                f"guest {guest.name} running: expected {device.address} on {VFIO_DRIVER}, found {found}; "
-                f"reproduce: virsh create <xml with the hostdev>; virsh nodedev-dumpxml {nodedev_name(device.address)}"
-            )
-            live = Domain.parse(domain.XMLDesc(0))
-            sources = [d.source for d in live.devices if isinstance(d, PciHostdev)]
-            assert source in sources, f"live XML of {guest.name} lacks hostdev {source}: has {sources}"
-            destroy_guest(changer.connection, guest.name)
-            after = wait_for_driver(changer.root, device.address, before)
-            assert after == before, (
-                f"after destroying {guest.name}: expected {device.address} back on {before}, found {after}"
-            )
-        finally:
-            changer.restore_pending(guest.name)
+        managed_guest_cycle(changer, device.address, harness_guest_type, record_property)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from harness.devices import DeviceChangeError, DeviceChanger
 from harness.guard import DeviceGuard, DeviceRefusedError
 from harness.host.host import Host
 from harness.journal import ChangeJournal
@@ -55,3 +57,41 @@ def test_journal_pending_until_done_and_newest_first(tmp_path: Path) -> None:
     journal.complete(first)
     journal.compact()
     assert not (tmp_path / "journal.jsonl").exists()
+
+
+def _writable_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "host"
+    shutil.copytree(INTEL, copy, symlinks=True)
+    (copy / "sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0/sriov_drivers_autoprobe").write_text("1\n")
+    return copy
+
+
+def test_vf_count_and_autoprobe_are_journaled_and_restored(tmp_path: Path) -> None:
+    root = _writable_copy(tmp_path)
+    pf_dir = root / "sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0"
+    journal = ChangeJournal(tmp_path / "journal.jsonl")
+    changer = DeviceChanger(None, DeviceGuard(Host.from_snapshot(root), ["0000:01:00.0"]), journal)
+    assert changer.set_numvfs("0000:01:00.0", 3, autoprobe=False) == 0
+    assert (pf_dir / "sriov_numvfs").read_text() == "3" and (
+        pf_dir / "sriov_drivers_autoprobe"
+    ).read_text() == "0"
+    assert [e.action for e in journal.pending()] == ["sriov_numvfs", "sriov_drivers_autoprobe"]
+    assert changer.restore_pending("0000:01:00.0") == [
+        "set 0000:01:00.0 sriov_numvfs back to 0",
+        "set 0000:01:00.0 sriov_drivers_autoprobe back to 1",
+    ]
+    assert (pf_dir / "sriov_numvfs").read_text() == "0" and (
+        pf_dir / "sriov_drivers_autoprobe"
+    ).read_text() == "1"
+    assert journal.pending() == []
+
+
+def test_vf_count_out_of_range_changes_nothing(tmp_path: Path) -> None:
+    root = _writable_copy(tmp_path)
+    journal = ChangeJournal(tmp_path / "journal.jsonl")
+    changer = DeviceChanger(None, DeviceGuard(Host.from_snapshot(root), ["0000:01:00.0"]), journal)
+    with pytest.raises(DeviceChangeError, match="offers 0 to 7 VFs, not 8; nothing was changed"):
+        changer.set_numvfs("0000:01:00.0", 8)
+    assert journal.pending() == []
+    with pytest.raises(DeviceRefusedError, match="not on the allowlist"):
+        changer.set_numvfs("0000:00:1c.0", 1)

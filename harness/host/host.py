@@ -50,6 +50,11 @@ class Host:
     def __repr__(self) -> str:
         return f"Host({self.name!r}, root={str(self.root.path)!r})"
 
+    def refresh_devices(self) -> None:
+        """Forget what was read of PCI devices: after VFs come or go, or a hotplug."""
+        for name in ("pci", "critical"):
+            self.__dict__.pop(name, None)
+
     @cached_property
     def name(self) -> str:
         return self.root.read_stripped(SNAPSHOT_HOSTNAME) or "unknown"

@@ -53,11 +53,12 @@ def test_inventory_shows_the_vfs_of_the_nvme_pf(default_lab: Lab) -> None:
 
 
 def test_suites_pass_inside_the_default_lab(default_lab: Lab) -> None:
-    """Preparation checks PASS where the lab is prepared; detach cycles on every allowlisted device."""
+    """Preparation checks PASS where the lab is prepared; every allowlisted device goes through a detach
+    cycle and a managed guest; the NVMe PF makes VFs that libvirt lists and a guest takes."""
     report_dir = REPO / "reports" / f"nested-{uuid.uuid4().hex[:8]}"
     suites = " ".join(
         str(REPO / "suites" / name)
-        for name in ("test_preparation.py", "test_inventory.py", "test_assignment.py")
+        for name in ("test_preparation.py", "test_inventory.py", "test_assignment.py", "test_sriov.py")
     )
     rc, output = default_lab.exec(
         f"cd {REPO} && {VENV_BIN}/pytest {suites} -p no:cacheprovider --harness-report-dir {report_dir} "
@@ -73,6 +74,11 @@ def test_suites_pass_inside_the_default_lab(default_lab: Lab) -> None:
         assert verdicts[f"test_preparation[{check}]"] == "PASS", (check, verdicts, output[-3000:])
     cycles = [name for name in cases if name.startswith("test_detach_reattach_cycle[")]
     assert sorted(cycles) == sorted(f"test_detach_reattach_cycle[{bdf}]" for bdf in default_lab.allowed_bdfs)
+    guests = [
+        name for name in cases if name.startswith("test_managed_hostdev_guest_takes_and_returns_the_device[")
+    ]
+    assert len(guests) == len(default_lab.allowed_bdfs), guests
+    assert f"test_vfs_are_made_listed_assigned_and_removed[{default_lab.device('nvme0').guest_bdf}]" in cases
     failed = [
         name
         for name, case in cases.items()
