@@ -1,0 +1,74 @@
+"""The end-of-run reports: host properties in JUnit, the summary in the terminal and in summary.txt."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from _pytest.junitxml import xml_key
+
+from harness.report.properties import CHECK, DEVICE, HOST_PREFIX, as_dict
+from harness.report.summary import render_summary
+
+
+def host_properties() -> dict[str, str]:
+    """Properties of the machine the run reports from (the controller under xdist)."""
+
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return ""
+
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": read("/proc/sys/kernel/osrelease"),
+        "cmdline": read("/proc/cmdline"),
+    }
+
+
+class HarnessReporter:
+    """Collects verdicts from test reports (which carry user_properties across xdist) and reports them."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.checks: list[dict[str, str]] = []
+        self.devices: list[dict[str, str]] = []
+        self.host: dict[str, str] = {}
+        self.summary: str | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        properties = as_dict(report.user_properties)
+        if CHECK in properties:
+            self.checks.append(properties)
+        if DEVICE in properties and "harness.assignable" in properties:
+            self.devices.append(properties)
+        self.host.update(
+            {
+                name[len(HOST_PREFIX) :]: value
+                for name, value in properties.items()
+                if name.startswith(HOST_PREFIX)
+            }
+        )
+
+    @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not (self.checks or self.devices):
+            return
+        properties = {**host_properties(), **self.host}
+        xml = self.config.stash.get(xml_key, None)
+        if xml is not None:
+            for name, value in properties.items():
+                xml.add_global_property(name, value)
+        self.summary = render_summary(properties, self.checks, self.devices)
+        report_dir = Path(self.config.getoption("harness_report_dir") or "reports")
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "summary.txt").write_text(self.summary)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.summary:
+            terminalreporter.write_sep("=", "hostdev-harness summary")
+            terminalreporter.write(self.summary)
