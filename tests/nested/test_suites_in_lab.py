@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from typing import Any
 
@@ -60,30 +61,39 @@ def test_suites_pass_inside_the_default_lab(default_lab: Lab) -> None:
         str(REPO / "suites" / name)
         for name in ("test_preparation.py", "test_inventory.py", "test_assignment.py", "test_sriov.py")
     )
-    rc, output = default_lab.exec(
-        f"cd {REPO} && {VENV_BIN}/pytest {suites} -p no:cacheprovider --harness-report-dir {report_dir} "
-        f"--junitxml {report_dir}/junit.xml"
-    )
-    junit = etree.parse(str(report_dir / "junit.xml")).getroot()
-    cases = {case.get("name", ""): case for case in junit.iter("testcase")}
-    verdicts = {
-        name: {p.get("name"): p.get("value") for p in case.iter("property")}.get("harness.verdict")
-        for name, case in cases.items()
-    }
-    for check in ("iommu_firmware", "iommu_kernel", "interrupt_remapping", "vfio_ready", "libvirt_ready"):
-        assert verdicts[f"test_preparation[{check}]"] == "PASS", (check, verdicts, output[-3000:])
-    cycles = [name for name in cases if name.startswith("test_detach_reattach_cycle[")]
-    assert sorted(cycles) == sorted(f"test_detach_reattach_cycle[{bdf}]" for bdf in default_lab.allowed_bdfs)
-    guests = [
-        name for name in cases if name.startswith("test_managed_hostdev_guest_takes_and_returns_the_device[")
-    ]
-    assert len(guests) == len(default_lab.allowed_bdfs), guests
-    assert f"test_vfs_are_made_listed_assigned_and_removed[{default_lab.device('nvme0').guest_bdf}]" in cases
-    failed = [
-        name
-        for name, case in cases.items()
-        if case.find("failure") is not None or case.find("error") is not None
-    ]
-    assert not failed, f"failed inside L1: {failed}\n{output[-4000:]}"
-    assert rc == 0, output[-3000:]
-    assert (report_dir / "summary.txt").read_text().count(": PASS") >= 5
+    try:
+        rc, output = default_lab.exec(
+            f"cd {REPO} && {VENV_BIN}/pytest {suites} -p no:cacheprovider --harness-report-dir {report_dir} "
+            f"--junitxml {report_dir}/junit.xml"
+        )
+        junit = etree.parse(str(report_dir / "junit.xml")).getroot()
+        cases = {case.get("name", ""): case for case in junit.iter("testcase")}
+        verdicts = {
+            name: {p.get("name"): p.get("value") for p in case.iter("property")}.get("harness.verdict")
+            for name, case in cases.items()
+        }
+        for check in ("iommu_firmware", "iommu_kernel", "interrupt_remapping", "vfio_ready", "libvirt_ready"):
+            assert verdicts[f"test_preparation[{check}]"] == "PASS", (check, verdicts, output[-3000:])
+        cycles = [name for name in cases if name.startswith("test_detach_reattach_cycle[")]
+        assert sorted(cycles) == sorted(
+            f"test_detach_reattach_cycle[{bdf}]" for bdf in default_lab.allowed_bdfs
+        )
+        guests = [
+            name
+            for name in cases
+            if name.startswith("test_managed_hostdev_guest_takes_and_returns_the_device[")
+        ]
+        assert len(guests) == len(default_lab.allowed_bdfs), guests
+        assert (
+            f"test_vfs_are_made_listed_assigned_and_removed[{default_lab.device('nvme0').guest_bdf}]" in cases
+        )
+        failed = [
+            name
+            for name, case in cases.items()
+            if case.find("failure") is not None or case.find("error") is not None
+        ]
+        assert not failed, f"failed inside L1: {failed}\n{output[-4000:]}"
+        assert rc == 0, output[-3000:]
+        assert (report_dir / "summary.txt").read_text().count(": PASS") >= 5
+    finally:
+        shutil.rmtree(report_dir, ignore_errors=True)  # reports/ is the user's; leave it as found
