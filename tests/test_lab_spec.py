@@ -10,7 +10,15 @@ import pytest
 from harness.lab.guest_init import early_text, stage2_text
 from harness.lab.kernel import KernelImage
 from harness.lab.lab import discover_devices
-from harness.lab.qemu import Ports, QemuError, RuntimePaths, build_machine, has_igb, kernel_command_line
+from harness.lab.qemu import (
+    TCG_CPU_MODEL,
+    Ports,
+    QemuError,
+    RuntimePaths,
+    build_machine,
+    has_igb,
+    kernel_command_line,
+)
 from harness.lab.spec import DEFAULT_CMDLINE, SpecError, load_spec, parse_spec
 
 LABS = Path(__file__).resolve().parents[1] / "fixtures" / "labs"
@@ -167,7 +175,7 @@ def test_command_line_forwards_only_loopback_and_shares_the_root_read_only(tmp_p
     # The IOMMU must precede every PCI device it translates for.
     devices = _devices(argv)
     assert devices[0].startswith("intel-iommu"), devices[:2]
-    assert argv[argv.index("-accel") + 1].startswith("tcg") and argv[argv.index("-cpu") + 1] == "max"
+    assert argv[argv.index("-accel") + 1].startswith("tcg") and argv[argv.index("-cpu") + 1] == TCG_CPU_MODEL
 
 
 def test_default_topology_and_allowlist(tmp_path: Path) -> None:

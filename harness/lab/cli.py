@@ -140,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hostdev-lab: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hostdev-lab: interrupted; lab stopped", file=sys.stderr)
+        stopped = "; lab stopped" if args.command in ("run", "up") else ""
+        print(f"hostdev-lab: interrupted{stopped}", file=sys.stderr)
         return 130
     return 2

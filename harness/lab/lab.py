@@ -118,7 +118,7 @@ class Lab:
     def guest_env(self) -> dict[str, str]:
         return {
             "HARNESS_ALLOW": ",".join(self.allowed_bdfs),
-            # L1's /dev/kvm is KVM on TCG's emulated SVM: L2 guests are quicker and surer under TCG.
+            # L1 keeps its kvm modules off (see guest_init.UNUSED_MODULES): its guests run under TCG.
             "HARNESS_GUEST_TYPE": "qemu",
             "HOSTDEV_LAB": self.name,
             "LIBVIRT_DEFAULT_URI": "qemu:///system",

@@ -122,6 +122,10 @@ def kernel_command_line(spec: LabSpec, *, probe: bool = False) -> str:
     return " ".join(args)
 
 
+# "max,svm=off,vmx=off" crashes L1's userspace under QEMU 7.2 TCG; L1 keeps kvm modules off instead.
+TCG_CPU_MODEL = "max"
+
+
 def accel_args(accel: str, spec: LabSpec) -> list[str]:
     machine = f"{spec.machine.type}"
     if accel == "kvm":
@@ -135,7 +139,7 @@ def accel_args(accel: str, spec: LabSpec) -> list[str]:
         "-accel",
         f"tcg,thread=multi,tb-size={spec.machine.tcg_tb_size_mib}",
         "-cpu",
-        "max",
+        TCG_CPU_MODEL,
     ]
 
 
