@@ -7,11 +7,11 @@ import libvirt
 DEFAULT_URI = "qemu:///system"
 
 
-def _ignore_libvirt_error(_context: object, _error: object) -> None:
+def ignore_libvirt_error(_context: object, _error: object) -> None:
     """libvirt prints every error to stderr by default; the harness reports them itself."""
 
 
-libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+libvirt.registerErrorHandler(ignore_libvirt_error, None)
 
 
 class LibvirtUnavailableError(RuntimeError):

@@ -15,6 +15,7 @@ from typing import Any
 import libvirt
 from lxml import etree
 
+from harness.libvirt.connection import ignore_libvirt_error
 from harness.xml.domain import Domain
 from harness.xml.network import Network
 from harness.xml.nodedev import NodeDevice
@@ -38,13 +39,9 @@ class LibvirtRoundTripError(RuntimeError):
     """libvirt refused a document the models built; the message is libvirt's."""
 
 
-def _ignore_error(_context: object, _error: object) -> None:
-    return None
-
-
 def silence_libvirt() -> None:
     """libvirt prints every error to stderr unless a handler is registered; errors still raise."""
-    libvirt.registerErrorHandler(_ignore_error, None)
+    libvirt.registerErrorHandler(ignore_libvirt_error, None)
 
 
 def open_test_connection(uri: str = TEST_URI) -> Any:
@@ -52,49 +49,44 @@ def open_test_connection(uri: str = TEST_URI) -> Any:
     return libvirt.open(uri)
 
 
-def rejection_of_domain_xml(conn: Any, xml: str, *, validate: bool = True) -> str | None:
-    """libvirt's message if it refuses ``xml``; ``validate`` asks it to check domain.rng too."""
-    flags = libvirt.VIR_DOMAIN_DEFINE_VALIDATE if validate else 0
+def _rejection(define: Any, xml: str, flags: int) -> str | None:
     try:
-        domain = conn.defineXMLFlags(xml, flags)
+        defined = define(xml, flags)
     except libvirt.libvirtError as error:
         return str(error.get_error_message())
-    domain.undefine()
+    defined.undefine()
     return None
+
+
+def _read_back(define: Any, xml: str, flags: int) -> str:
+    """Define, read back with XMLDesc, undefine: libvirt's own formatting of ``xml``."""
+    try:
+        defined = define(xml, flags)
+    except libvirt.libvirtError as error:
+        raise LibvirtRoundTripError(str(error.get_error_message())) from None
+    try:
+        return str(defined.XMLDesc(0))
+    finally:
+        defined.undefine()
+
+
+def rejection_of_domain_xml(conn: Any, xml: str, *, validate: bool = True) -> str | None:
+    """libvirt's message if it refuses ``xml``; ``validate`` asks it to check domain.rng too."""
+    return _rejection(conn.defineXMLFlags, xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE if validate else 0)
 
 
 def rejection_of_network_xml(conn: Any, xml: str, *, validate: bool = True) -> str | None:
-    flags = libvirt.VIR_NETWORK_DEFINE_VALIDATE if validate else 0
-    try:
-        network = conn.networkDefineXMLFlags(xml, flags)
-    except libvirt.libvirtError as error:
-        return str(error.get_error_message())
-    network.undefine()
-    return None
+    return _rejection(conn.networkDefineXMLFlags, xml, libvirt.VIR_NETWORK_DEFINE_VALIDATE if validate else 0)
 
 
 def define_domain(conn: Any, domain: Domain) -> tuple[str, Domain]:
     """Define, read back with XMLDesc, undefine; return libvirt's text and its model."""
-    try:
-        defined = conn.defineXMLFlags(domain.to_xml(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
-    except libvirt.libvirtError as error:
-        raise LibvirtRoundTripError(str(error.get_error_message())) from None
-    try:
-        text = str(defined.XMLDesc(0))
-    finally:
-        defined.undefine()
+    text = _read_back(conn.defineXMLFlags, domain.to_xml(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
     return text, Domain.parse(text)
 
 
 def define_network(conn: Any, network: Network) -> tuple[str, Network]:
-    try:
-        defined = conn.networkDefineXMLFlags(network.to_xml(), libvirt.VIR_NETWORK_DEFINE_VALIDATE)
-    except libvirt.libvirtError as error:
-        raise LibvirtRoundTripError(str(error.get_error_message())) from None
-    try:
-        text = str(defined.XMLDesc(0))
-    finally:
-        defined.undefine()
+    text = _read_back(conn.networkDefineXMLFlags, network.to_xml(), libvirt.VIR_NETWORK_DEFINE_VALIDATE)
     return text, Network.parse(text)
 
 
