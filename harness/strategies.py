@@ -343,24 +343,13 @@ def pf_with_vfs(*, max_vfs: int = 7) -> st.SearchStrategy[tuple[NodeDevice, list
         pf_address, vf_addresses = addresses[0], addresses[1:]
         max_count = draw(st.one_of(st.none(), st.integers(len(vf_addresses), 64)))
         base = draw(pci_capabilities(st.just(pf_address)))
-        pf_capability = PciCapability(
-            pf_address,
-            base.product,
-            base.vendor,
-            base.pci_class,
-            virt_functions=VirtFunctions(tuple(vf_addresses), max_count),
-            iommu_group=base.iommu_group,
+        pf_capability = dataclasses.replace(
+            base, virt_functions=VirtFunctions(tuple(vf_addresses), max_count)
         )
         vfs = []
         for vf_address in vf_addresses:
-            vf_base = draw(pci_capabilities(st.just(vf_address)))
-            vf_capability = PciCapability(
-                vf_address,
-                vf_base.product,
-                vf_base.vendor,
-                vf_base.pci_class,
-                phys_function=pf_address,
-                iommu_group=vf_base.iommu_group,
+            vf_capability = dataclasses.replace(
+                draw(pci_capabilities(st.just(vf_address))), phys_function=pf_address
             )
             vfs.append(_device(vf_capability, draw))
         return _device(pf_capability, draw), vfs

@@ -22,7 +22,7 @@ from harness.xml.base import (
 )
 from harness.xml.errors import XmlModelError
 
-__all__ = ["HOSTDEV_DRIVERS", "HostdevDriver", "PciHostdev", "Rom"]
+__all__ = ["HOSTDEV_DRIVERS", "HostdevDriver", "PciHostdev", "Rom", "check_hostdev_driver"]
 
 HostdevDriver = Literal["vfio", "kvm"]
 HOSTDEV_DRIVERS: tuple[HostdevDriver, ...] = ("vfio", "kvm")
@@ -62,6 +62,12 @@ class Rom:
         return element
 
 
+def check_hostdev_driver(driver: str | None) -> None:
+    """``<driver name=...>`` of a hostdev or a hostdev interface."""
+    if driver is not None and driver not in HOSTDEV_DRIVERS:
+        raise XmlModelError("driver", "expected vfio or kvm", attribute="name", value=driver)
+
+
 @dataclass(frozen=True)
 class PciHostdev(XmlModel):
     """A PCI host device; ``managed=None`` means the attribute is absent (libvirt reads it as 'no')."""
@@ -74,8 +80,7 @@ class PciHostdev(XmlModel):
     boot_order: int | None = None
 
     def __post_init__(self) -> None:
-        if self.driver is not None and self.driver not in HOSTDEV_DRIVERS:
-            raise XmlModelError("driver", "expected vfio or kvm", attribute="name", value=self.driver)
+        check_hostdev_driver(self.driver)
         if self.boot_order is not None and self.boot_order < 1:
             raise XmlModelError("boot", "must be 1 or more", attribute="order", value=self.boot_order)
 

@@ -23,7 +23,7 @@ from harness.xml.base import (
     set_yes_no,
 )
 from harness.xml.errors import XmlModelError
-from harness.xml.hostdev import HOSTDEV_DRIVERS, HostdevDriver
+from harness.xml.hostdev import HOSTDEV_DRIVERS, HostdevDriver, check_hostdev_driver
 
 __all__ = [
     "HostdevInterface",
@@ -226,8 +226,7 @@ class HostdevInterface(XmlModel):
     def __post_init__(self) -> None:
         if self.mac is not None:
             check_mac(self.mac)
-        if self.driver is not None and self.driver not in HOSTDEV_DRIVERS:
-            raise XmlModelError("driver", "expected vfio or kvm", attribute="name", value=self.driver)
+        check_hostdev_driver(self.driver)
 
     @classmethod
     def from_element(cls, element: Element) -> HostdevInterface:
