@@ -6,12 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from harness.checks.preparation import CheckPlan, run_all
 from harness.checks.result import Verdict
+from harness.errors import HarnessError
 from harness.host.host import Host
 from harness.inventory import assess_all
 from harness.libvirt.connection import (
@@ -110,18 +111,23 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from harness.devices import DeviceChanger
-    from harness.guard import DeviceGuard
+    from harness.changes import ChangeContext, orphaned, recover
+    from harness.host.root import HostRoot
     from harness.journal import DEFAULT_JOURNAL, ChangeJournal
+    from harness.libvirt.daemon import connected
 
     journal = ChangeJournal(Path(args.journal or DEFAULT_JOURNAL))
-    if not journal.pending():
+    dead, live = orphaned(journal)
+    for entry in live:
+        print(f"left alone: a {entry.kind} change held by live {entry.owner} ({entry.change})")
+    if not dead:
         print(f"nothing to restore ({journal.path})")
         return 0
-    connection = open_connection(args.uri)
-    changer = DeviceChanger(connection, DeviceGuard(Host.local(), ()), journal)
-    for line in changer.restore_pending():
-        print(line)
+    with ExitStack() as stack:  # libvirt only if an entry needs it (a VF count does not)
+        context = ChangeContext(HostRoot("/"), lambda: stack.enter_context(connected(args.uri)))
+        recovery = recover(journal, context)
+    for line in recovery.undone:
+        print(f"restored: {line}")
     return 0
 
 
@@ -162,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (FileNotFoundError, LibvirtUnavailableError, ValueError) as exc:
+    except (FileNotFoundError, LibvirtUnavailableError, ValueError, HarnessError) as exc:
         print(f"hostdev-harness: {exc}", file=sys.stderr)
         return 2
 

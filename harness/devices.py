@@ -1,4 +1,9 @@
-"""Changing devices: detach to vfio-pci, reattach, VF counts. Guarded, journaled, verified."""
+"""Changes to PCI devices: detach to vfio-pci and back, VF counts, VF driver autoprobe.
+
+Each is a ``Change`` (harness.changes): it reads what it will have to put back when it is created
+(``DriverDetach.of``), applies itself through libvirt or sysfs, verifies itself where a person would look
+(the sysfs driver link, ``/dev/vfio/<group>``, the virtfn links) and undoes itself.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +12,21 @@ from dataclasses import dataclass
 
 import libvirt
 
-from harness.guard import DeviceGuard
-from harness.host.pci import nodedev_name
+from harness.changes import Change, ChangeContext, ChangeError
+from harness.host.pci import PciDevice
 from harness.host.root import HostRoot
-from harness.journal import ChangeJournal, JournalEntry
-from harness.libvirt.guests import destroy_guest
+from harness.xml.address import PciAddress
 
 VFIO_DRIVER = "vfio-pci"
 
 
-class DeviceChangeError(RuntimeError):
-    """A change did not take effect as expected; the message says what was expected and found."""
-
-
-@dataclass(frozen=True)
-class Reproduce:
-    """The virsh command a person can run to see the same thing by hand."""
-
-    command: str
-
-    def __str__(self) -> str:
-        return f"reproduce: {self.command}"
-
-
-def current_driver(root: HostRoot, address: str) -> str | None:
+def current_driver(root: HostRoot, address: str | PciAddress) -> str | None:
     return root.link_name(f"/sys/bus/pci/devices/{address}/driver")
 
 
-def wait_for_driver(root: HostRoot, address: str, expected: str | None, timeout: float = 10.0) -> str | None:
+def wait_for_driver(
+    root: HostRoot, address: str | PciAddress, expected: str | None, timeout: float = 10.0
+) -> str | None:
     """Poll sysfs until the driver link matches; bind and unbind finish asynchronously for some drivers."""
     deadline = time.monotonic() + timeout
     found = current_driver(root, address)
@@ -44,142 +36,182 @@ def wait_for_driver(root: HostRoot, address: str, expected: str | None, timeout:
     return found
 
 
-class DeviceChanger:
-    """The only place the harness changes a device; every change is guarded and journaled first."""
+def vfio_group_node(group: int | None) -> str | None:
+    return None if group is None else f"/dev/vfio/{group}"
 
-    def __init__(self, connection: libvirt.virConnect, guard: DeviceGuard, journal: ChangeJournal) -> None:
-        self.connection = connection
-        self.guard = guard
-        self.journal = journal
-        self.root = guard.host.root
 
-    def _nodedev(self, address: str) -> libvirt.virNodeDevice:
+def node_device(connection: libvirt.virConnect, address: PciAddress) -> libvirt.virNodeDevice:
+    try:
+        return connection.nodeDeviceLookupByName(address.nodedev_name)
+    except libvirt.libvirtError as exc:
+        raise ChangeError(
+            f"libvirt has no node device {address.nodedev_name}: {exc.get_error_message()} "
+            "(reproduce: virsh nodedev-list --cap pci)"
+        ) from None
+
+
+@dataclass(frozen=True)
+class DriverDetach(Change, kind="detach"):
+    """``virsh nodedev-detach``: the device leaves its host driver for vfio-pci; undone by reattach."""
+
+    device: PciAddress
+    driver: str | None  # the host driver to give it back to
+    group: int | None
+
+    @classmethod
+    def of(cls, device: PciDevice) -> DriverDetach:
+        return cls(PciAddress.from_bdf(device.address), device.driver, device.iommu_group)
+
+    def touches(self) -> tuple[PciAddress, ...]:
+        return (self.device,)
+
+    def describe(self) -> str:
+        return f"detach {self.device} from {self.driver or 'no driver'} to {VFIO_DRIVER}"
+
+    def reproduce(self) -> str:
+        return f"virsh nodedev-detach {self.device.nodedev_name}"
+
+    def apply(self, context: ChangeContext) -> None:
         try:
-            return self.connection.nodeDeviceLookupByName(nodedev_name(address))
+            node_device(context.connection, self.device).detachFlags("vfio", 0)
         except libvirt.libvirtError as exc:
-            raise DeviceChangeError(
-                f"libvirt has no node device {nodedev_name(address)}: {exc.get_error_message()} "
-                f"({Reproduce('virsh nodedev-list --cap pci')})"
-            ) from exc
+            raise ChangeError(
+                f"nodedev-detach {self.device} failed: {exc.get_error_message()} (reproduce: {self.reproduce()})"
+            ) from None
 
-    def detach(self, address: str) -> str | None:
-        """Detach ``address`` to vfio-pci through libvirt; returns the driver it had."""
-        self.guard.permit(address)
-        before = current_driver(self.root, address)
-        device = self._nodedev(address)
-        entry = self.journal.begin("detach", address, before)
-        try:
-            device.detachFlags("vfio", 0)
-        except libvirt.libvirtError as exc:
-            self._settle(entry, address, before)
-            raise DeviceChangeError(
-                f"nodedev-detach {address} failed: {exc.get_error_message()} "
-                f"({Reproduce(f'virsh nodedev-detach {nodedev_name(address)}')})"
-            ) from exc
-        found = wait_for_driver(self.root, address, VFIO_DRIVER)
+    def verify(self, context: ChangeContext) -> None:
+        found = wait_for_driver(context.root, self.device, VFIO_DRIVER)
         if found != VFIO_DRIVER:
-            raise DeviceChangeError(
-                f"after nodedev-detach {address}: expected driver {VFIO_DRIVER}, found {found or 'none'} "
-                f"(look at /sys/bus/pci/devices/{address}/driver)"
+            raise ChangeError(
+                f"after nodedev-detach {self.device}: expected driver {VFIO_DRIVER}, found {found or 'none'} "
+                f"(look at /sys/bus/pci/devices/{self.device}/driver)"
             )
-        return before
+        node = vfio_group_node(self.group)
+        if node is not None and not context.root.exists(node):
+            raise ChangeError(
+                f"{self.device} is on {VFIO_DRIVER} but {node} does not exist (ls -l /dev/vfio)"
+            )
 
-    def _settle(self, entry_id: str, address: str, before: str | None) -> None:
-        """A failed change that left the device as it was needs no undo."""
-        if current_driver(self.root, address) == before:
-            self.journal.complete(entry_id)
-
-    def reattach(self, address: str) -> None:
-        """Give ``address`` back to the driver the journal recorded for it."""
-        for entry in self.journal.pending():
-            if entry.action == "detach" and entry.device == address:
-                self._undo_detach(entry)
-                return
-        raise DeviceChangeError(
-            f"{address} has no pending detach in {self.journal.path}: nothing to reattach"
-        )
-
-    def _undo_detach(self, entry: JournalEntry) -> None:
+    def undo(self, context: ChangeContext) -> str:
+        found = current_driver(context.root, self.device)
+        if found == self.driver:
+            return f"{self.device} is on {self.driver or 'no driver'} already"
         try:
-            self._nodedev(entry.device).reAttach()
+            node_device(context.connection, self.device).reAttach()  # takes no flags in libvirt-python
         except libvirt.libvirtError as exc:
-            raise DeviceChangeError(
-                f"nodedev-reattach {entry.device} failed: {exc.get_error_message()} "
-                f"({Reproduce(f'virsh nodedev-reattach {nodedev_name(entry.device)}')})"
-            ) from exc
-        found = wait_for_driver(
-            self.root, entry.device, entry.before if isinstance(entry.before, str) else None
-        )
-        if found != entry.before:
-            raise DeviceChangeError(
-                f"after nodedev-reattach {entry.device}: expected driver {entry.before or 'none'}, "
-                f"found {found or 'none'}"
+            raise ChangeError(
+                f"nodedev-reattach {self.device} failed: {exc.get_error_message()} "
+                f"(reproduce: virsh nodedev-reattach {self.device.nodedev_name})"
+            ) from None
+        found = wait_for_driver(context.root, self.device, self.driver)
+        if found != self.driver:
+            raise ChangeError(
+                f"after nodedev-reattach {self.device}: expected driver {self.driver or 'none'}, "
+                f"found {found or 'none'} (reproduce: virsh nodedev-reattach {self.device.nodedev_name})"
             )
-        self.journal.complete(entry.id)
+        return f"reattached {self.device} to {self.driver or 'no driver'}"
 
-    def set_numvfs(self, address: str, count: int, *, autoprobe: bool | None = None) -> int:
-        """Set the VF count of an SR-IOV PF (through 0, as the kernel requires); returns the old count.
 
-        ``autoprobe=False`` keeps host drivers off the new VFs (sriov_drivers_autoprobe), as one does
-        for VFs meant for guests; the old setting is journaled and restored too.
-        """
-        self.guard.permit(address)
-        base = f"/sys/bus/pci/devices/{address}"
-        numvfs = self.root.resolve(f"{base}/sriov_numvfs")
-        if not numvfs.exists():
-            raise DeviceChangeError(f"{address} is not an SR-IOV PF (no {base}/sriov_numvfs)")
-        total = int(self.root.read_stripped(f"{base}/sriov_totalvfs") or 0)
+def _sysfs(device: PciAddress, name: str) -> str:
+    return f"/sys/bus/pci/devices/{device}/{name}"
+
+
+def _write(context: ChangeContext, host_path: str, value: str) -> None:
+    try:
+        context.root.resolve(host_path).write_text(value)
+    except OSError as exc:
+        raise ChangeError(f"writing {value} to {host_path} failed: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class VfCount(Change, kind="sriov_numvfs"):
+    """``echo N > sriov_numvfs`` on a PF, through 0 as the kernel requires; undone by the old count."""
+
+    device: PciAddress
+    before: int
+    count: int
+
+    @classmethod
+    def of(cls, root: HostRoot, pf: PciDevice, count: int) -> VfCount:
+        address = PciAddress.from_bdf(pf.address)
+        if not root.exists(_sysfs(address, "sriov_numvfs")):
+            raise ChangeError(f"{pf.address} is not an SR-IOV PF (no {_sysfs(address, 'sriov_numvfs')})")
+        total = int(root.read_stripped(_sysfs(address, "sriov_totalvfs")) or 0)
         if not 0 <= count <= total:
-            raise DeviceChangeError(f"{address} offers 0 to {total} VFs, not {count}; nothing was changed")
-        if autoprobe is not None:
-            probe = self.root.resolve(f"{base}/sriov_drivers_autoprobe")
-            old_probe = probe.read_text().strip()
-            probe_entry = self.journal.begin("sriov_drivers_autoprobe", address, old_probe)
-            probe.write_text("1" if autoprobe else "0")
-            if old_probe == probe.read_text().strip():
-                self.journal.complete(probe_entry)
-        before = int(numvfs.read_text())
-        entry_id = self.journal.begin("sriov_numvfs", address, before)
-        if before:
-            numvfs.write_text("0")
+            raise ChangeError(f"{pf.address} offers 0 to {total} VFs, not {count}; nothing was changed")
+        return cls(address, int(root.read_stripped(_sysfs(address, "sriov_numvfs")) or 0), count)
+
+    def touches(self) -> tuple[PciAddress, ...]:
+        return (self.device,)
+
+    def describe(self) -> str:
+        return f"set {self.device} sriov_numvfs {self.before} -> {self.count}"
+
+    def reproduce(self) -> str:
+        return f"echo 0 > {_sysfs(self.device, 'sriov_numvfs')}; echo {self.count} > {_sysfs(self.device, 'sriov_numvfs')}"
+
+    def _set(self, context: ChangeContext, count: int) -> None:
+        path = _sysfs(self.device, "sriov_numvfs")
+        if int(context.root.read_stripped(path) or 0) == count:
+            return
+        _write(context, path, "0")  # the kernel refuses N -> M unless one of them is 0
         if count:
-            numvfs.write_text(str(count))
-        found = int(numvfs.read_text())
-        if found != count:
-            raise DeviceChangeError(f"{address}: expected {count} VFs, sriov_numvfs reads {found}")
-        if count == before:
-            self.journal.complete(entry_id)
-        return before
+            _write(context, path, str(count))
 
-    def _undo_numvfs(self, entry: JournalEntry) -> None:
-        path = self.root.resolve(f"/sys/bus/pci/devices/{entry.device}/sriov_numvfs")
-        path.write_text("0")
-        if isinstance(entry.before, int) and entry.before:
-            path.write_text(str(entry.before))
-        self.journal.complete(entry.id)
+    def apply(self, context: ChangeContext) -> None:
+        self._set(context, self.count)
 
-    def restore_pending(self, device: str | None = None) -> list[str]:
-        """Undo the changes the journal still holds (for ``device``, or all), newest first."""
-        done = []
-        for entry in self.journal.pending():
-            if device is not None and entry.device != device:
-                continue
-            if entry.action == "detach":
-                self._undo_detach(entry)
-                done.append(f"reattached {entry.device} to {entry.before or 'no driver'}")
-            elif entry.action == "sriov_numvfs":
-                self._undo_numvfs(entry)
-                done.append(f"set {entry.device} sriov_numvfs back to {entry.before}")
-            elif entry.action == "sriov_drivers_autoprobe":
-                self.root.resolve(f"/sys/bus/pci/devices/{entry.device}/sriov_drivers_autoprobe").write_text(
-                    str(entry.before)
-                )
-                self.journal.complete(entry.id)
-                done.append(f"set {entry.device} sriov_drivers_autoprobe back to {entry.before}")
-            elif entry.action == "guest":
-                # libvirt gives a managed hostdev back to its driver when the guest goes away.
-                destroy_guest(self.connection, entry.device)
-                self.journal.complete(entry.id)
-                done.append(f"destroyed guest {entry.device}")
-        self.journal.compact()
-        return done
+    def verify(self, context: ChangeContext) -> None:
+        found = int(context.root.read_stripped(_sysfs(self.device, "sriov_numvfs")) or 0)
+        links = [
+            n for n in context.root.listdir(f"/sys/bus/pci/devices/{self.device}") if n.startswith("virtfn")
+        ]
+        if found != self.count or len(links) != self.count:
+            raise ChangeError(
+                f"{self.device}: expected {self.count} VFs, sriov_numvfs reads {found} and there are "
+                f"{len(links)} virtfn links (look at /sys/bus/pci/devices/{self.device}/)"
+            )
+
+    def undo(self, context: ChangeContext) -> str:
+        self._set(context, self.before)
+        found = int(context.root.read_stripped(_sysfs(self.device, "sriov_numvfs")) or 0)
+        if found != self.before:
+            raise ChangeError(f"{self.device}: sriov_numvfs reads {found} after undo, expected {self.before}")
+        return f"set {self.device} sriov_numvfs back to {self.before}"
+
+
+@dataclass(frozen=True)
+class VfAutoprobe(Change, kind="sriov_drivers_autoprobe"):
+    """Whether new VFs get a host driver (off for VFs meant for guests); undone by the old setting."""
+
+    device: PciAddress
+    before: bool
+    enabled: bool
+
+    @classmethod
+    def of(cls, root: HostRoot, pf: PciDevice, enabled: bool) -> VfAutoprobe:
+        address = PciAddress.from_bdf(pf.address)
+        return cls(address, root.read_stripped(_sysfs(address, "sriov_drivers_autoprobe")) == "1", enabled)
+
+    def touches(self) -> tuple[PciAddress, ...]:
+        return (self.device,)
+
+    def describe(self) -> str:
+        return f"set {self.device} sriov_drivers_autoprobe to {int(self.enabled)}"
+
+    def reproduce(self) -> str:
+        return f"echo {int(self.enabled)} > {_sysfs(self.device, 'sriov_drivers_autoprobe')}"
+
+    def apply(self, context: ChangeContext) -> None:
+        _write(context, _sysfs(self.device, "sriov_drivers_autoprobe"), str(int(self.enabled)))
+
+    def verify(self, context: ChangeContext) -> None:
+        found = context.root.read_stripped(_sysfs(self.device, "sriov_drivers_autoprobe"))
+        if found != str(int(self.enabled)):
+            raise ChangeError(
+                f"{self.device}: sriov_drivers_autoprobe reads {found}, expected {int(self.enabled)}"
+            )
+
+    def undo(self, context: ChangeContext) -> str:
+        _write(context, _sysfs(self.device, "sriov_drivers_autoprobe"), str(int(self.before)))
+        return f"set {self.device} sriov_drivers_autoprobe back to {int(self.before)}"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from harness.errors import HarnessError
 from harness.host.host import Host
 from harness.host.pci import PciDevice, normalize_bdf
+from harness.xml.address import PciAddress
 
 
-class DeviceRefusedError(RuntimeError):
+class DeviceRefusedError(HarnessError):
     """The harness will not change this device; nothing was changed."""
 
 
@@ -19,9 +21,9 @@ class DeviceGuard:
         self.host = host
         self.allowlist = tuple(dict.fromkeys(normalize_bdf(address) for address in allowlist))
 
-    def refusal(self, address: str) -> str | None:
+    def refusal(self, address: str | PciAddress) -> str | None:
         """Why ``address`` may not be changed, or None when it may."""
-        bdf = normalize_bdf(address)
+        bdf = normalize_bdf(str(address))
         if bdf not in self.host.pci.devices:
             return f"{bdf} is not a PCI device of this host"
         critical = self.host.critical.get(bdf)
@@ -41,12 +43,12 @@ class DeviceGuard:
             return f"{bdf} is not on the allowlist (--harness-allow / HARNESS_ALLOW)"
         return None
 
-    def permit(self, address: str) -> PciDevice:
+    def permit(self, address: str | PciAddress) -> PciDevice:
         """The device, if the harness may change it; raises DeviceRefusedError otherwise."""
         reason = self.refusal(address)
         if reason is not None:
             raise DeviceRefusedError(f"refused: {reason}; nothing was changed")
-        return self.host.pci.devices[normalize_bdf(address)]
+        return self.host.pci.devices[normalize_bdf(str(address))]
 
     def permitted(self) -> list[str]:
         return [bdf for bdf in self.allowlist if self.refusal(bdf) is None]

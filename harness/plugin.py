@@ -5,19 +5,23 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import libvirt
 import pytest
 
+from harness.changes import ChangeContext, HostChanges, orphaned, recover
 from harness.checks.preparation import CheckPlan
 from harness.checks.result import CheckResult, Verdict
-from harness.devices import DeviceChanger
+from harness.errors import HarnessError
 from harness.guard import DeviceGuard
 from harness.host.host import Host
 from harness.host.pci import UnknownDeviceError, normalize_bdf
+from harness.host.root import HostRoot
 from harness.hypothesis_profiles import register_profiles
-from harness.journal import DEFAULT_JOURNAL, ChangeJournal
+from harness.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
+from harness.leases import DEFAULT_LEASE_DIR, GroupLeases
 from harness.libvirt.connection import (
     DEFAULT_URI,
     LibvirtUnavailableError,
@@ -25,7 +29,7 @@ from harness.libvirt.connection import (
     is_local_system_uri,
     open_connection,
 )
-from harness.libvirt.daemon import PrivateLibvirtd, private_libvirtd
+from harness.libvirt.daemon import PrivateLibvirtd, connected, private_libvirtd
 from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
 from harness.libvirt.guests import choose_virt_type
 from harness.report.properties import check_properties
@@ -37,6 +41,8 @@ register_profiles()
 ALLOW_ENV = "HARNESS_ALLOW"
 GUEST_TYPE_ENV = "HARNESS_GUEST_TYPE"
 reporter_key = pytest.StashKey[HarnessReporter]()
+owner_key = pytest.StashKey[Owner]()
+allowlist_key = pytest.StashKey[list[str]]()
 
 
 class HarnessWarning(UserWarning):
@@ -66,6 +72,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--harness-journal", default=None, help=f"the change journal (default {DEFAULT_JOURNAL})")
     group.addoption("--harness-report-dir", default=None, help="where the summary goes (default reports/)")
+    group.addoption(
+        "--harness-lease-dir",
+        default=None,
+        help=f"where IOMMU-group leases are held, shared by every run on this host (default {DEFAULT_LEASE_DIR})",
+    )
+    group.addoption(
+        "--harness-cycles",
+        default=1,
+        type=int,
+        help="assign/release cycles per device in the cycle tests (default 1); each is checked for leaks",
+    )
     parser.addini("harness_uri", "libvirt URI of the host", default=DEFAULT_URI)
     parser.addini("harness_refuse", "PCI addresses never to touch", type="args", default=[])
     parser.addini("harness_planned_devices", "devices a guest is planned to take (sizes limits)", default="1")
@@ -76,24 +93,86 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "harness_destructive: changes device bindings (needs allowlisted devices)"
     )
-    for address in allowlist(config) + list(refuse_list(config)):
-        try:
+    try:
+        config.stash[allowlist_key] = list(dict.fromkeys(normalize_bdf(a) for a in _allow_option(config)))
+        for address in refuse_list(config):
             normalize_bdf(address)
-        except UnknownDeviceError as exc:
-            raise pytest.UsageError(f"hostdev-harness: {exc}") from None
-    if not hasattr(config, "workerinput"):  # under xdist only the controller reports
+    except UnknownDeviceError as exc:
+        raise pytest.UsageError(f"hostdev-harness: {exc}") from None
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input is not None:  # an xdist worker: the controller named the run
+        config.stash[owner_key] = Owner.this_process(worker_input["harness_run_id"], worker_input["workerid"])
+    else:
+        config.stash[owner_key] = Owner.this_process()
         reporter = HarnessReporter(config)
         config.stash[reporter_key] = reporter
         config.pluginmanager.register(reporter, "harness-reporter")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(XdistRunId(config.stash[owner_key].run_id), "harness-xdist")
+
+
+class XdistRunId:
+    """Hands the run's id to each xdist worker, so its journal entries name the same run."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def pytest_configure_node(self, node: object) -> None:
+        node.workerinput["harness_run_id"] = self.run_id  # type: ignore[attr-defined]
+
+
+def _journal(config: pytest.Config) -> ChangeJournal:
+    return ChangeJournal(Path(config.getoption("harness_journal") or DEFAULT_JOURNAL))
+
+
+def _recover_orphans(config: pytest.Config, when: str) -> None:
+    """Undo what owners that are gone left in the journal: once, on the controller (or the only process)."""
+    if hasattr(config, "workerinput") or config.getoption("harness_snapshot"):
+        return
+    journal = _journal(config)
+    try:
+        dead, _live = orphaned(journal)
+        if not dead:
+            return
+        uri = str(config.getoption("harness_uri") or config.getini("harness_uri"))
+        with ExitStack() as stack:  # libvirt only if an entry needs it (a VF count does not)
+            recovery = recover(
+                journal, ChangeContext(HostRoot("/"), lambda: stack.enter_context(connected(uri)))
+            )
+    except HarnessError as exc:
+        raise pytest.UsageError(f"hostdev-harness: {when}: {exc}") from None
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    for line in recovery.undone:
+        message = f"hostdev-harness: {when}, restored after an interrupted run: {line}"
+        if terminal is not None:
+            terminal.write_line(message, yellow=True)
+        if reporter_key in config.stash:
+            config.stash[reporter_key].restored.append(line)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _recover_orphans(session.config, "before the run")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # A worker that died mid-test left its changes; every worker is gone now, so they are orphans.
+    _recover_orphans(session.config, "after the run")
 
 
 def _split(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
-def allowlist(config: pytest.Config) -> list[str]:
+def _allow_option(config: pytest.Config) -> list[str]:
     value = config.getoption("harness_allow")
     return _split(value if value is not None else os.environ.get(ALLOW_ENV))
+
+
+def allowlist(config: pytest.Config) -> list[str]:
+    """The allowlisted devices as canonical BDFs (``01:00.0`` and ``pci_0000_01_00_0`` are parsed once)."""
+    return config.stash.get(allowlist_key, [])
 
 
 def parametrize_allowlist(metafunc: pytest.Metafunc, argname: str) -> None:
@@ -168,21 +247,40 @@ def harness_guard(harness_host: Host, pytestconfig: pytest.Config) -> DeviceGuar
 
 @pytest.fixture(scope="session")
 def harness_journal(pytestconfig: pytest.Config) -> ChangeJournal:
-    return ChangeJournal(Path(pytestconfig.getoption("harness_journal") or DEFAULT_JOURNAL))
+    return _journal(pytestconfig)
 
 
 @pytest.fixture(scope="session")
-def harness_changer(
-    request: pytest.FixtureRequest, harness_guard: DeviceGuard, harness_journal: ChangeJournal
-) -> Iterator[DeviceChanger]:
-    """Changes devices; undoes, at the start and at the end, whatever a run left in the journal."""
+def harness_owner(pytestconfig: pytest.Config) -> Owner:
+    """Who this process's changes belong to: the run, the xdist worker, the process."""
+    return pytestconfig.stash[owner_key]
+
+
+@pytest.fixture(scope="session")
+def harness_changes(
+    request: pytest.FixtureRequest,
+    harness_guard: DeviceGuard,
+    harness_journal: ChangeJournal,
+    harness_owner: Owner,
+) -> Iterator[HostChanges]:
+    """Makes this worker's changes; at the end undoes them (and only them, never a live owner's)."""
     if not harness_guard.host.root.is_live:
         pytest.skip("device changes need a live host, not a snapshot")
-    changer = DeviceChanger(request.getfixturevalue("harness_libvirt"), harness_guard, harness_journal)
-    for line in changer.restore_pending():
-        warnings.warn(HarnessWarning(f"restored after an interrupted run: {line}"), stacklevel=1)
-    yield changer
-    changer.restore_pending()
+    connection = request.getfixturevalue("harness_libvirt")
+    changes = HostChanges(
+        ChangeContext(harness_guard.host.root, lambda: connection),
+        harness_journal,
+        harness_owner,
+        harness_guard,
+    )
+    yield changes
+    changes.undo_all()
+
+
+@pytest.fixture(scope="session")
+def harness_leases(pytestconfig: pytest.Config, harness_owner: Owner) -> GroupLeases:
+    """IOMMU-group leases: a test holds the groups of the devices it changes, across workers and runs."""
+    return GroupLeases(harness_owner, Path(pytestconfig.getoption("harness_lease_dir") or DEFAULT_LEASE_DIR))
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,21 @@
-"""Steps the assignment suites share: the guard's word on a device, and a guest that takes a device."""
+"""Steps the assignment suites share: the guard's word on a device, a timed log of virsh-equivalent steps,
+the guest's own view of its PCI tree, and a guest that takes a device and gives it back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
+import libvirt
 import pytest
 
-from harness.devices import VFIO_DRIVER, DeviceChanger, current_driver, wait_for_driver
+from harness.changes import HostChanges
+from harness.devices import VFIO_DRIVER, current_driver, wait_for_driver
 from harness.guard import DeviceGuard, DeviceRefusedError
-from harness.host.pci import PciDevice, nodedev_name
-from harness.libvirt.guests import destroy_guest, guest_with_hostdevs, start_guest
+from harness.host.pci import PciDevice
+from harness.libvirt.guests import TransientGuest, guest_with_hostdevs, qemu_pci_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType
 from harness.xml.hostdev import PciHostdev
@@ -26,28 +32,88 @@ def permitted(address: str, guard: DeviceGuard, record_property: RecordProperty)
         pytest.fail(str(exc), pytrace=False)
 
 
-def managed_guest_cycle(
-    changer: DeviceChanger, address: str, guest_type: DomainType, record_property: RecordProperty
+@dataclass
+class StepLog:
+    """The steps a test took, each with the virsh command that does it by hand and how long it took."""
+
+    record_property: RecordProperty
+    commands: list[str] = field(default_factory=list)
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+
+    @contextmanager
+    def step(self, name: str, command: str) -> Iterator[None]:
+        self.commands.append(command)
+        started = time.perf_counter()
+        yield
+        self.seconds.setdefault(name, []).append(time.perf_counter() - started)
+
+    def publish(self) -> None:
+        self.record_property("harness.virsh", "\n".join(self.commands))
+        for name, times in self.seconds.items():
+            self.record_property(f"harness.seconds.{name}", f"{sum(times) / len(times):.3f}")
+
+    def reproduce(self) -> str:
+        return "reproduce: " + "; ".join(self.commands[-4:])
+
+
+def guest_pci_ids(domain: libvirt.virDomain) -> list[tuple[int, int]]:
+    """(vendor, device) of every PCI function in the guest, as the guest's QEMU reports its PCI tree."""
+    return [(d["id"]["vendor"], d["id"]["device"]) for d in qemu_pci_devices(domain)]
+
+
+def assert_guest_has(domain: libvirt.virDomain, device: PciDevice, log: StepLog) -> None:
+    """The device is really in the guest: its vendor/device ids are on the guest's own PCI bus."""
+    wanted = (int(device.vendor_id, 16), int(device.device_id, 16))
+    found = guest_pci_ids(domain)
+    assert wanted in found, (
+        f"guest {domain.name()}: expected {device.address} ({device.vendor_id}:{device.device_id}) on its PCI "
+        f"bus, found {[f'{v:04x}:{d:04x}' for v, d in found]}; reproduce: virsh qemu-monitor-command "
+        f'{domain.name()} --pretty \'{{"execute":"query-pci"}}\''
+    )
+    log.record_property("harness.guest_pci", " ".join(f"{v:04x}:{d:04x}" for v, d in found))
+
+
+def assert_driver(
+    changes: HostChanges, device: PciDevice | PciAddress, expected: str | None, when: str
 ) -> None:
-    """<hostdev managed='yes'>: vfio-pci while a throwaway guest runs, the old driver once it is gone."""
-    source = PciAddress.from_bdf(address)
-    guest = guest_with_hostdevs((PciHostdev(source=source, managed=True),), guest_type)
-    record_property("harness.guest", guest.name)
-    before = current_driver(changer.root, address)
+    address = device.address if isinstance(device, PciDevice) else device.bdf
+    found = wait_for_driver(changes.root, address, expected)
+    assert found == expected, (
+        f"{when}: expected {address} on {expected or 'no driver'}, found {found or 'no driver'} "
+        f"(look at /sys/bus/pci/devices/{address}/driver; virsh nodedev-dumpxml pci_{address.replace(':', '_').replace('.', '_')})"
+    )
+
+
+def hostdev(device: PciDevice, *, managed: bool) -> PciHostdev:
+    return PciHostdev(source=PciAddress.from_bdf(device.address), managed=managed)
+
+
+def throwaway_guest(devices: tuple[PciHostdev, ...], guest_type: DomainType) -> Domain:
+    return guest_with_hostdevs(devices, guest_type)
+
+
+def managed_guest_cycle(
+    changes: HostChanges, device: PciDevice, guest_type: DomainType, log: StepLog
+) -> None:
+    """<hostdev managed='yes'>: on vfio-pci and on the guest's bus while it runs, the old driver after."""
+    before = current_driver(changes.root, device.address)
+    guest = TransientGuest.of(throwaway_guest((hostdev(device, managed=True),), guest_type))
+    log.record_property("harness.guest", guest.name)
+    with log.step(
+        "start_managed", f"virsh create {guest.name}.xml  # <hostdev managed='yes'> {device.address}"
+    ):
+        changes.make(guest)
     try:
-        domain = start_guest(changer.connection, guest, changer.journal)
-        found = current_driver(changer.root, address)
-        assert found == VFIO_DRIVER, (
-            f"guest {guest.name} running: expected {address} on {VFIO_DRIVER}, found {found}; "
-            f"reproduce: virsh create <xml with the hostdev>; virsh nodedev-dumpxml {nodedev_name(address)}"
-        )
+        assert_driver(changes, device, VFIO_DRIVER, f"guest {guest.name} running")
+        domain = guest.domain(changes.context)
         live = Domain.parse(domain.XMLDesc(0))
         sources = [d.source for d in live.devices if isinstance(d, PciHostdev)]
-        assert source in sources, f"live XML of {guest.name} lacks hostdev {source}: has {sources}"
-        destroy_guest(changer.connection, guest.name)
-        after = wait_for_driver(changer.root, address, before)
-        assert after == before, (
-            f"after destroying {guest.name}: expected {address} back on {before}, found {after}"
+        assert PciAddress.from_bdf(device.address) in sources, (
+            f"live XML of {guest.name} lacks hostdev {device.address}: has {sources}; "
+            f"reproduce: virsh dumpxml {guest.name}"
         )
+        assert_guest_has(domain, device, log)
     finally:
-        changer.restore_pending(guest.name)
+        with log.step("destroy", f"virsh destroy {guest.name}"):
+            changes.undo(guest)
+    assert_driver(changes, device, before, f"after destroying {guest.name}")

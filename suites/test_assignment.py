@@ -1,97 +1,355 @@
-"""Detach / reattach cycles on allowlisted devices: nodedev-detach to vfio-pci and back, verified each step.
+"""Assignment cycles on allowlisted devices, every path an administrator uses, each step verified.
 
-Only devices on the allowlist are touched, never host-critical ones; every change is journaled first
-and undone if the run is interrupted. Each device is locked so that two xdist workers never share one.
+- ``nodedev-detach`` / ``nodedev-reattach``: driver in sysfs, libvirt's view, the kernel's uevents,
+  ``/dev/vfio/<group>``, and a functional VFIO proof (the group opened the way QEMU opens it);
+- ``<hostdev managed='yes'>`` and ``managed='no'`` guests, the device proved on the guest's own PCI bus;
+- a device in use by one guest refused to a second; the persistent path (define, attach-device --config,
+  detach-device --config, start); an IOMMU group shared by several endpoints, which only goes as a whole.
+
+Only allowlisted devices are touched, never host-critical ones. Every change is journaled with its owner
+first and undone after the test, or by the next run after an interruption. A test holds the IOMMU groups
+it changes (a lease), so two xdist workers or two runs never use one group at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
 
+import libvirt
 import pytest
 
-from harness.devices import VFIO_DRIVER, DeviceChanger, current_driver
+from harness.changes import HostChanges
+from harness.devices import VFIO_DRIVER, DriverDetach, current_driver, vfio_group_node
 from harness.guard import DeviceGuard
 from harness.host.events import PciEventWatcher
-from harness.host.pci import nodedev_name
+from harness.host.pci import PciDevice, enumerate_pci
+from harness.host.root import HostRoot
+from harness.host.vfio import prove_vfio
+from harness.leases import GroupLeases
 from harness.libvirt.facts import read_node_device
-from harness.locks import device_lock
-from harness.plugin import parametrize_allowlist
-from harness.xml.domain import DomainType
-from suites.steps import RecordProperty, managed_guest_cycle, permitted
+from harness.libvirt.guests import GUEST_PREFIX, DefinedGuest, GuestStartError, TransientGuest
+from harness.plugin import allowlist
+from harness.xml.domain import Domain, DomainType
+from harness.xml.hostdev import PciHostdev
+from suites.steps import (
+    StepLog,
+    assert_driver,
+    assert_guest_has,
+    hostdev,
+    managed_guest_cycle,
+    permitted,
+    throwaway_guest,
+)
 
 pytestmark = pytest.mark.harness_destructive
 
 
+def _shared_groups(config: pytest.Config) -> tuple[list[str], list[list[str]]]:
+    """Allowlisted devices that can go alone, and groups of several endpoints that are all allowlisted."""
+    allowed = allowlist(config)
+    snapshot = config.getoption("harness_snapshot")
+    try:
+        devices = {d.address: d for d in enumerate_pci(HostRoot(snapshot or "/"))}
+    except OSError:
+        return allowed, []
+    alone, groups = [], {}
+    for address in allowed:
+        device = devices.get(address)
+        peers = (
+            []
+            if device is None or device.iommu_group is None
+            else [
+                other.address
+                for other in devices.values()
+                if other.iommu_group == device.iommu_group
+                and not other.is_bridge
+                and other.address != address
+            ]
+        )
+        if peers and all(peer in allowed for peer in peers):
+            groups[device.iommu_group if device else 0] = sorted([address, *peers])
+        else:
+            alone.append(address)
+    return alone, list(groups.values())
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    alone, groups = _shared_groups(metafunc.config)
     if "address" in metafunc.fixturenames:
-        parametrize_allowlist(metafunc, "address")
+        reason = "no device allowlisted (--harness-allow)"
+        metafunc.parametrize("address", alone or [pytest.param(None, marks=pytest.mark.skip(reason=reason))])
+    if "group_endpoints" in metafunc.fixturenames:
+        reason = "no IOMMU group with several endpoints has all of them allowlisted (--harness-allow)"
+        metafunc.parametrize(
+            "group_endpoints",
+            [pytest.param(g, id="+".join(g)) for g in groups]
+            or [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
+        )
+
+
+def _fd_count(name: str) -> int:
+    """Open descriptors of every local process called ``name`` (libvirtd, qemu-system-x86_64)."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as stream:
+                if stream.read().strip() != name:
+                    continue
+            total += len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            continue
+    return total
+
+
+def _vfio_nodes() -> set[str]:
+    try:
+        return set(os.listdir("/dev/vfio"))
+    except OSError:
+        return set()
 
 
 def test_detach_reattach_cycle(
     address: str,
     harness_guard: DeviceGuard,
+    harness_leases: GroupLeases,
     request: pytest.FixtureRequest,
-    record_property: Callable[[str, object], None],
+    log: StepLog,
+    pytestconfig: pytest.Config,
 ) -> None:
-    device = permitted(address, harness_guard, record_property)
+    """nodedev-detach then nodedev-reattach, --harness-cycles times, with no leak at the end."""
+    device = permitted(address, harness_guard, log.record_property)
     # Refusal comes first, so it is reported even where nothing could be changed (a snapshot).
-    harness_changer: DeviceChanger = request.getfixturevalue("harness_changer")
-    with device_lock(device.address):
-        try:
-            _cycle(device.address, device.iommu_group, harness_changer, record_property)
-        finally:
-            # A failed step must not leave the device on vfio-pci for the tests after this one.
-            harness_changer.restore_pending(device.address)
+    changes: HostChanges = request.getfixturevalue("harness_changes")
+    cycles = max(1, int(pytestconfig.getoption("harness_cycles")))
+    with harness_leases.hold([device]):
+        nodes_before, fds_before = _vfio_nodes(), _fd_count("libvirtd")
+        for _ in range(cycles):
+            _cycle(device, changes, log)
+        leaked = _vfio_nodes() - nodes_before
+        assert not leaked, f"after {cycles} cycles /dev/vfio has new nodes {sorted(leaked)} (ls -l /dev/vfio)"
+        fds_after = _fd_count("libvirtd")
+        log.record_property("harness.libvirtd_fds", f"{fds_before} -> {fds_after} over {cycles} cycles")
+        # A connection or two may come and go; a leak grows with every cycle.
+        assert fds_after <= fds_before + 4, (
+            f"libvirtd holds {fds_after} fds after {cycles} cycles, {fds_before} before (ls /proc/$(pidof libvirtd)/fd)"
+        )
 
 
-def _cycle(
-    address: str,
-    group: int | None,
-    changer: DeviceChanger,
-    record_property: Callable[[str, object], None],
-) -> None:
-    root = changer.root
-    name = nodedev_name(address)
-    before = current_driver(root, address)
-    record_property("harness.driver_before", before or "none")
-    with PciEventWatcher(address) as events:
-        changer.detach(address)
+def _cycle(device: PciDevice, changes: HostChanges, log: StepLog) -> None:
+    before = current_driver(changes.root, device.address)
+    log.record_property("harness.driver_before", before or "none")
+    detach = DriverDetach.of(device)
+    with PciEventWatcher(device.address) as events:
+        with log.step("detach", detach.reproduce()):
+            changes.make(detach)
         if before is not None:
             assert events.wait_for("unbind"), (
-                f"no unbind uevent for {address} during nodedev-detach; saw {events.seen()}"
+                f"no unbind uevent for {device.address} during nodedev-detach; saw {events.seen()}"
             )
         assert events.wait_for("bind", VFIO_DRIVER), (
-            f"no bind uevent to {VFIO_DRIVER} for {address} during nodedev-detach; saw {events.seen()}"
+            f"no bind uevent to {VFIO_DRIVER} for {device.address} during nodedev-detach; saw {events.seen()}"
         )
-    view = read_node_device(changer.connection.nodeDeviceLookupByName(name).XMLDesc(0))
+    view = read_node_device(changes.connection.nodeDeviceLookupByName(device.nodedev_name).XMLDesc(0))
     assert view.driver == VFIO_DRIVER, (
         f"libvirt after detach: expected driver {VFIO_DRIVER}, found {view.driver}; "
-        f"reproduce: virsh nodedev-dumpxml {name}"
+        f"reproduce: virsh nodedev-dumpxml {device.nodedev_name}"
     )
-    assert view.iommu_group == group, f"IOMMU group changed across detach: {group} -> {view.iommu_group}"
-    with PciEventWatcher(address) as events:
-        changer.reattach(address)
+    assert view.iommu_group == device.iommu_group, (
+        f"IOMMU group changed across detach: {device.iommu_group} -> {view.iommu_group}"
+    )
+    if device.iommu_group is not None:
+        proof = prove_vfio(device.address, device.iommu_group)
+        log.record_property("harness.vfio_proof", proof.explain())
+        assert proof.works, proof.explain()
+    node = vfio_group_node(device.iommu_group)
+    with PciEventWatcher(device.address) as events:
+        with log.step("reattach", f"virsh nodedev-reattach {device.nodedev_name}"):
+            changes.undo(detach)
         if before is not None:
             assert events.wait_for("bind", before), (
-                f"no bind uevent to {before} for {address} during nodedev-reattach; saw {events.seen()}"
+                f"no bind uevent to {before} for {device.address} during nodedev-reattach; saw {events.seen()}"
             )
-    after = current_driver(root, address)
-    assert after == before, (
-        f"after nodedev-reattach {address}: expected driver {before}, found {after}; "
-        f"reproduce: virsh nodedev-reattach {name}"
-    )
+    assert_driver(changes, device, before, f"after nodedev-reattach {device.address}")
+    if node is not None:
+        assert not os.path.exists(node), f"{node} is still there after nodedev-reattach (ls -l /dev/vfio)"
 
 
 def test_managed_hostdev_guest_takes_and_returns_the_device(
     address: str,
     harness_guard: DeviceGuard,
+    harness_leases: GroupLeases,
     request: pytest.FixtureRequest,
     harness_guest_type: DomainType,
-    record_property: RecordProperty,
+    log: StepLog,
 ) -> None:
     """<hostdev managed='yes'>: libvirt detaches at guest start and reattaches when the guest is destroyed."""
-    device = permitted(address, harness_guard, record_property)
-    changer: DeviceChanger = request.getfixturevalue("harness_changer")
-    with device_lock(device.address):
-        managed_guest_cycle(changer, device.address, harness_guest_type, record_property)
+    device = permitted(address, harness_guard, log.record_property)
+    changes: HostChanges = request.getfixturevalue("harness_changes")
+    with harness_leases.hold([device]):
+        managed_guest_cycle(changes, device, harness_guest_type, log)
+
+
+def test_unmanaged_hostdev_guest_needs_a_detached_device(
+    address: str,
+    harness_guard: DeviceGuard,
+    harness_leases: GroupLeases,
+    request: pytest.FixtureRequest,
+    harness_guest_type: DomainType,
+    log: StepLog,
+) -> None:
+    """<hostdev managed='no'>: refused while on the host driver; after nodedev-detach it starts, and the
+    device stays on vfio-pci after the guest is gone until nodedev-reattach."""
+    device = permitted(address, harness_guard, log.record_property)
+    changes: HostChanges = request.getfixturevalue("harness_changes")
+    before = current_driver(changes.root, device.address)
+    with harness_leases.hold([device]):
+        early = TransientGuest.of(throwaway_guest((hostdev(device, managed=False),), harness_guest_type))
+        if before != VFIO_DRIVER:
+            with (
+                pytest.raises(GuestStartError) as refused,
+                log.step("start_refused", "virsh create unmanaged.xml"),
+            ):
+                changes.make(early)
+            log.record_property("harness.libvirt_error", refused.value.libvirt_message)
+            assert (
+                device.address in refused.value.libvirt_message or "vfio" in refused.value.libvirt_message
+            ), f"libvirt refused the unmanaged guest, but not for the device: {refused.value.libvirt_message}"
+            assert_driver(changes, device, before, "after the refused unmanaged guest")
+        detach = DriverDetach.of(device)
+        with log.step("detach", detach.reproduce()):
+            changes.make(detach)
+        guest = TransientGuest.of(throwaway_guest((hostdev(device, managed=False),), harness_guest_type))
+        with log.step("start_unmanaged", f"virsh create {guest.name}.xml  # managed='no'"):
+            changes.make(guest)
+        assert_guest_has(guest.domain(changes.context), device, log)
+        with log.step("destroy", f"virsh destroy {guest.name}"):
+            changes.undo(guest)
+        assert_driver(changes, device, VFIO_DRIVER, f"unmanaged: after destroying {guest.name}")
+        with log.step("reattach", f"virsh nodedev-reattach {device.nodedev_name}"):
+            changes.undo(detach)
+        assert_driver(changes, device, before, "after nodedev-reattach")
+
+
+def test_device_in_use_is_refused_to_a_second_guest(
+    address: str,
+    harness_guard: DeviceGuard,
+    harness_leases: GroupLeases,
+    request: pytest.FixtureRequest,
+    harness_guest_type: DomainType,
+    log: StepLog,
+) -> None:
+    device = permitted(address, harness_guard, log.record_property)
+    changes: HostChanges = request.getfixturevalue("harness_changes")
+    before = current_driver(changes.root, device.address)
+    with harness_leases.hold([device]):
+        first = TransientGuest.of(throwaway_guest((hostdev(device, managed=True),), harness_guest_type))
+        with changes.holding(first):
+            second = TransientGuest.of(throwaway_guest((hostdev(device, managed=True),), harness_guest_type))
+            with (
+                pytest.raises(GuestStartError) as refused,
+                log.step("start_second", "virsh create second.xml"),
+            ):
+                changes.make(second)
+            message = refused.value.libvirt_message
+            log.record_property("harness.libvirt_error", message)
+            assert refused.value.code == libvirt.VIR_ERR_OPERATION_INVALID and "in use" in message, (
+                f"expected libvirt's 'in use by ... domain {first.name}' (VIR_ERR_OPERATION_INVALID), "
+                f"got code {refused.value.code}: {message}"
+            )
+            domain = first.domain(changes.context)
+            assert domain.isActive(), f"the first guest {first.name} stopped when the second was refused"
+            assert_guest_has(domain, device, log)
+        assert_driver(changes, device, before, "after both guests are gone")
+
+
+def test_persistent_guest_config_attach_detach(
+    address: str,
+    harness_guard: DeviceGuard,
+    harness_leases: GroupLeases,
+    request: pytest.FixtureRequest,
+    harness_guest_type: DomainType,
+    log: StepLog,
+) -> None:
+    """define; attach-device --config; detach-device --config; attach again; start; destroy; undefine."""
+    device = permitted(address, harness_guard, log.record_property)
+    changes: HostChanges = request.getfixturevalue("harness_changes")
+    before = current_driver(changes.root, device.address)
+    source = hostdev(device, managed=True)
+    with harness_leases.hold([device]):
+        guest = DefinedGuest.of(throwaway_guest((), harness_guest_type))
+        with changes.holding(guest):
+            domain = guest.domain(changes.context)
+            config = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            with log.step("attach_config", f"virsh attach-device {guest.name} hostdev.xml --config"):
+                domain.attachDeviceFlags(source.to_xml(), config)
+            assert _has_hostdev(domain, device), (
+                f"inactive XML of {guest.name} lacks the hostdev after attach --config (virsh dumpxml --inactive)"
+            )
+            assert current_driver(changes.root, device.address) == before, (
+                "attach --config changed the driver"
+            )
+            with log.step("detach_config", f"virsh detach-device {guest.name} hostdev.xml --config"):
+                domain.detachDeviceFlags(source.to_xml(), config)
+            assert not _has_hostdev(domain, device), (
+                f"{guest.name} still has the hostdev after detach --config"
+            )
+            domain.attachDeviceFlags(source.to_xml(), config)
+            with log.step("start", f"virsh start {guest.name}"):
+                domain.create()
+            assert_driver(changes, device, VFIO_DRIVER, f"defined guest {guest.name} running")
+            assert_guest_has(domain, device, log)
+            with log.step("destroy", f"virsh destroy {guest.name}"):
+                domain.destroy()
+            assert_driver(changes, device, before, f"after destroying {guest.name}")
+        log.commands.append(f"virsh undefine {guest.name}")
+    left = [d.name() for d in changes.connection.listAllDomains() if d.name() == guest.name]
+    assert not left, f"guest {guest.name} is still defined after undo (virsh list --all)"
+
+
+def _has_hostdev(domain: libvirt.virDomain, device: PciDevice) -> bool:
+    parsed = Domain.parse(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    return any(isinstance(d, PciHostdev) and d.source.bdf == device.address for d in parsed.devices)
+
+
+def test_shared_group_goes_only_as_a_whole(
+    group_endpoints: list[str],
+    harness_guard: DeviceGuard,
+    harness_leases: GroupLeases,
+    request: pytest.FixtureRequest,
+    harness_guest_type: DomainType,
+    log: StepLog,
+) -> None:
+    """One endpoint of a shared group: QEMU refuses it as 'not viable' until every endpoint is detached."""
+    devices = [permitted(address, harness_guard, log.record_property) for address in group_endpoints]
+    changes: HostChanges = request.getfixturevalue("harness_changes")
+    first, others = devices[0], devices[1:]
+    drivers = {d.address: current_driver(changes.root, d.address) for d in devices}
+    with harness_leases.hold(devices):
+        alone = TransientGuest.of(throwaway_guest((hostdev(first, managed=True),), harness_guest_type))
+        with (
+            pytest.raises(GuestStartError) as refused,
+            log.step("start_alone", "virsh create one-endpoint.xml"),
+        ):
+            changes.make(alone)
+        message = refused.value.libvirt_message
+        log.record_property("harness.libvirt_error", message)
+        assert "not viable" in message, (
+            f"expected QEMU's 'group {first.iommu_group} is not viable', got: {message}"
+        )
+        for device in devices:
+            assert_driver(changes, device, drivers[device.address], "after the refused guest")
+        detached = [changes.make(DriverDetach.of(other)) for other in others]
+        log.commands += [d.reproduce() for d in detached]
+        guest = TransientGuest.of(throwaway_guest((hostdev(first, managed=True),), harness_guest_type))
+        with changes.holding(guest), log.step("start_group", f"virsh create {guest.name}.xml"):
+            assert_guest_has(guest.domain(changes.context), first, log)
+        for detach in reversed(detached):
+            changes.undo(detach)
+    for device in devices:
+        assert_driver(changes, device, drivers[device.address], "after the group test")
+    leftovers = [
+        d.name()
+        for d in changes.connection.listAllDomains()
+        if d.name().startswith(GUEST_PREFIX + str(os.getpid()))
+    ]
+    assert not leftovers, f"guests left behind: {leftovers} (virsh list --all)"

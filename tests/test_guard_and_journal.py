@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.devices import DeviceChangeError, DeviceChanger
+from harness.changes import ChangeContext, ChangeError, HostChanges
+from harness.devices import VfAutoprobe, VfCount
 from harness.guard import DeviceGuard, DeviceRefusedError
 from harness.host.host import Host
-from harness.journal import ChangeJournal
+from harness.journal import ChangeJournal, Owner
 from tests.synthetic_hosts import FIXTURES
 
 INTEL = FIXTURES / "synthetic-intel-iommu-on"
@@ -44,21 +45,6 @@ def test_refuse_list_makes_a_device_critical() -> None:
     assert "refuse list" in (guard.refusal("0000:01:00.0") or "")
 
 
-def test_journal_pending_until_done_and_newest_first(tmp_path: Path) -> None:
-    journal = ChangeJournal(tmp_path / "journal.jsonl")
-    first = journal.begin("sriov_numvfs", "0000:01:00.0", 0)
-    second = journal.begin("detach", "0000:01:10.0", "igbvf")
-    assert [e.id for e in journal.pending()] == [second, first]
-    journal.complete(second)
-    assert [e.action for e in journal.pending()] == ["sriov_numvfs"]
-    with (tmp_path / "journal.jsonl").open("a") as stream:
-        stream.write('{"id": "torn')  # a crash mid-write
-    assert [e.id for e in journal.pending()] == [first]
-    journal.complete(first)
-    journal.compact()
-    assert not (tmp_path / "journal.jsonl").exists()
-
-
 def _writable_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "host"
     shutil.copytree(INTEL, copy, symlinks=True)
@@ -66,32 +52,50 @@ def _writable_copy(tmp_path: Path) -> Path:
     return copy
 
 
-def test_vf_count_and_autoprobe_are_journaled_and_restored(tmp_path: Path) -> None:
+def test_vf_count_out_of_range_changes_nothing(tmp_path: Path) -> None:
+    host = Host.from_snapshot(_writable_copy(tmp_path))
+    with pytest.raises(ChangeError, match="offers 0 to 7 VFs, not 8; nothing was changed"):
+        VfCount.of(host.root, host.pci.get("0000:01:00.0"), 8)
+    with pytest.raises(ChangeError, match="is not an SR-IOV PF"):
+        VfCount.of(host.root, host.pci.get("0000:00:1c.0"), 1)
+
+
+def test_the_guard_refuses_before_anything_is_journaled(tmp_path: Path) -> None:
+    host = Host.from_snapshot(_writable_copy(tmp_path))
+    journal = ChangeJournal(tmp_path / "journal.jsonl")
+    changes = HostChanges(
+        ChangeContext(host.root, _no_libvirt),
+        journal,
+        Owner.this_process(),
+        DeviceGuard(host, ["0000:01:00.0"]),
+    )
+    autoprobe = VfAutoprobe.of(host.root, host.pci.get("0000:00:1c.0"), enabled=False)
+    with pytest.raises(DeviceRefusedError, match="not on the allowlist"):
+        changes.make(autoprobe)
+    assert journal.pending() == [] and not journal.path.exists()
+
+
+def test_autoprobe_is_journaled_applied_verified_and_undone(tmp_path: Path) -> None:
     root = _writable_copy(tmp_path)
+    host = Host.from_snapshot(root)
     pf_dir = root / "sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0"
     journal = ChangeJournal(tmp_path / "journal.jsonl")
-    changer = DeviceChanger(None, DeviceGuard(Host.from_snapshot(root), ["0000:01:00.0"]), journal)
-    assert changer.set_numvfs("0000:01:00.0", 3, autoprobe=False) == 0
-    assert (pf_dir / "sriov_numvfs").read_text() == "3" and (
-        pf_dir / "sriov_drivers_autoprobe"
-    ).read_text() == "0"
-    assert [e.action for e in journal.pending()] == ["sriov_numvfs", "sriov_drivers_autoprobe"]
-    assert changer.restore_pending("0000:01:00.0") == [
-        "set 0000:01:00.0 sriov_numvfs back to 0",
-        "set 0000:01:00.0 sriov_drivers_autoprobe back to 1",
-    ]
-    assert (pf_dir / "sriov_numvfs").read_text() == "0" and (
-        pf_dir / "sriov_drivers_autoprobe"
-    ).read_text() == "1"
+    owner = Owner.this_process()
+    changes = HostChanges(
+        ChangeContext(host.root, _no_libvirt), journal, owner, DeviceGuard(host, ["0000:01:00.0"])
+    )
+    change = changes.make(VfAutoprobe.of(host.root, host.pci.get("0000:01:00.0"), enabled=False))
+    assert (pf_dir / "sriov_drivers_autoprobe").read_text() == "0"
+    [entry] = journal.pending()
+    assert (entry.kind, entry.owner, entry.change) == (
+        "sriov_drivers_autoprobe",
+        owner,
+        {"device": "0000:01:00.0", "before": True, "enabled": False},
+    )
+    assert changes.undo(change) == "set 0000:01:00.0 sriov_drivers_autoprobe back to 1"
+    assert (pf_dir / "sriov_drivers_autoprobe").read_text() == "1"
     assert journal.pending() == []
 
 
-def test_vf_count_out_of_range_changes_nothing(tmp_path: Path) -> None:
-    root = _writable_copy(tmp_path)
-    journal = ChangeJournal(tmp_path / "journal.jsonl")
-    changer = DeviceChanger(None, DeviceGuard(Host.from_snapshot(root), ["0000:01:00.0"]), journal)
-    with pytest.raises(DeviceChangeError, match="offers 0 to 7 VFs, not 8; nothing was changed"):
-        changer.set_numvfs("0000:01:00.0", 8)
-    assert journal.pending() == []
-    with pytest.raises(DeviceRefusedError, match="not on the allowlist"):
-        changer.set_numvfs("0000:00:1c.0", 1)
+def _no_libvirt() -> object:
+    raise AssertionError("this change must not need libvirt")

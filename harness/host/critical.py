@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
+from harness.host.pci import is_pci_address
 from harness.host.root import HostRoot
 
-_BDF_COMPONENT = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
 # virtio device ids (virtio spec 5): a VM's control channels and the filesystems its host shares with it
 # (an overlay root over 9p does not show its lower 9p mount in /proc/self/mounts, so the id decides).
 VIRTIO_CONTROL_DEVICES = {
@@ -22,7 +21,7 @@ def pci_ancestor(host_path: str) -> str | None:
     """The nearest PCI device on a sysfs device path, e.g. the NIC behind ``.../net/eth0``."""
     found = None
     for component in host_path.split("/"):
-        if _BDF_COMPONENT.match(component):
+        if component[:1].isdigit() and is_pci_address(component):
             found = component
     return found
 

@@ -2,44 +2,51 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from harness.errors import HarnessInputError
 from harness.host.root import HostRoot
 from harness.xml.address import PciAddress
 
-BDF_PATTERN = re.compile(
-    r"^(?P<domain>[0-9a-f]{4}):(?P<bus>[0-9a-f]{2}):(?P<slot>[0-1][0-9a-f])\.(?P<function>[0-7])$"
-)
 PCI_IDS_PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
 
 
-class UnknownDeviceError(LookupError, ValueError):
+class UnknownDeviceError(HarnessInputError, LookupError):
     """A PCI address that is malformed or names no device of the host."""
+
+
+def parse_pci_address(text: str) -> PciAddress:
+    """The one parser of a PCI address a person or a file gives: ``1:0.0``, ``0000:01:00.0``,
+    ``pci_0000_01_00_0`` (libvirt's nodedev name) all give the same ``PciAddress``."""
+    raw = text.strip().lower()
+    try:
+        return PciAddress.from_nodedev_name(raw) if raw.startswith("pci_") else PciAddress.from_bdf(raw)
+    except ValueError:
+        raise UnknownDeviceError(
+            f"{text!r} is not a PCI address (expected DDDD:BB:SS.F, e.g. 0000:01:00.0, "
+            "or a libvirt name like pci_0000_01_00_0)"
+        ) from None
+
+
+def is_pci_address(text: str) -> bool:
+    try:
+        parse_pci_address(text)
+    except UnknownDeviceError:
+        return False
+    return True
 
 
 def normalize_bdf(text: str) -> str:
     """``1:0.0`` / ``0000:01:00.0`` / ``pci_0000_01_00_0`` -> ``0000:01:00.0``; raises on anything else."""
-    raw = text.strip().lower()
-    if raw.startswith("pci_"):
-        parts = raw[4:].split("_")
-        if len(parts) == 4:
-            raw = f"{parts[0]}:{parts[1]}:{parts[2]}.{parts[3]}"
-    match = re.fullmatch(r"(?:([0-9a-f]{1,4}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])", raw)
-    if match is None:
-        raise UnknownDeviceError(f"{text!r} is not a PCI address (expected DDDD:BB:SS.F, e.g. 0000:01:00.0)")
-    domain, bus, slot, function = match.groups()
-    if int(slot, 16) > 0x1F:
-        raise UnknownDeviceError(f"{text!r}: slot {slot} is out of range (0-1f)")
-    return f"{int(domain or '0', 16):04x}:{int(bus, 16):02x}:{int(slot, 16):02x}.{function}"
+    return parse_pci_address(text).bdf
 
 
 def nodedev_name(bdf: str) -> str:
     """libvirt's node device name for a PCI address: ``pci_0000_01_00_0``."""
-    return PciAddress.from_bdf(bdf).nodedev_name
+    return parse_pci_address(bdf).nodedev_name
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ def read_device(root: HostRoot, sys_path: str) -> PciDevice:
         device_name=device_name,
         driver=root.link_name(f"{sys_path}/driver"),
         iommu_group=_int_or_none(group),
-        parent=parent if BDF_PATTERN.match(parent) else None,
+        parent=parent if is_pci_address(parent) else None,
         sriov_totalvfs=_int_or_none(attr("sriov_totalvfs")),
         sriov_numvfs=_int_or_none(attr("sriov_numvfs")),
         physfn=root.link_name(f"{sys_path}/physfn"),

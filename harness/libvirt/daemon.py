@@ -20,6 +20,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import libvirt
+
+from harness.libvirt.connection import answers, is_local_system_uri, open_connection
+
 # Directories libvirtd writes to; a private daemon gets its own copy of each, bind-mounted in place.
 LIBVIRT_DIRS = ("/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt")
 
@@ -194,3 +198,21 @@ def private_libvirtd(state_dir: Path | None = None, timeout: float = 30.0) -> It
         yield daemon
     finally:
         daemon.stop()
+
+
+@contextmanager
+def connected(uri: str) -> Iterator[libvirt.virConnect]:
+    """A connection to ``uri``; on this machine's system URI with no libvirtd answering, a private one's."""
+    if is_local_system_uri(uri) and not answers(uri):
+        with private_libvirtd() as daemon:
+            connection = open_connection(daemon.uri)
+            try:
+                yield connection
+            finally:
+                connection.close()
+        return
+    connection = open_connection(uri)
+    try:
+        yield connection
+    finally:
+        connection.close()

@@ -1,17 +1,23 @@
-"""Throwaway guests that take an assigned device: a transient domain with no OS, only firmware.
+"""Throwaway guests that take an assigned device: domains with no OS, only firmware.
 
 A guest needs no disk to prove assignment: libvirt detaches a managed hostdev to vfio-pci when the
 guest starts, QEMU opens the group and the device, and libvirt gives it back when the guest stops.
+A started guest (``TransientGuest``) and a defined one (``DefinedGuest``) are changes: journaled before
+libvirt hears of them, so an interrupted run destroys (and undefines) them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import libvirt
 
-from harness.journal import ChangeJournal
+from harness.changes import Change, ChangeContext, ChangeError
+from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType
 from harness.xml.hostdev import PciHostdev
 
@@ -33,15 +39,155 @@ def guest_with_hostdevs(hostdevs: tuple[PciHostdev, ...], virt_type: DomainType)
     return Domain(name=name, memory_kib=GUEST_MEMORY_KIB, virt_type=virt_type, devices=hostdevs)
 
 
-def start_guest(connection: libvirt.virConnect, guest: Domain, journal: ChangeJournal) -> libvirt.virDomain:
-    """Start ``guest`` as a transient domain, journaled so an interrupted run destroys it."""
-    journal.begin("guest", guest.name, None)
-    return connection.createXML(guest.to_xml(), 0)
-
-
-def destroy_guest(connection: libvirt.virConnect, name: str) -> None:
+def lookup_guest(connection: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
     try:
-        connection.lookupByName(name).destroy()
+        return connection.lookupByName(name)
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-            raise
+            raise ChangeError(f"looking up guest {name} failed: {exc.get_error_message()}") from None
+        return None
+
+
+def destroy_guest(connection: libvirt.virConnect, name: str) -> bool:
+    """Destroy ``name`` if it runs; True when it was running."""
+    domain = lookup_guest(connection, name)
+    if domain is None or not domain.isActive():
+        return False
+    try:
+        domain.destroy()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID):
+            raise ChangeError(
+                f"virsh destroy {name} failed: {exc.get_error_message()} (reproduce: virsh destroy {name})"
+            ) from None
+    return True
+
+
+def hostdev_sources(xml: str) -> tuple[PciAddress, ...]:
+    """The host PCI devices a guest's XML assigns: the guard must permit each before the guest starts."""
+    return tuple(d.source for d in Domain.parse(xml).devices if isinstance(d, PciHostdev))
+
+
+def qemu_pci_devices(domain: libvirt.virDomain) -> list[dict[str, Any]]:
+    """The guest's own PCI tree as its QEMU reports it (QMP ``query-pci`` through libvirt's monitor)."""
+    import libvirt_qemu
+
+    reply = json.loads(libvirt_qemu.qemuMonitorCommand(domain, '{"execute":"query-pci"}', 0))
+    found: list[dict[str, Any]] = []
+
+    def walk(devices: list[dict[str, Any]]) -> None:
+        for device in devices:
+            found.append(device)
+            walk(device.get("pci_bridge", {}).get("devices", []))
+
+    for bus in reply["return"]:
+        walk(bus["devices"])
+    return found
+
+
+@dataclass(frozen=True)
+class TransientGuest(Change, kind="guest"):
+    """``virsh create``: a transient guest; undone by destroying it (managed hostdevs go back then)."""
+
+    name: str
+    xml: str
+
+    @classmethod
+    def of(cls, guest: Domain) -> TransientGuest:
+        return cls(guest.name, guest.to_xml())
+
+    def touches(self) -> tuple[PciAddress, ...]:
+        return hostdev_sources(self.xml)
+
+    def describe(self) -> str:
+        return f"start transient guest {self.name}"
+
+    def reproduce(self) -> str:
+        return "virsh create guest.xml"
+
+    def apply(self, context: ChangeContext) -> None:
+        try:
+            context.connection.createXML(self.xml, 0)
+        except libvirt.libvirtError as exc:
+            raise GuestStartError(self.name, exc) from None
+
+    def verify(self, context: ChangeContext) -> None:
+        domain = lookup_guest(context.connection, self.name)
+        if domain is None or not domain.isActive():
+            raise ChangeError(f"guest {self.name} is not running after virsh create (virsh list --all)")
+
+    def domain(self, context: ChangeContext) -> libvirt.virDomain:
+        domain = lookup_guest(context.connection, self.name)
+        if domain is None:
+            raise ChangeError(f"guest {self.name} is gone (virsh list --all)")
+        return domain
+
+    def undo(self, context: ChangeContext) -> str:
+        return (
+            f"destroyed guest {self.name}"
+            if destroy_guest(context.connection, self.name)
+            else (f"guest {self.name} is gone already")
+        )
+
+
+@dataclass(frozen=True)
+class DefinedGuest(Change, kind="defined_guest"):
+    """``virsh define`` (the ``virsh edit`` path): a persistent guest; undone by destroy and undefine."""
+
+    name: str
+    xml: str
+
+    @classmethod
+    def of(cls, guest: Domain) -> DefinedGuest:
+        return cls(guest.name, guest.to_xml())
+
+    def touches(self) -> tuple[PciAddress, ...]:
+        return hostdev_sources(self.xml)
+
+    def describe(self) -> str:
+        return f"define guest {self.name}"
+
+    def reproduce(self) -> str:
+        return "virsh define guest.xml"
+
+    def apply(self, context: ChangeContext) -> None:
+        try:
+            context.connection.defineXML(self.xml)
+        except libvirt.libvirtError as exc:
+            raise ChangeError(
+                f"virsh define {self.name} failed: {exc.get_error_message()} (reproduce: virsh define guest.xml)"
+            ) from None
+
+    def verify(self, context: ChangeContext) -> None:
+        domain = lookup_guest(context.connection, self.name)
+        if domain is None or not domain.isPersistent():
+            raise ChangeError(f"guest {self.name} is not defined after virsh define (virsh list --all)")
+
+    def domain(self, context: ChangeContext) -> libvirt.virDomain:
+        domain = lookup_guest(context.connection, self.name)
+        if domain is None:
+            raise ChangeError(f"guest {self.name} is gone (virsh list --all)")
+        return domain
+
+    def undo(self, context: ChangeContext) -> str:
+        destroyed = destroy_guest(context.connection, self.name)
+        domain = lookup_guest(context.connection, self.name)
+        if domain is None:
+            return f"guest {self.name} is gone already"
+        try:
+            domain.undefine()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise ChangeError(f"virsh undefine {self.name} failed: {exc.get_error_message()}") from None
+        return f"{'destroyed and ' if destroyed else ''}undefined guest {self.name}"
+
+
+class GuestStartError(ChangeError):
+    """libvirt refused to start a guest; keeps libvirt's error code and message for the suites to check."""
+
+    def __init__(self, name: str, error: libvirt.libvirtError) -> None:
+        self.code = error.get_error_code()
+        self.libvirt_message = error.get_error_message() or ""
+        super().__init__(
+            f"guest {name} did not start: {self.libvirt_message} (reproduce: virsh create guest.xml)"
+        )

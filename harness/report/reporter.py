@@ -37,6 +37,8 @@ class HarnessReporter:
         self.devices: list[dict[str, str]] = []
         self.host: dict[str, str] = {}
         self.summary: str | None = None
+        # What recovery undid for owners that were gone (an interrupted earlier run, a crashed worker).
+        self.restored: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
@@ -69,6 +71,8 @@ class HarnessReporter:
         (report_dir / "summary.txt").write_text(self.summary)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        for line in self.restored:
+            terminalreporter.write_line(f"hostdev-harness restored after an interrupted run: {line}")
         if self.summary:
             terminalreporter.write_sep("=", "hostdev-harness summary")
             terminalreporter.write(self.summary)
