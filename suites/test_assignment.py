@@ -211,9 +211,14 @@ def test_unmanaged_hostdev_guest_needs_a_detached_device(
             ):
                 changes.make(early)
             log.record_property("harness.libvirt_error", refused.value.libvirt_message)
-            assert (
-                device.address in refused.value.libvirt_message or "vfio" in refused.value.libvirt_message
-            ), f"libvirt refused the unmanaged guest, but not for the device: {refused.value.libvirt_message}"
+            # libvirt's virHostdevPreparePCIDevices: an unmanaged device must already be on a stub driver.
+            assert refused.value.code == libvirt.VIR_ERR_OPERATION_INVALID and (
+                f"Unmanaged PCI device {device.address} must be manually detached"
+                in refused.value.libvirt_message
+            ), (
+                f"expected libvirt's 'Unmanaged PCI device {device.address} must be manually detached from the "
+                f"host' (VIR_ERR_OPERATION_INVALID), got code {refused.value.code}: {refused.value.libvirt_message}"
+            )
             assert_driver(changes, device, before, "after the refused unmanaged guest")
         detach = DriverDetach.of(device)
         with log.step("detach", detach.reproduce()):

@@ -107,12 +107,10 @@ class Lab:
     def allowed_bdfs(self) -> list[str]:
         """Guest BDFs suites may detach: the lab's test devices, never L1's own virtio devices.
 
-        The bridge endpoints are left out: their shared group is non-viable by design, which the
-        inventory reports; on the allowlist they would only make "allowed devices are assignable" fail.
+        The bridge endpoints are on it too: their group is shared (non-viable alone) by design, and the
+        assignment suite proves that such a group only goes to a guest as a whole.
         """
-        return [
-            d.guest_bdf for d in self.devices if d.assignable and d.guest_bdf and d.kind != "bridge-endpoint"
-        ]
+        return [d.guest_bdf for d in self.devices if d.assignable and d.guest_bdf]
 
     @property
     def guest_env(self) -> dict[str, str]:

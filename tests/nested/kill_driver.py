@@ -1,0 +1,266 @@
+"""Runs inside L1: drives one scenario of changes and dies by SIGKILL at a chosen moment; then checks.
+
+    kill_driver.py plan                       the kill points, one JSON line each
+    kill_driver.py run SCENARIO POINT         run SCENARIO, SIGKILL at checkpoint POINT (an index) or
+                                              after t:SECONDS (in the middle of whatever runs then)
+    kill_driver.py state                      drivers, VF counts, autoprobe, guests, journal, /dev/vfio
+    kill_driver.py loop                       every kill point, each followed by a recovery and a state
+                                              check; one JSON summary (what a test from L0 reads)
+
+Small on purpose: the unit under test is the change machinery (journal, owners, undo), so each kill
+interrupts a few real changes, not a whole suite run. Devices come from the lab's HARNESS_ALLOW.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.changes import Change, ChangeContext, HostChanges, recover
+from harness.devices import DriverDetach, VfAutoprobe, VfCount
+from harness.guard import DeviceGuard
+from harness.host.host import Host
+from harness.host.root import HostRoot
+from harness.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
+from harness.libvirt.connection import open_connection
+from harness.libvirt.guests import GUEST_PREFIX, TransientGuest, guest_with_hostdevs
+from harness.xml.address import PciAddress
+from harness.xml.hostdev import PciHostdev
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+POINTS = ("recorded", "applied", "verified", "undoing")
+ALLOWED = [a for a in os.environ.get("HARNESS_ALLOW", "").split(",") if a]
+
+
+class KillAt(HostChanges):
+    """SIGKILLs its own process at the ``kill_at``-th checkpoint of the scenario."""
+
+    kill_at: int = -1
+    seen: int = 0
+
+    def checkpoint(self, point: str, change: Change) -> None:
+        if point not in POINTS:
+            return
+        if self.seen == self.kill_at:
+            print(f"killed at {point} of {change.describe()}", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.seen += 1
+
+
+def _host() -> Host:
+    return Host.local()
+
+
+def _changes(host: Host) -> KillAt:
+    connection = open_connection("qemu:///system")
+    return KillAt(
+        ChangeContext(host.root, lambda: connection),
+        ChangeJournal(DEFAULT_JOURNAL),
+        Owner.this_process(worker="kill-driver"),
+        DeviceGuard(host, ALLOWED),
+    )
+
+
+def _by_kind(host: Host) -> dict[str, str]:
+    """The lab's devices by role: an SR-IOV PF, two single-group NICs, and a shared group's endpoints."""
+    roles: dict[str, str] = {}
+    shared: list[str] = []
+    for address in ALLOWED:
+        device = host.pci.get(address)
+        group = host.pci.group_of(device)
+        endpoints = [m for m in group.members if not m.is_bridge] if group else []
+        if device.is_sriov_pf and "pf" not in roles:
+            roles["pf"] = address
+        elif len(endpoints) > 1:
+            shared.append(address)
+        elif "nic" not in roles:
+            roles["nic"] = address
+        else:
+            roles.setdefault("nic2", address)
+    if len(shared) >= 2:
+        roles["ep0"], roles["ep1"] = sorted(shared)[:2]
+    return roles
+
+
+def _guest(address: str, *, managed: bool) -> TransientGuest:
+    hostdev = PciHostdev(source=PciAddress.from_bdf(address), managed=managed)
+    return TransientGuest.of(guest_with_hostdevs((hostdev,), "qemu"))
+
+
+def scenario(name: str, changes: KillAt, host: Host) -> None:
+    roles = _by_kind(host)
+    if name == "detach":
+        detach = changes.make(DriverDetach.of(host.pci.get(roles["nic"])))
+        changes.undo(detach)
+    elif name == "managed":
+        guest = changes.make(_guest(roles["nic2"], managed=True))
+        changes.undo(guest)
+    elif name == "unmanaged":
+        detach = changes.make(DriverDetach.of(host.pci.get(roles["nic"])))
+        guest = changes.make(_guest(roles["nic"], managed=False))
+        changes.undo(guest)
+        changes.undo(detach)
+    elif name == "vf":
+        pf = host.pci.get(roles["pf"])
+        autoprobe = changes.make(VfAutoprobe.of(host.root, pf, enabled=False))
+        count = changes.make(VfCount.of(host.root, pf, 2))
+        host.refresh_devices()
+        vf = host.pci.get(pf.address).virtfns[0]
+        guest = changes.make(_guest(vf, managed=True))
+        changes.undo(guest)
+        changes.undo(count)
+        changes.undo(autoprobe)
+    elif name == "group":
+        other = changes.make(DriverDetach.of(host.pci.get(roles["ep1"])))
+        guest = changes.make(_guest(roles["ep0"], managed=True))
+        changes.undo(guest)
+        changes.undo(other)
+    else:
+        raise SystemExit(f"unknown scenario {name}")
+
+
+def plan() -> list[tuple[str, str]]:
+    """(scenario, point): checkpoints spread over every scenario, and timed kills mid-call."""
+    counts = {"detach": 4, "managed": 4, "unmanaged": 8, "vf": 12, "group": 8}
+    chosen = {
+        "detach": [0, 1, 2, 3],
+        "managed": [0, 1, 2, 3],
+        "unmanaged": [1, 3, 4, 6],
+        "vf": [0, 2, 4, 5, 7, 8, 10],
+        "group": [1, 2, 4, 7],
+    }
+    points = [
+        (name, str(index)) for name, indexes in chosen.items() for index in indexes if index < counts[name]
+    ]
+    # Killed at a moment no checkpoint marks: inside libvirt calls (guest start, detach, VF creation).
+    points += [("managed", "t:0.8"), ("vf", "t:1.5"), ("group", "t:1.0")]
+    return points
+
+
+def state() -> dict[str, Any]:
+    host = _host()
+    devices = {}
+    for address in ALLOWED:
+        base = f"/sys/bus/pci/devices/{address}"
+        devices[address] = {
+            "driver": host.root.link_name(f"{base}/driver"),
+            "numvfs": host.root.read_stripped(f"{base}/sriov_numvfs"),
+            "autoprobe": host.root.read_stripped(f"{base}/sriov_drivers_autoprobe"),
+        }
+    guests = subprocess.run(["virsh", "list", "--all", "--name"], capture_output=True, text=True, check=False)
+    return {
+        "devices": devices,
+        "guests": sorted(n for n in guests.stdout.split() if n.startswith(GUEST_PREFIX)),
+        "journal": [e.kind for e in ChangeJournal(DEFAULT_JOURNAL).pending()],
+        "vfio": sorted(n for n in os.listdir("/dev/vfio") if n != "vfio")
+        if os.path.isdir("/dev/vfio")
+        else [],
+    }
+
+
+def run(name: str, point: str) -> None:
+    host = _host()
+    changes = _changes(host)
+    if point.startswith("t:"):
+        threading.Timer(float(point[2:]), lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
+    else:
+        changes.kill_at = int(point)
+    scenario(name, changes, host)
+    print("scenario finished before its kill point", flush=True)
+
+
+def _in_child(name: str, point: str) -> int:
+    """Run the scenario in a forked child (imports already paid for) and return its exit status."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            run(name, point)
+        finally:
+            os._exit(0)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _recover_in_process() -> tuple[int, list[str], str]:
+    """The recovery both entry points call (harness.changes.recover), without paying for a new Python."""
+    connection = open_connection("qemu:///system")
+    try:
+        recovery = recover(ChangeJournal(DEFAULT_JOURNAL), ChangeContext(HostRoot("/"), lambda: connection))
+    finally:
+        connection.close()
+    return 0, recovery.undone, ""
+
+
+def _recover_with(command: list[str]) -> tuple[int, list[str], str]:
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    return (
+        done.returncode,
+        [line for line in done.stdout.splitlines() if "restored" in line],
+        done.stderr[-500:],
+    )
+
+
+def loop() -> dict[str, Any]:
+    baseline = state()
+    results = []
+    restore = [str(BIN / "hostdev-harness"), "restore"]
+    next_run = [
+        str(BIN / "pytest"),
+        str(REPO / "suites" / "test_assignment.py"),
+        "--co",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
+    for number, (name, point) in enumerate(plan()):
+        started = time.monotonic()
+        status = _in_child(name, point)
+        # Every way back is exercised: the next pytest run (its controller recovers before any test),
+        # `hostdev-harness restore`, and (for the rest, to keep the test cheap) the function both call.
+        how = {0: "next pytest run", 1: "hostdev-harness restore"}.get(number % 6, "recover()")
+        if how == "next pytest run":
+            rc, lines, errors = _recover_with(next_run)
+        elif how == "hostdev-harness restore":
+            rc, lines, errors = _recover_with(restore)
+        else:
+            rc, lines, errors = _recover_in_process()
+        after = state()
+        results.append(
+            {
+                "scenario": name,
+                "point": point,
+                "status": status,
+                "recovery": how,
+                "recovery_rc": rc,
+                "restored": lines,
+                "recovery_err": errors,
+                "state_ok": after == baseline,
+                "state": after,
+                "seconds": round(time.monotonic() - started, 1),
+            }
+        )
+    return {"baseline": baseline, "results": results}
+
+
+def main() -> None:
+    command = sys.argv[1]
+    if command == "plan":
+        for item in plan():
+            print(json.dumps(item))
+    elif command == "run":
+        run(sys.argv[2], sys.argv[3])
+    elif command == "state":
+        print(json.dumps(state()))
+    elif command == "loop":
+        print(json.dumps(loop()))
+
+
+if __name__ == "__main__":
+    main()
