@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the harness and the nested host need on the machine that runs them.
 DEB_PACKAGES := libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
-	qemu-system-x86 qemu-utils udev kmod cpio busybox-static pciutils pci.ids iproute2 python3-venv gcc
+	qemu-system-x86 qemu-utils udev kmod cpio busybox-static pciutils pci.ids iproute2 python3-venv gcc \
+	virtinst
 PYTEST_ARGS ?=
 
 .PHONY: deps venv demo validate test test-fast lint snapshot clean

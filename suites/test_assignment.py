@@ -14,6 +14,7 @@ it changes (a lease), so two xdist workers or two runs never use one group at on
 from __future__ import annotations
 
 import os
+import shutil
 
 import libvirt
 import pytest
@@ -27,8 +28,15 @@ from harness.host.root import HostRoot
 from harness.host.vfio import prove_vfio
 from harness.leases import GroupLeases
 from harness.libvirt.facts import read_node_device
-from harness.libvirt.guests import GUEST_PREFIX, DefinedGuest, GuestStartError, TransientGuest
+from harness.libvirt.guests import (
+    GUEST_PREFIX,
+    DefinedGuest,
+    GuestStartError,
+    TransientGuest,
+    VirtInstalledGuest,
+)
 from harness.plugin import allowlist
+from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType
 from harness.xml.hostdev import PciHostdev
 from suites.steps import (
@@ -358,3 +366,38 @@ def test_shared_group_goes_only_as_a_whole(
         if d.name().startswith(GUEST_PREFIX + str(os.getpid()))
     ]
     assert not leftovers, f"guests left behind: {leftovers} (virsh list --all)"
+
+
+def test_virt_install_host_device_guest(
+    address: str,
+    harness_guard: DeviceGuard,
+    harness_leases: GroupLeases,
+    request: pytest.FixtureRequest,
+    harness_guest_type: DomainType,
+    log: StepLog,
+) -> None:
+    """The guide's `virt-install --host-device=pci_...`: the guest it defines and starts has the device on
+    its own bus; once it is destroyed and undefined the device is back on its host driver."""
+    device = permitted(address, harness_guard, log.record_property)
+    if shutil.which("virt-install") is None:
+        pytest.skip("virt-install is missing (Debian package virtinst): the virt-install path was not tried")
+    changes: HostChanges = request.getfixturevalue("harness_changes")
+    before = current_driver(changes.root, device.address)
+    guest = VirtInstalledGuest(
+        throwaway_guest((), harness_guest_type).name,
+        changes.connection.getURI(),
+        PciAddress.from_bdf(device.address),
+        harness_guest_type,
+    )
+    with harness_leases.hold([device]):
+        with log.step("virt_install", guest.reproduce()), changes.holding(guest):
+            domain = guest.domain(changes.context)
+            assert _has_hostdev(domain, device), (
+                f"virt-install's guest {guest.name} lacks {device.address} (virsh dumpxml {guest.name})"
+            )
+            assert_driver(changes, device, VFIO_DRIVER, f"virt-install guest {guest.name} running")
+            assert_guest_has(domain, device, log)
+        log.commands += [f"virsh destroy {guest.name}", f"virsh undefine {guest.name}"]
+    assert_driver(changes, device, before, f"after removing {guest.name}")
+    left = [d.name() for d in changes.connection.listAllDomains() if d.name() == guest.name]
+    assert not left, f"guest {guest.name} is still defined (virsh list --all)"

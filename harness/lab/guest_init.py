@@ -83,6 +83,7 @@ def stage2_text(name: str, drivers: Sequence[str], python: str = sys.executable)
 # hostdev-lab stage 2 for lab {name}: written by L0, read-only here.
 say() {{ echo "hostdev-lab[$(cut -d' ' -f1 /proc/uptime)]: $*"; }}
 say "stage2 start"
+mkdir -p /dev/pts /dev/shm  # devtmpfs has neither; QEMU needs ptys for serial consoles
 mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 # libvirtd first, at full priority: it is what L0 waits for, and it follows later devices through udev.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -170,16 +171,73 @@ class DefinedGuest(Change, kind="defined_guest"):
         return domain
 
     def undo(self, context: ChangeContext) -> str:
-        destroyed = destroy_guest(context.connection, self.name)
+        return remove_guest(context.connection, self.name)
+
+
+def remove_guest(connection: libvirt.virConnect, name: str) -> str:
+    """``virsh destroy`` (if it runs) and ``virsh undefine``; says what it did."""
+    destroyed = destroy_guest(connection, name)
+    domain = lookup_guest(connection, name)
+    if domain is None:
+        return f"guest {name} is gone {'now' if destroyed else 'already'}"
+    try:
+        domain.undefine()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            raise ChangeError(f"virsh undefine {name} failed: {exc.get_error_message()}") from None
+    return f"{'destroyed and ' if destroyed else ''}undefined guest {name}"
+
+
+@dataclass(frozen=True)
+class VirtInstalledGuest(Change, kind="virt_install_guest"):
+    """The guide's other way in: ``virt-install --host-device pci_...`` as a real client of libvirt
+    defines and starts a guest; undone by destroy and undefine."""
+
+    name: str
+    uri: str
+    device: PciAddress
+    virt_type: str
+
+    def touches(self) -> tuple[PciAddress, ...]:
+        return (self.device,)
+
+    def argv(self) -> list[str]:
+        return [
+            "virt-install", "--connect", self.uri, "--name", self.name, "--memory", str(GUEST_MEMORY_KIB // 1024),
+            "--vcpus", "1", "--virt-type", self.virt_type, "--osinfo", "generic", "--import", "--disk", "none",
+            "--network", "none", "--graphics", "none", "--noautoconsole", "--host-device", self.device.nodedev_name,
+        ]  # fmt: skip
+
+    def describe(self) -> str:
+        return f"virt-install guest {self.name} with {self.device}"
+
+    def reproduce(self) -> str:
+        return " ".join(self.argv())
+
+    def apply(self, context: ChangeContext) -> None:
+        try:
+            done = subprocess.run(self.argv(), capture_output=True, text=True, timeout=600, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ChangeError(f"virt-install did not run: {exc} (reproduce: {self.reproduce()})") from None
+        if done.returncode != 0:
+            said = " ".join((done.stderr or done.stdout).split())[-600:]
+            raise ChangeError(
+                f"virt-install exited {done.returncode}: {said} (reproduce: {self.reproduce()})"
+            )
+
+    def verify(self, context: ChangeContext) -> None:
+        domain = lookup_guest(context.connection, self.name)
+        if domain is None or not domain.isActive() or not domain.isPersistent():
+            raise ChangeError(f"virt-install left no running, defined guest {self.name} (virsh list --all)")
+
+    def domain(self, context: ChangeContext) -> libvirt.virDomain:
         domain = lookup_guest(context.connection, self.name)
         if domain is None:
-            return f"guest {self.name} is gone already"
-        try:
-            domain.undefine()
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise ChangeError(f"virsh undefine {self.name} failed: {exc.get_error_message()}") from None
-        return f"{'destroyed and ' if destroyed else ''}undefined guest {self.name}"
+            raise ChangeError(f"guest {self.name} is gone (virsh list --all)")
+        return domain
+
+    def undo(self, context: ChangeContext) -> str:
+        return remove_guest(context.connection, self.name)
 
 
 class GuestStartError(ChangeError):
