@@ -78,3 +78,52 @@ def test_malformed_allowlist_is_a_usage_error(pytester: pytest.Pytester) -> None
     result = pytester.runpytest_subprocess(str(SUITES / "test_preparation.py"), "--harness-allow=eth0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'eth0' is not a PCI address*"])
+
+
+@pytest.mark.parametrize("spelling", ["01:00.0", "pci_0000_01_00_0", "0000:01:00.0"])
+def test_an_allowlisted_address_is_the_same_device_however_spelled(
+    pytester: pytest.Pytester, spelling: str
+) -> None:
+    result = pytester.runpytest_subprocess(
+        str(SUITES / "test_assignment.py"),
+        str(SUITES / "test_sriov.py"),
+        f"--harness-snapshot={FIXTURES / 'synthetic-intel-iommu-on'}",
+        f"--harness-allow={spelling}",
+        "--co",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*test_detach_reattach_cycle?0000:01:00.0?*",
+            "*test_vfs_are_made_listed_assigned_and_removed?0000:01:00.0?*",
+        ]
+    )
+
+
+def test_the_run_recovers_what_a_dead_owner_left_and_leaves_live_owners_alone(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any test, the run undoes a dead run's change and says so; this (live) process's is kept."""
+    from harness.journal import ChangeJournal, Owner
+    from tests.test_changes import _dead_owner
+
+    journal = ChangeJournal(tmp_path / "journal.jsonl")
+    dead_file, live_file = tmp_path / "dead", tmp_path / "live"
+    for path in (dead_file, live_file):
+        path.write_text("changed")
+    journal.record(
+        "test_file_value", {"path": str(dead_file), "before": "orig", "value": "changed"}, _dead_owner()
+    )
+    live = Owner.this_process("live-run")
+    journal.record("test_file_value", {"path": str(live_file), "before": "orig", "value": "changed"}, live)
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    monkeypatch.setenv("PYTHONPATH", str(SUITES.parent))  # the test-only change kind lives in tests/
+    result = pytester.runpytest_subprocess(
+        "-p", "tests.test_changes", f"--harness-journal={journal.path}", "-p", "no:cacheprovider"
+    )
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines([f"*restored after an interrupted run: wrote orig back to {dead_file}*"])
+    assert dead_file.read_text() == "orig" and live_file.read_text() == "changed"
+    assert [entry.owner for entry in journal.pending()] == [live]

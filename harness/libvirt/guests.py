@@ -86,8 +86,20 @@ def qemu_pci_devices(domain: libvirt.virDomain) -> list[dict[str, Any]]:
     return found
 
 
+class GuestChange(Change):
+    """A change that is a guest: it can hand over its libvirt domain."""
+
+    name: str
+
+    def domain(self, context: ChangeContext) -> libvirt.virDomain:
+        domain = lookup_guest(context.connection, self.name)
+        if domain is None:
+            raise ChangeError(f"guest {self.name} is gone (virsh list --all)")
+        return domain
+
+
 @dataclass(frozen=True)
-class TransientGuest(Change, kind="guest"):
+class TransientGuest(GuestChange, kind="guest"):
     """``virsh create``: a transient guest; undone by destroying it (managed hostdevs go back then)."""
 
     name: str
@@ -117,12 +129,6 @@ class TransientGuest(Change, kind="guest"):
         if domain is None or not domain.isActive():
             raise ChangeError(f"guest {self.name} is not running after virsh create (virsh list --all)")
 
-    def domain(self, context: ChangeContext) -> libvirt.virDomain:
-        domain = lookup_guest(context.connection, self.name)
-        if domain is None:
-            raise ChangeError(f"guest {self.name} is gone (virsh list --all)")
-        return domain
-
     def undo(self, context: ChangeContext) -> str:
         return (
             f"destroyed guest {self.name}"
@@ -132,7 +138,7 @@ class TransientGuest(Change, kind="guest"):
 
 
 @dataclass(frozen=True)
-class DefinedGuest(Change, kind="defined_guest"):
+class DefinedGuest(GuestChange, kind="defined_guest"):
     """``virsh define`` (the ``virsh edit`` path): a persistent guest; undone by destroy and undefine."""
 
     name: str
@@ -164,12 +170,6 @@ class DefinedGuest(Change, kind="defined_guest"):
         if domain is None or not domain.isPersistent():
             raise ChangeError(f"guest {self.name} is not defined after virsh define (virsh list --all)")
 
-    def domain(self, context: ChangeContext) -> libvirt.virDomain:
-        domain = lookup_guest(context.connection, self.name)
-        if domain is None:
-            raise ChangeError(f"guest {self.name} is gone (virsh list --all)")
-        return domain
-
     def undo(self, context: ChangeContext) -> str:
         return remove_guest(context.connection, self.name)
 
@@ -189,7 +189,7 @@ def remove_guest(connection: libvirt.virConnect, name: str) -> str:
 
 
 @dataclass(frozen=True)
-class VirtInstalledGuest(Change, kind="virt_install_guest"):
+class VirtInstalledGuest(GuestChange, kind="virt_install_guest"):
     """The guide's other way in: ``virt-install --host-device pci_...`` as a real client of libvirt
     defines and starts a guest; undone by destroy and undefine."""
 
@@ -229,12 +229,6 @@ class VirtInstalledGuest(Change, kind="virt_install_guest"):
         domain = lookup_guest(context.connection, self.name)
         if domain is None or not domain.isActive() or not domain.isPersistent():
             raise ChangeError(f"virt-install left no running, defined guest {self.name} (virsh list --all)")
-
-    def domain(self, context: ChangeContext) -> libvirt.virDomain:
-        domain = lookup_guest(context.connection, self.name)
-        if domain is None:
-            raise ChangeError(f"guest {self.name} is gone (virsh list --all)")
-        return domain
 
     def undo(self, context: ChangeContext) -> str:
         return remove_guest(context.connection, self.name)
