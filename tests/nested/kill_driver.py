@@ -224,7 +224,13 @@ def loop() -> dict[str, Any]:
         status = _in_child(name, point)
         # Every way back is exercised: the next pytest run (its controller recovers before any test),
         # `hostdev-harness restore`, and (for the rest, to keep the test cheap) the function both call.
-        how = {0: "next pytest run", 1: "hostdev-harness restore"}.get(number % 6, "recover()")
+        how = (
+            "next pytest run"
+            if number in (0, 13)
+            else "hostdev-harness restore"
+            if number % 8 == 1
+            else "recover()"
+        )
         if how == "next pytest run":
             rc, lines, errors = _recover_with(next_run)
         elif how == "hostdev-harness restore":
