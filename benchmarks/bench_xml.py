@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from harness import strategies as hs
 from harness.xml import Domain, Network, NodeDevice
-from harness.xml.libvirt_roundtrip import define_domain, define_network, dump_nodedev, open_test_connection
+from harness.libvirt.xml_oracle import define_domain, define_network, dump_nodedev, open_test_connection
 
 T = TypeVar("T")
 

@@ -15,6 +15,14 @@ from lxml import etree
 
 from harness import strategies as hs
 from harness.hypothesis_profiles import register_profiles
+from harness.libvirt.xml_oracle import (
+    define_domain,
+    define_network,
+    dump_nodedev,
+    open_test_connection,
+    rejection_of_domain_xml,
+    rejection_of_network_xml,
+)
 from harness.xml import (
     Domain,
     HostdevInterface,
@@ -30,14 +38,6 @@ from harness.xml import (
     XmlModelError,
 )
 from harness.xml.address import PCI_LIMITS
-from harness.xml.libvirt_roundtrip import (
-    define_domain,
-    define_network,
-    dump_nodedev,
-    open_test_connection,
-    rejection_of_domain_xml,
-    rejection_of_network_xml,
-)
 from harness.xml.network import FORWARD_MODES
 from harness.xml.normalize import LIBVIRT_DEFECTS, expected_domain, expected_network, expected_nodedev
 from harness.xml.schema import SchemaKind, SchemaMissingError, load_schema, schema_errors

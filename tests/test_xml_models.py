@@ -181,7 +181,7 @@ def test_malformed_error_names_line_and_element() -> None:
         (lambda: HostdevInterface(PciAddress(0, 0, 0, 0), mac="52-54-00-00-00-01"), "mac", "52-54"),
         (lambda: Forward("hostdevs"), "forward", "hostdevs"),
         (lambda: Forward("hostdev", addresses=(PciAddress(0, 1, 0, 0),) * 2), "address", "0000:01:00.0"),
-        (lambda: Vlan((VlanTag(1), VlanTag(2))), "vlan", "trunk"),
+        (lambda: Vlan((VlanTag(1, "untagged"), VlanTag(2, "tagged")), trunk=True), "vlan", "native"),
         (lambda: VlanTag(4096), "tag", "4096"),
         (lambda: VirtualPort8021Qbh("x" * 40), "parameters", "profileid"),
         (lambda: VirtualPort8021Qbg(1, 2, 3, "not-a-uuid"), "parameters", "instanceid"),

@@ -2,12 +2,22 @@
 
 Each model is a frozen dataclass: ``Model.parse(text)`` / ``Model.from_element(el)`` read it,
 ``model.to_element()`` / ``model.to_xml()`` build it with lxml, and the constructor validates it.
+A parsed model stays bound to its element (``parsed_from``), so ``dataclasses.replace`` on one field
+and ``to_xml()`` keep everything the model does not read; ``Model.parse(text, strict=True)`` and
+``unknown_content(model)`` name that content instead. This package imports no libvirt: the libvirt
+oracle lives in ``harness.libvirt.xml_oracle``.
 """
 
 from __future__ import annotations
 
-from harness.xml.address import PciAddress, bdf_to_nodedev_name, nodedev_name_to_bdf
-from harness.xml.base import parse_document
+from harness.xml.address import (
+    OtherAddress,
+    PciAddress,
+    UnassignedAddress,
+    bdf_to_nodedev_name,
+    nodedev_name_to_bdf,
+)
+from harness.xml.base import parse_document, unknown_content
 from harness.xml.domain import Device, Domain
 from harness.xml.errors import MalformedXmlError, XmlModelError
 from harness.xml.hostdev import PciHostdev, Rom
@@ -33,11 +43,13 @@ __all__ = [
     "Network",
     "NetworkInterface",
     "NodeDevice",
+    "OtherAddress",
     "PciAddress",
     "PciCapability",
     "PciHostdev",
     "PciId",
     "Rom",
+    "UnassignedAddress",
     "VirtFunctions",
     "VirtualPort",
     "VirtualPort8021Qbg",
@@ -48,4 +60,5 @@ __all__ = [
     "bdf_to_nodedev_name",
     "nodedev_name_to_bdf",
     "parse_document",
+    "unknown_content",
 ]
