@@ -22,9 +22,9 @@ from harness.libvirt.xml_oracle import (
 )
 from harness.xml import (
     Domain,
-    HostdevInterface,
     MalformedXmlError,
     Network,
+    NetworkInterface,
     NodeDevice,
     PciHostdev,
     XmlModelError,
@@ -110,18 +110,20 @@ def _edit(document: Document) -> tuple[Document, Callable[[etree._Element], None
             _first_child(root, "name").text = new_name
 
         return dataclasses.replace(document, name=new_name), rename
-    managed = not document.managed if isinstance(document, PciHostdev | HostdevInterface) else None
-    if managed is None:
+    if isinstance(document, NetworkInterface):
         network = "edited-pool"
 
         def repoint(root: etree._Element) -> None:
             _first_child(root, "source").set("network", network)
 
         return dataclasses.replace(document, network=network), repoint
+    managed = not document.managed
 
     def toggle(root: etree._Element) -> None:
         root.set("managed", "yes" if managed else "no")
 
+    if isinstance(document, PciHostdev):
+        return dataclasses.replace(document, managed=managed), toggle
     return dataclasses.replace(document, managed=managed), toggle
 
 
