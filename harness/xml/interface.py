@@ -310,7 +310,9 @@ class HostdevInterface(XmlModel):
                 "address of type 'unassigned' is supported only for hostdevs, not <interface>",
                 attribute="type",
                 value="unassigned",
-                line=None if self.guest_address.parsed_from is None else line_of(self.guest_address.parsed_from),
+                line=None
+                if self.guest_address.parsed_from is None
+                else line_of(self.guest_address.parsed_from),
             )
 
     @classmethod
