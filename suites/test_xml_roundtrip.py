@@ -310,39 +310,32 @@ def _duplicate_source(root: etree._Element) -> None:
     _first(root, "devices").append(copy)
 
 
+def _set_only(device: etree._Element, tag: str, **attributes: str) -> etree._Element:
+    """Replace every ``<tag>`` child of ``device`` by one with ``attributes``."""
+    for old in device.findall(tag):
+        device.remove(old)
+    return etree.SubElement(device, tag, attributes)
+
+
 def _duplicate_boot_order(root: etree._Element) -> None:
     for device in _host_devices(root)[:2]:
-        for boot in device.findall("boot"):
-            device.remove(boot)
-        etree.SubElement(device, "boot", order="99")
+        _set_only(device, "boot", order="99")
 
 
 def _unassigned_interface(root: etree._Element) -> None:
-    interface = _devices(root, "interface[@type='hostdev']")[0]
-    for address in interface.findall("address"):
-        interface.remove(address)
-    etree.SubElement(interface, "address", type="unassigned")
+    _set_only(_devices(root, "interface[@type='hostdev']")[0], "address", type="unassigned")
 
 
 def _unassigned_hostdev(root: etree._Element) -> None:
-    hostdev = _devices(root, "hostdev")[0]
-    for address in hostdev.findall("address"):
-        hostdev.remove(address)
-    etree.SubElement(hostdev, "address", type="unassigned")
+    _set_only(_devices(root, "hostdev")[0], "address", type="unassigned")
 
 
 def _disabled_rom_with_bar(root: etree._Element) -> None:
-    hostdev = _devices(root, "hostdev")[0]
-    for rom in hostdev.findall("rom"):
-        hostdev.remove(rom)
-    etree.SubElement(hostdev, "rom", enabled="no", bar="on")
+    _set_only(_devices(root, "hostdev")[0], "rom", enabled="no", bar="on")
 
 
 def _interface_vlan(root: etree._Element, trunk: str | None, *tags: dict[str, str]) -> None:
-    interface = _devices(root, "interface[@type='hostdev']")[0]
-    for vlan in interface.findall("vlan"):
-        interface.remove(vlan)
-    vlan = etree.SubElement(interface, "vlan")
+    vlan = _set_only(_devices(root, "interface[@type='hostdev']")[0], "vlan")
     if trunk is not None:
         vlan.set("trunk", trunk)
     for tag in tags:
@@ -401,12 +394,24 @@ def _model_refusal(parse: Callable[[str], object], xml: str) -> XmlModelError | 
     return None
 
 
-def _agreement_message(kind: str, xml: str, model: XmlModelError | None, libvirt_says: str | None) -> str:
-    return (
+def _assert_agreement(
+    xml: str,
+    mutation: str | None,
+    parse: Callable[[str], object],
+    libvirt_rejection: Callable[[str], str | None],
+    virsh: str,
+) -> None:
+    """Both refuse (the models naming the line) or both accept; and refusal is the mutation's due."""
+    model = _model_refusal(parse, xml)
+    libvirt_says = libvirt_rejection(xml)
+    assert (model is None) == (libvirt_says is None), (
         f"models {'refused: ' + str(model) if model else 'accepted'}; "
         f"libvirt {'refused: ' + libvirt_says if libvirt_says else 'accepted'}; "
-        f"reproduce: virsh -c test:///default {kind}define FILE with FILE =\n{xml}"
+        f"reproduce: {virsh.replace('virsh', 'virsh -c test:///default')} FILE with FILE =\n{xml}"
     )
+    assert (model is None) == (mutation is None or mutation.startswith("accepted-")), (mutation, xml)
+    if model is not None:
+        assert model.line is not None, str(model)  # a refusal names where
 
 
 @st.composite
@@ -432,15 +437,15 @@ def test_models_and_libvirt_agree_on_domains(conn: Any, mutation: str | None, do
         needs, mutate = DOMAIN_MUTATIONS[mutation]
         assume(_applies(needs, root))
         mutate(root)
-    xml = etree.tostring(root, encoding="unicode")
-    model = _model_refusal(Domain.parse, xml)
     # Parser checks, not schema ones: without the schema flag libvirt is ~30x faster here, and the
     # generated documents' schema validity is the business of the RelaxNG tests above.
-    libvirt_says = rejection_of_domain_xml(conn, xml, validate=False)
-    assert (model is None) == (libvirt_says is None), _agreement_message("", xml, model, libvirt_says)
-    assert (model is None) == (mutation is None or mutation.startswith("accepted-")), mutation
-    if model is not None:
-        assert model.line is not None, str(model)  # a refusal names where
+    _assert_agreement(
+        etree.tostring(root, encoding="unicode"),
+        mutation,
+        Domain.parse,
+        lambda xml: rejection_of_domain_xml(conn, xml, validate=False),
+        "virsh define",
+    )
 
 
 NetworkMutation = Callable[[etree._Element], None]
@@ -511,13 +516,13 @@ def test_models_and_libvirt_agree_on_hostdev_networks(
             for child in list(forward):
                 forward.remove(child)
         NETWORK_MUTATIONS[mutation](root)
-    xml = etree.tostring(root, encoding="unicode")
-    model = _model_refusal(Network.parse, xml)
-    libvirt_says = rejection_of_network_xml(conn, xml, validate=False)
-    assert (model is None) == (libvirt_says is None), _agreement_message("net-", xml, model, libvirt_says)
-    assert (model is None) == (mutation is None or mutation.startswith("accepted-")), mutation
-    if model is not None:
-        assert model.line is not None, str(model)
+    _assert_agreement(
+        etree.tostring(root, encoding="unicode"),
+        mutation,
+        Network.parse,
+        lambda xml: rejection_of_network_xml(conn, xml, validate=False),
+        "virsh net-define",
+    )
 
 
 def test_bridge_and_passthrough_networks_may_list_vf_addresses(conn: Any) -> None:

@@ -2,6 +2,8 @@
 
 libvirt reads the numbers of a node device's PCI address with XPath ``number()``: decimal only,
 leading zeros allowed (``08`` is 8, not octal), and the function may reach 255 on an ARI device.
+libvirt does not range-check these numbers at all (it takes bus 300); the models keep the PCI limits
+for domain (16 bits as Linux writes it), bus and slot, which sysfs never exceeds.
 Other capabilities (``pci-express``, ``pci-bridge``, ``mdev_types``), ``<numa>`` and the rest stay in
 the document as written.
 """
