@@ -184,12 +184,13 @@ def compose(
     element.text = text if owns_text else parsed_from.text
 
     originals = list(parsed_from)
+    # ids are stable here: ``originals`` keeps every proxy alive while this runs
+    position_of = {id(original): position for position, original in enumerate(originals)}
     claims: dict[int, int] = {}  # index among originals -> index among children
     for index, (_built, origin) in enumerate(children):
-        for position, original in enumerate(originals):
-            if origin is not None and original is origin and position not in claims:
-                claims[position] = index
-                break
+        position = None if origin is None else position_of.get(id(origin))
+        if position is not None and position not in claims:
+            claims[position] = index
     claimed = set(claims.values())
     for index, (built, _origin) in enumerate(children):
         if index in claimed:
