@@ -534,3 +534,61 @@ def test_bridge_and_passthrough_networks_may_list_vf_addresses(conn: Any) -> Non
         )
         assert rejection_of_network_xml(conn, xml) is None
         assert Network.parse(xml).forward is not None
+
+
+# --- every notation libvirt's parser takes for a PCI address part means the same to the models -----
+
+_NOTATIONS = ("{:d}", "{:#x}", "{:#X}", "0x{:X}", "{:#06x}", "0{:o}", "+{:d}", " {:d}", "+{:#x}")
+_NOT_NUMBERS = ("{:d} ", "{:d}x", "0x", "", "-{:d}", "{:d}.0", "0b{:b}")
+
+
+@st.composite
+def _written_address(draw: st.DrawFn, formats: tuple[str, ...]) -> tuple[PciAddress, dict[str, str]]:
+    address = draw(hs.pci_addresses())
+    written = {part: draw(st.sampled_from(formats)).format(getattr(address, part)) for part in PCI_LIMITS}
+    return address, written
+
+
+def _hostdev_domain_xml(written: dict[str, str]) -> str:
+    attributes = " ".join(f"{part}='{text}'" for part, text in written.items())
+    return (
+        "<domain type='qemu'><name>notation</name><memory>4096</memory><os><type>hvm</type></os>"
+        f"<devices><hostdev mode='subsystem' type='pci'><source><address {attributes}/></source>"
+        "</hostdev></devices></domain>"
+    )
+
+
+@given(_written_address(_NOTATIONS))
+def test_every_address_notation_libvirt_reads_means_the_same_to_the_models(
+    conn: Any, case: tuple[PciAddress, dict[str, str]]
+) -> None:
+    address, written = case
+    xml = _hostdev_domain_xml(written)
+    # libvirt's parser, not its schema: domain.rng is stricter than the parser about '+' and blanks.
+    assert rejection_of_domain_xml(conn, xml, validate=False) is None, xml
+    defined = conn.defineXML(xml)
+    try:
+        read_back = Domain.parse(defined.XMLDesc(0)).devices[0]
+    finally:
+        defined.undefine()
+    parsed = Domain.parse(xml)
+    assert isinstance(read_back, PciHostdev)
+    assert parsed.devices == (PciHostdev(address),) and read_back.source == address, xml
+    written_back = etree.tostring(parsed.to_element(), encoding="unicode")
+    assert _canonical_text(written_back) == _canonical_text(xml), f"notation not kept: {written_back}"
+
+
+@given(_written_address(_NOT_NUMBERS))
+def test_notations_libvirt_refuses_are_refused_by_the_models(
+    conn: Any, case: tuple[PciAddress, dict[str, str]]
+) -> None:
+    _address, written = case
+    xml = _hostdev_domain_xml(written)
+    assert rejection_of_domain_xml(conn, xml, validate=False) is not None, xml
+    with pytest.raises(XmlModelError) as caught:
+        Domain.parse(xml)
+    assert caught.value.element == "address", str(caught.value)
+
+
+def _canonical_text(xml: str) -> bytes:
+    return etree.tostring(etree.fromstring(xml), method="c14n")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -29,6 +29,9 @@ from harness.xml import (
 from harness.xml.corpus import Document, parse_any
 
 register_profiles()
+
+# Without --hypothesis-profile the default 200 ms deadline turns a loaded machine into failures.
+_NO_DEADLINE = settings(deadline=None)
 
 _FOREIGN_NS = "urn:x-hostdev-harness:unknown"
 # Tags no model reads at any level, one of them namespaced like a user's <metadata> content.
@@ -146,6 +149,7 @@ def _assert_kept(before: Element, after: Element) -> None:
     assert _unknown_attributes(after) == _unknown_attributes(before), etree.tostring(after).decode()
 
 
+@_NO_DEADLINE
 @given(_documents().flatmap(lambda doc: _with_unknown_content(doc)))
 def test_unknown_content_survives_read_modify_write(injected: Injected) -> None:
     parsed = parse_any(injected.text)
@@ -156,6 +160,7 @@ def test_unknown_content_survives_read_modify_write(injected: Injected) -> None:
     assert again == changed, f"expected {changed!r}, found {again!r}"
 
 
+@_NO_DEADLINE
 @given(_documents().flatmap(lambda doc: _with_unknown_content(doc, everywhere=True)))
 def test_unknown_content_at_every_level_survives_a_plain_round_trip(injected: Injected) -> None:
     written = parse_any(injected.text).to_element()
@@ -164,6 +169,7 @@ def test_unknown_content_at_every_level_survives_a_plain_round_trip(injected: In
     assert etree.tostring(written, method="c14n") == etree.tostring(before, method="c14n")
 
 
+@_NO_DEADLINE
 @given(_documents().flatmap(lambda doc: _with_unknown_content(doc)))
 def test_strict_mode_names_exactly_the_unknown_content(injected: Injected) -> None:
     parsed = parse_any(injected.text)
@@ -179,6 +185,7 @@ def test_strict_mode_names_exactly_the_unknown_content(injected: Injected) -> No
         assert parse_any(injected.text, strict=True) == parsed
 
 
+@_NO_DEADLINE
 @given(_documents())
 def test_models_built_from_scratch_have_no_unknown_content(document: Document) -> None:
     assert unknown_content(document) == []

@@ -119,7 +119,7 @@ class PciAddress(Bound):
         hex_seen = False
         for part in PCI_LIMITS:
             raw = element.get(part)
-            hex_seen = hex_seen or (raw is not None and raw.strip().lower().startswith("0x"))
+            hex_seen = hex_seen or (raw is not None and raw.lstrip().lstrip("+").lower().startswith("0x"))
             value = get_int(element, part)
             value = 0 if value is None else value  # libvirt defaults a missing part to 0
             if value > PCI_LIMITS[part]:

@@ -9,6 +9,7 @@ nothing bound and ``compose`` builds its element fresh, in libvirt's order.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -282,16 +283,22 @@ def required_attr(element: Element, name: str) -> str:
     return value
 
 
+# strtoul(base 0) as libvirt's virStrToLong_uip uses it, with the whole text consumed: leading
+# blanks and a '+' are fine, trailing ones are not; 0x.. is hex, a leading 0 is octal.
+_LIBVIRT_UINT = re.compile(r"^[ \t\n\v\f\r]*\+?(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))$")
+
+
 def parse_libvirt_int(text: str) -> int:
     """Read an integer the way libvirt does (strtoul base 0): 0x.. is hex, a leading 0 is octal."""
-    stripped = text.strip()
-    if stripped[:2] in ("0x", "0X"):
-        return int(stripped[2:], 16)
-    if len(stripped) > 1 and stripped.startswith("0"):
-        return int(stripped[1:], 8)
-    if not stripped.isdigit():
+    match = _LIBVIRT_UINT.match(text)
+    if match is None:
         raise ValueError(text)
-    return int(stripped, 10)
+    hexadecimal, octal, decimal = match.groups()
+    if hexadecimal is not None:
+        return int(hexadecimal, 16)
+    if octal is not None:
+        return int(octal, 8)
+    return int(decimal, 10)
 
 
 def get_int(element: Element, name: str, *, required: bool = False) -> int | None:
