@@ -342,6 +342,24 @@ def _interface_vlan(root: etree._Element, trunk: str | None, *tags: dict[str, st
         etree.SubElement(vlan, "tag", tag)
 
 
+def _duplicate_user_alias(root: etree._Element) -> None:
+    for device in _host_devices(root)[:2]:
+        _set_only(device, "alias", name="ua-twice")
+
+
+def _os_boot_beside_device_boot(root: etree._Element) -> None:
+    etree.SubElement(_first(root, "os"), "boot", dev="hd")
+    _set_only(_host_devices(root)[0], "boot", order="1")
+
+
+def _drive_address_on_hostdev(root: etree._Element) -> None:
+    _set_only(_devices(root, "hostdev")[0], "address", type="drive", controller="0", bus="0", unit="0")
+
+
+def _relative_rom_file(root: etree._Element) -> None:
+    _set_only(_devices(root, "hostdev")[0], "rom", file="roms/relative.rom")
+
+
 def _transient_teaming(root: etree._Element) -> None:
     etree.SubElement(_devices(root, "interface[@type='hostdev']")[0], "teaming", type="transient")
 
@@ -367,8 +385,12 @@ DOMAIN_MUTATIONS: dict[str, tuple[str, DomainMutation]] = {
         ),
     ),
     "transient-teaming-without-persistent": ("interface", _transient_teaming),
+    "duplicate-user-alias": ("two-hosts", _duplicate_user_alias),
+    "os-boot-beside-device-boot": ("host", _os_boot_beside_device_boot),
+    "drive-address-on-hostdev": ("hostdev", _drive_address_on_hostdev),
     # libvirt takes these; the models used to refuse them
     "accepted-unassigned-hostdev": ("hostdev", _unassigned_hostdev),
+    "accepted-relative-rom-file": ("hostdev", _relative_rom_file),
     "accepted-vlan-implicit-trunk": (
         "interface",
         lambda root: _interface_vlan(root, None, {"id": "5", "nativeMode": "untagged"}, {"id": "6"}),

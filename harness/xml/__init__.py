@@ -11,7 +11,6 @@ oracle lives in ``harness.libvirt.xml_oracle``.
 from __future__ import annotations
 
 from harness.xml.address import (
-    OtherAddress,
     PciAddress,
     UnassignedAddress,
     bdf_to_nodedev_name,
@@ -43,7 +42,6 @@ __all__ = [
     "Network",
     "NetworkInterface",
     "NodeDevice",
-    "OtherAddress",
     "PciAddress",
     "PciCapability",
     "PciHostdev",

@@ -1,7 +1,7 @@
 """PCI addresses: the ``<address>`` element (host source or guest), BDF strings and nodedev names.
 
-Also the other guest addresses a hostdev may carry: ``<address type='unassigned'/>`` (libvirt keeps
-the device out of the guest's PCI topology) and any other address type, kept as written.
+Also the other guest address a PCI hostdev may carry: ``<address type='unassigned'/>`` (libvirt keeps
+the device out of the guest's PCI topology); any other type libvirt refuses for PCI host devices.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ __all__ = [
     "PCI_LIMITS",
     "GuestAddress",
     "Notation",
-    "OtherAddress",
     "PciAddress",
     "UnassignedAddress",
     "bdf_to_nodedev_name",
@@ -179,21 +178,7 @@ class UnassignedAddress(Bound):
         return compose("address", self.parsed_from, [("type", "unassigned")], ())
 
 
-@dataclass(frozen=True)
-class OtherAddress(Bound):
-    """A guest address of another type (drive, ccw, ...): kept as written, not interpreted."""
-
-    type: str
-
-    def to_element(self) -> Element:
-        bound = self.parsed_from
-        attributes: list[tuple[str, str | None]] = [("type", self.type)]
-        if bound is not None:  # everything it carries is its meaning, not unknown content
-            attributes += [(str(name), str(value)) for name, value in bound.attrib.items() if name != "type"]
-        return compose("address", bound, attributes, ())
-
-
-GuestAddress = PciAddress | UnassignedAddress | OtherAddress
+GuestAddress = PciAddress | UnassignedAddress
 
 
 def guest_address_from_element(element: Element) -> GuestAddress:
@@ -202,7 +187,14 @@ def guest_address_from_element(element: Element) -> GuestAddress:
     if address_type == "unassigned":
         return UnassignedAddress(parsed_from=element)
     if address_type not in (None, "pci"):
-        return OtherAddress(address_type, parsed_from=element)
+        # virDomainHostdevDefValidate (domain_validate.c)
+        raise XmlModelError(
+            "address",
+            "PCI host devices must use 'pci' or 'unassigned' address type",
+            attribute="type",
+            value=address_type,
+            line=line_of(element),
+        )
     return PciAddress.from_element(element)
 
 

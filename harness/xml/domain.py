@@ -2,8 +2,10 @@
 
 A parsed domain keeps everything else it holds (disks, features, metadata, ...) as written. The
 checks libvirt's parser makes across devices are mirrored: one host PCI device is assigned once
-(virDomainHostdevFind: "Hostdev already exists in the domain configuration"), and a boot order is
-used by one device only (virDomainDefCollectBootOrder), counting devices the models do not read.
+(virDomainHostdevFind: "Hostdev already exists in the domain configuration"), a boot order is used
+by one device only (virDomainDefCollectBootOrder) and not beside ``<os><boot dev=>``, and a user
+alias (``ua-...``) names one device (virDomainDefValidateAliases), counting devices the models do
+not read.
 """
 
 from __future__ import annotations
@@ -105,6 +107,34 @@ def check_unique_boot_orders(devices_element: Element | None, devices: Iterable[
         seen.add(order)
 
 
+def check_boot_and_aliases(element: Element) -> None:
+    """Checks on a parsed domain that involve elements no model reads (``<os><boot>``, ``<alias>``)."""
+    os_boot = element.find("os/boot")
+    device_boot = element.find("devices/*/boot[@order]")
+    if os_boot is not None and device_boot is not None:
+        raise XmlModelError(
+            "boot",
+            "per-device boot elements cannot be used together with os/boot elements",
+            attribute="order",
+            value=device_boot.get("order"),
+            line=line_of(device_boot),
+        )
+    seen: set[str] = set()
+    for alias in element.iterfind("devices/*/alias"):
+        name = alias.get("name") or ""
+        if not name.startswith("ua-"):
+            continue  # libvirt ignores other aliases in a definition
+        if name in seen:
+            raise XmlModelError(
+                "alias",
+                f"non unique alias detected: {name}",
+                attribute="name",
+                value=name,
+                line=line_of(alias),
+            )
+        seen.add(name)
+
+
 @dataclass(frozen=True)
 class Domain(XmlModel):
     name: str
@@ -153,6 +183,7 @@ class Domain(XmlModel):
                 devices.append(device)
         check_unique_host_devices(devices)
         check_unique_boot_orders(element.find("devices"), devices)
+        check_boot_and_aliases(element)
         try:
             return cls(
                 name=name,

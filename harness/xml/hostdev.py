@@ -52,15 +52,16 @@ def _on_off(value: bool | None) -> str | None:
 
 @dataclass(frozen=True)
 class Rom(Bound):
-    """``<rom bar='on|off' file='/path' enabled='yes|no'/>``: the option ROM the guest sees."""
+    """``<rom bar='on|off' file='/path' enabled='yes|no'/>``: the option ROM the guest sees.
+
+    A relative ``file`` is libvirt's parser's business no more than ours: it takes it (QEMU may not).
+    """
 
     bar: bool | None = None
     file: str | None = None
     enabled: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.file is not None and not self.file.startswith("/"):
-            raise XmlModelError("rom", "must be an absolute path", attribute="file", value=self.file)
         if self.enabled is False and (self.bar is not None or self.file is not None):
             # virDomainDeviceInfoParseXML: "ROM tuning is not supported when ROM is disabled"
             raise XmlModelError(

@@ -185,7 +185,7 @@ class VirtualPort8021Qbg(Bound):
     managerid: int
     typeid: int
     typeidversion: int
-    instanceid: str
+    instanceid: str | None = None  # libvirt makes one up when absent
 
     def __post_init__(self) -> None:
         for name, limit in (("managerid", 0xFF), ("typeid", 0xFFFFFF), ("typeidversion", 0xFF)):
@@ -193,7 +193,8 @@ class VirtualPort8021Qbg(Bound):
             if not 0 <= value <= limit:
                 raise XmlModelError("parameters", f"must be 0..{limit}", attribute=name, value=value)
         try:
-            uuid.UUID(self.instanceid)
+            if self.instanceid is not None:
+                uuid.UUID(self.instanceid)
         except ValueError:
             raise XmlModelError(
                 "parameters", "not a UUID", attribute="instanceid", value=self.instanceid
@@ -236,7 +237,7 @@ def _virtualport_from_element(element: Element) -> VirtualPort:
             ]
             managerid, typeid, typeidversion = (0 if n is None else n for n in numbers)
             return VirtualPort8021Qbg(
-                managerid, typeid, typeidversion, required_attr(params, "instanceid"), parsed_from=element
+                managerid, typeid, typeidversion, params.get("instanceid"), parsed_from=element
             )
     except XmlModelError as error:
         error.line = error.line or line_of(element)
