@@ -360,8 +360,11 @@ def _relative_rom_file(root: etree._Element) -> None:
     _set_only(_devices(root, "hostdev")[0], "rom", file="roms/relative.rom")
 
 
-def _transient_teaming(root: etree._Element) -> None:
-    etree.SubElement(_devices(root, "interface[@type='hostdev']")[0], "teaming", type="transient")
+def _teaming(**attributes: str) -> DomainMutation:
+    def add(root: etree._Element) -> None:
+        _set_only(_devices(root, "interface[@type='hostdev']")[0], "teaming", **attributes)
+
+    return add
 
 
 # (name, needs: "host" any hostdev or hostdev interface / "hostdev" / "interface", mutation)
@@ -384,13 +387,15 @@ DOMAIN_MUTATIONS: dict[str, tuple[str, DomainMutation]] = {
             root, "yes", {"id": "5", "nativeMode": "untagged"}, {"id": "6", "nativeMode": "tagged"}
         ),
     ),
-    "transient-teaming-without-persistent": ("interface", _transient_teaming),
+    "transient-teaming-without-persistent": ("interface", _teaming(type="transient")),
+    "persistent-teaming-naming-a-persistent": ("interface", _teaming(type="persistent", persistent="ua-x")),
     "duplicate-user-alias": ("two-hosts", _duplicate_user_alias),
     "os-boot-beside-device-boot": ("host", _os_boot_beside_device_boot),
     "drive-address-on-hostdev": ("hostdev", _drive_address_on_hostdev),
     # libvirt takes these; the models used to refuse them
     "accepted-unassigned-hostdev": ("hostdev", _unassigned_hostdev),
     "accepted-relative-rom-file": ("hostdev", _relative_rom_file),
+    "accepted-transient-teaming": ("interface", _teaming(type="transient", persistent="ua-backup")),
     "accepted-vlan-implicit-trunk": (
         "interface",
         lambda root: _interface_vlan(root, None, {"id": "5", "nativeMode": "untagged"}, {"id": "6"}),
