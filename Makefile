@@ -32,18 +32,22 @@ $(VENV)/.stamp: pyproject.toml .cache/deps.stamp
 
 # The main job: every suite against the built-in nested host, reports in reports/.
 demo: venv
-	$(BIN)/hostdev-lab run fixtures/labs/default.toml -- $(abspath $(BIN))/pytest suites --hypothesis-profile=ci $(PYTEST_ARGS)
+	$(BIN)/hostdev-lab run fixtures/labs/default.toml -- $(abspath $(BIN))/pytest suites --hypothesis-profile=ci --harness-report-dir=.cache/test-reports $(PYTEST_ARGS)
 
 # Every suite against the machine this runs on (read-only unless --harness-allow names devices).
 validate: venv
-	$(BIN)/pytest suites --hypothesis-profile=ci $(PYTEST_ARGS)
+	$(BIN)/pytest suites --hypothesis-profile=ci --harness-report-dir=.cache/test-reports $(PYTEST_ARGS)
 
-# The project's own tests: lint, types, the fast tier and the nested tier.
+# The shipped XML suites need no libvirtd (test:///default runs in-process) and take seconds:
+# run with the project's tests so a serializer regression fails `make test`.
+XML_SUITES := suites/test_xml_roundtrip.py suites/test_xml_corpus.py
+
+# The project's own tests: lint, types, the fast tier, the XML suites and the nested tier.
 test: venv lint
-	$(BIN)/pytest tests $(PYTEST_ARGS)
+	$(BIN)/pytest tests $(XML_SUITES) --hypothesis-profile=ci --harness-report-dir=.cache/test-reports $(PYTEST_ARGS)
 
 test-fast: venv
-	$(BIN)/pytest tests -m 'not nested' $(PYTEST_ARGS)
+	$(BIN)/pytest tests $(XML_SUITES) -m 'not nested' --hypothesis-profile=ci --harness-report-dir=.cache/test-reports $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

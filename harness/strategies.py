@@ -11,7 +11,7 @@ import dataclasses
 
 from hypothesis import strategies as st
 
-from harness.xml.address import PCI_LIMITS, Notation, PciAddress
+from harness.xml.address import ARI_FUNCTION_LIMIT, PCI_LIMITS, Notation, PciAddress, UnassignedAddress
 from harness.xml.domain import Device, Domain
 from harness.xml.hostdev import PciHostdev, Rom
 from harness.xml.interface import (
@@ -28,6 +28,7 @@ from harness.xml.nodedev import IommuGroup, NodeDevice, PciCapability, PciId, Vi
 
 __all__ = [
     "XML_SPECIAL_CHARACTERS",
+    "ari_pci_addresses",
     "device_lists",
     "domain_names",
     "domains",
@@ -114,6 +115,19 @@ def pci_addresses(
         slot=st.integers(0, PCI_LIMITS["slot"]),
         function=st.integers(0, PCI_LIMITS["function"]),
         notation=notation if notation is not None else st.sampled_from(("hex", "decimal")),
+    )
+
+
+def ari_pci_addresses() -> st.SearchStrategy[PciAddress]:
+    """An ARI function as libvirt's node-device data may show it: slot 0, function 8..255."""
+    return st.builds(
+        PciAddress,
+        domain=st.integers(0, PCI_LIMITS["domain"]),
+        bus=st.integers(0, PCI_LIMITS["bus"]),
+        slot=st.just(0),
+        function=st.integers(PCI_LIMITS["function"] + 1, ARI_FUNCTION_LIMIT),
+        notation=st.just("decimal"),
+        ari=st.just(True),
     )
 
 
@@ -238,9 +252,11 @@ def device_lists(*, max_size: int = 4) -> st.SearchStrategy[list[Device]]:
         for kind, source, guest in zip(kinds, sources, guest_slots, strict=True):
             placed = guest if draw(st.booleans()) else None
             if kind == "hostdev":
+                # <address type='unassigned'/>: taken from the host, hidden from the guest (hostdevs only)
+                hostdev_place = UnassignedAddress() if draw(st.integers(0, 3)) == 0 else placed
                 hostdev = draw(pci_hostdevs(st.just(source)))
                 boot = next(boot_orders) if draw(st.booleans()) else None
-                devices.append(dataclasses.replace(hostdev, guest_address=placed, boot_order=boot))
+                devices.append(dataclasses.replace(hostdev, guest_address=hostdev_place, boot_order=boot))
             elif kind == "interface":
                 interface = draw(hostdev_interfaces(st.just(source)))
                 devices.append(dataclasses.replace(interface, guest_address=placed))
@@ -358,13 +374,18 @@ def pf_with_vfs(*, max_vfs: int = 7) -> st.SearchStrategy[tuple[NodeDevice, list
 
 
 def node_devices() -> st.SearchStrategy[NodeDevice]:
-    """A plain PCI device, a PF with VFs, or one of those VFs."""
+    """A plain PCI device, an ARI function past 7, a PF with VFs, or one of those VFs."""
 
     @st.composite
     def build(draw: st.DrawFn) -> NodeDevice:
-        kind = draw(st.sampled_from(("plain", "pf", "vf")))
+        kind = draw(st.sampled_from(("plain", "ari", "pf", "vf")))
         if kind == "plain":
             return _device(draw(pci_capabilities()), draw)
+        if kind == "ari":
+            # No IOMMU group: sysfs lists its members in the split devfn form (0000:08:19.0), which the
+            # generated group would have to mirror.
+            capability = PciCapability(draw(ari_pci_addresses()), draw(pci_ids()), draw(pci_ids()))
+            return _device(capability, draw)
         pf, vfs = draw(pf_with_vfs())
         if kind == "vf" and vfs:
             return vfs[draw(st.integers(0, len(vfs) - 1))]

@@ -181,7 +181,7 @@ def test_malformed_error_names_line_and_element() -> None:
         (lambda: HostdevInterface(PciAddress(0, 0, 0, 0), mac="52-54-00-00-00-01"), "mac", "52-54"),
         (lambda: Forward("hostdevs"), "forward", "hostdevs"),
         (lambda: Forward("hostdev", addresses=(PciAddress(0, 1, 0, 0),) * 2), "address", "0000:01:00.0"),
-        (lambda: Vlan((VlanTag(1), VlanTag(2))), "vlan", "trunk"),
+        (lambda: Vlan((VlanTag(1, "untagged"), VlanTag(2, "tagged")), trunk=True), "vlan", "native"),
         (lambda: VlanTag(4096), "tag", "4096"),
         (lambda: VirtualPort8021Qbh("x" * 40), "parameters", "profileid"),
         (lambda: VirtualPort8021Qbg(1, 2, 3, "not-a-uuid"), "parameters", "instanceid"),
@@ -249,3 +249,38 @@ def test_round_trip_property_catches_a_serializer_that_drops_the_vlan(
     assert shrunk.vlan == Vlan((VlanTag(0),))
     assert (shrunk.mac, shrunk.virtualport, shrunk.managed, shrunk.driver) == (None, None, None, None)
     assert shrunk.source == PciAddress(0, 0, 0, 0)
+
+
+def test_shipped_round_trip_suite_catches_a_serializer_that_drops_the_vlan_trunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """suites/test_xml_roundtrip.py runs in `make test`; this shows it fails on a trunk regression."""
+    from suites import test_xml_roundtrip as shipped
+
+    real_to_element = Vlan.to_element
+
+    def drops_trunk(self: Vlan) -> etree._Element:
+        element = real_to_element(self)
+        if "trunk" in element.attrib:
+            del element.attrib["trunk"]
+        return element
+
+    # The suite's own test body, under fixed settings (no deadline on a loaded machine, same examples).
+    body = shipped.test_hostdev_interface_model_round_trip_is_identity.hypothesis.inner_test  # type: ignore[attr-defined]
+    suite_test = settings(max_examples=100, derandomize=True, database=None, deadline=None)(
+        given(hs.hostdev_interfaces())(body)
+    )
+    monkeypatch.setattr(Vlan, "to_element", drops_trunk)
+    with pytest.raises(AssertionError):
+        suite_test()
+    monkeypatch.undo()
+    suite_test()  # and passes on the real serializer
+
+
+def test_make_test_runs_the_shipped_xml_suites() -> None:
+    makefile = (CORPUS.parent.parent / "Makefile").read_text()
+    suites_line = next(line for line in makefile.splitlines() if line.startswith("XML_SUITES :="))
+    assert "suites/test_xml_roundtrip.py" in suites_line and "suites/test_xml_corpus.py" in suites_line
+    for target in ("test:", "test-fast:"):
+        recipe = makefile.split(f"\n{target}", 1)[1].split("\n\n", 1)[0]
+        assert "$(XML_SUITES)" in recipe, f"make {target[:-1]} does not run the XML suites: {recipe}"

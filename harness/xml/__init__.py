@@ -2,12 +2,21 @@
 
 Each model is a frozen dataclass: ``Model.parse(text)`` / ``Model.from_element(el)`` read it,
 ``model.to_element()`` / ``model.to_xml()`` build it with lxml, and the constructor validates it.
+A parsed model stays bound to its element (``parsed_from``), so ``dataclasses.replace`` on one field
+and ``to_xml()`` keep everything the model does not read; ``Model.parse(text, strict=True)`` and
+``unknown_content(model)`` name that content instead. This package imports no libvirt: the libvirt
+oracle lives in ``harness.libvirt.xml_oracle``.
 """
 
 from __future__ import annotations
 
-from harness.xml.address import PciAddress, bdf_to_nodedev_name, nodedev_name_to_bdf
-from harness.xml.base import parse_document
+from harness.xml.address import (
+    PciAddress,
+    UnassignedAddress,
+    bdf_to_nodedev_name,
+    nodedev_name_to_bdf,
+)
+from harness.xml.base import parse_document, unknown_content
 from harness.xml.domain import Device, Domain
 from harness.xml.errors import MalformedXmlError, XmlModelError
 from harness.xml.hostdev import PciHostdev, Rom
@@ -38,6 +47,7 @@ __all__ = [
     "PciHostdev",
     "PciId",
     "Rom",
+    "UnassignedAddress",
     "VirtFunctions",
     "VirtualPort",
     "VirtualPort8021Qbg",
@@ -48,4 +58,5 @@ __all__ = [
     "bdf_to_nodedev_name",
     "nodedev_name_to_bdf",
     "parse_document",
+    "unknown_content",
 ]

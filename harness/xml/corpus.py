@@ -6,7 +6,7 @@ from typing import Literal
 
 from lxml import etree
 
-from harness.xml.base import Element, line_of, parse_document
+from harness.xml.base import Element, line_of, parse_document, refuse_unknown_content
 from harness.xml.domain import Device, Domain, device_from_element
 from harness.xml.errors import XmlModelError
 from harness.xml.network import Network
@@ -18,19 +18,26 @@ Document = Domain | Network | NodeDevice | Device
 DocumentKind = Literal["domain", "network", "nodedev"]
 
 
-def parse_any(text: str | bytes) -> Document:
-    """The model for a domain, network, nodedev, ``<hostdev>`` or ``<interface>`` document."""
+def parse_any(text: str | bytes, *, strict: bool = False) -> Document:
+    """The model for a domain, network, nodedev, ``<hostdev>`` or ``<interface>`` document.
+
+    ``strict`` refuses content no model reads, naming each piece by its XPath.
+    """
     root = parse_document(text)
+    document: Document | None
     if root.tag == "domain":
-        return Domain.from_element(root)
-    if root.tag == "network":
-        return Network.from_element(root)
-    if root.tag == "device":
-        return NodeDevice.from_element(root)
-    device = device_from_element(root)
-    if device is None:
+        document = Domain.from_element(root)
+    elif root.tag == "network":
+        document = Network.from_element(root)
+    elif root.tag == "device":
+        document = NodeDevice.from_element(root)
+    else:
+        document = device_from_element(root)
+    if document is None:
         raise XmlModelError(str(root.tag), "not a document the harness models", line=line_of(root))
-    return device
+    if strict:
+        refuse_unknown_content(document)
+    return document
 
 
 def document_kind(document: Document) -> DocumentKind:

@@ -6,11 +6,13 @@ import re
 
 from lxml import etree
 
+from harness.errors import HarnessInputError
+
 __all__ = ["MalformedXmlError", "XmlModelError", "malformed_from_syntax_error"]
 
 
-class XmlModelError(ValueError):
-    """A document or a model value that libvirt would refuse.
+class XmlModelError(HarnessInputError):
+    """A document or a model value that libvirt would refuse (a ValueError, through HarnessInputError).
 
     ``element`` is the XML element at fault, ``attribute`` the attribute (or child) that is wrong,
     ``value`` the offending value, ``line`` the source line when the error came from parsing text.

@@ -9,21 +9,36 @@ from typing import Literal
 
 from lxml import etree
 
-from harness.xml.address import PciAddress
+from harness.xml.address import (
+    GuestAddress,
+    PciAddress,
+    UnassignedAddress,
+    guest_address_from_element,
+)
 from harness.xml.base import (
+    Bound,
+    Child,
     Element,
     XmlModel,
+    compose,
     expect_tag,
     get_choice,
     get_int,
     get_yes_no,
     line_of,
+    origin_of,
     required_attr,
-    set_attr,
-    set_yes_no,
+    yes_no,
 )
 from harness.xml.errors import XmlModelError
-from harness.xml.hostdev import HOSTDEV_DRIVERS, HostdevDriver, check_hostdev_driver
+from harness.xml.hostdev import (
+    HOSTDEV_DRIVERS,
+    HostdevDriver,
+    check_hostdev_driver,
+    driver_child,
+    guest_address_child,
+    source_child,
+)
 
 __all__ = [
     "HostdevInterface",
@@ -35,6 +50,8 @@ __all__ = [
     "Vlan",
     "VlanTag",
     "check_mac",
+    "check_teaming",
+    "mac_child",
 ]
 
 NativeMode = Literal["tagged", "untagged"]
@@ -60,7 +77,7 @@ def check_mac(mac: str, *, line: int | None = None) -> str:
 
 
 @dataclass(frozen=True)
-class VlanTag:
+class VlanTag(Bound):
     id: int
     native_mode: NativeMode | None = None
 
@@ -74,27 +91,39 @@ class VlanTag:
 
 
 @dataclass(frozen=True)
-class Vlan:
-    """``<vlan trunk='yes'><tag id=.. nativeMode=../></vlan>``; ``trunk`` False means no attribute."""
+class Vlan(Bound):
+    """``<vlan trunk='yes'><tag id=.. nativeMode=../></vlan>``.
+
+    ``trunk`` False means no attribute (or ``trunk='no'`` as parsed, which is kept): libvirt makes a
+    vlan with several tags, or with a nativeMode, a trunk by itself (virNetDevVlanParse); only an
+    explicit ``trunk='no'`` contradicting them is refused, which ``from_element`` checks.
+    """
 
     tags: tuple[VlanTag, ...]
     trunk: bool = False
 
     def __post_init__(self) -> None:
         if not self.tags:
-            raise XmlModelError("vlan", "needs at least one <tag>", attribute="<tag>")
+            raise XmlModelError(
+                "vlan", "missing tag id: each <vlan> needs at least one <tag id='n'/>", attribute="<tag>"
+            )
         natives = [tag for tag in self.tags if tag.native_mode is not None]
         if len(natives) > 1:
             raise XmlModelError(
                 "vlan",
-                "only one tag may set nativeMode",
+                "duplicate native vlan setting: only one tag may set nativeMode",
                 attribute="nativeMode",
                 value=natives[1].native_mode,
             )
-        if natives and not self.trunk:
-            raise XmlModelError("vlan", "nativeMode needs trunk='yes'", attribute="trunk")
-        if len(self.tags) > 1 and not self.trunk:
-            raise XmlModelError("vlan", "several tags need trunk='yes'", attribute="trunk")
+        explicit_no = self.parsed_from is not None and self.parsed_from.get("trunk") == "no"
+        if explicit_no and len(self.tags) > 1:
+            raise XmlModelError(
+                "vlan", "trunk='no' is invalid with more than one <tag>", attribute="trunk", value="no"
+            )
+        if explicit_no and natives:
+            raise XmlModelError(
+                "vlan", "trunk='no' is not allowed with a native vlan id", attribute="trunk", value="no"
+            )
 
     @classmethod
     def from_element(cls, element: Element) -> Vlan:
@@ -104,28 +133,34 @@ class Vlan:
             tag_id = get_int(tag, "id", required=True)
             assert tag_id is not None
             try:
-                tags.append(VlanTag(tag_id, get_choice(tag, "nativeMode", ("tagged", "untagged"))))
+                native: NativeMode | None = get_choice(tag, "nativeMode", ("tagged", "untagged"))
+                tags.append(VlanTag(tag_id, native, parsed_from=tag))
             except XmlModelError as error:
                 error.line = line_of(tag)
                 raise
         try:
-            return cls(tuple(tags), trunk)
+            return cls(tuple(tags), trunk, parsed_from=element)
         except XmlModelError as error:
             error.line = line_of(element)
             raise
 
     def to_element(self) -> Element:
-        element = etree.Element("vlan")
-        if self.trunk:
-            element.set("trunk", "yes")
-        for tag in self.tags:
-            child = etree.SubElement(element, "tag", id=str(tag.id))
-            set_attr(child, "nativeMode", tag.native_mode)
-        return element
+        bound = self.parsed_from
+        trunk = "yes" if self.trunk else None
+        if not self.trunk and bound is not None and bound.get("trunk") == "no":
+            trunk = "no"  # as written; same meaning as no attribute
+        children: list[Child] = [
+            (
+                compose("tag", tag.parsed_from, [("id", str(tag.id)), ("nativeMode", tag.native_mode)], ()),
+                tag.parsed_from,
+            )
+            for tag in self.tags
+        ]
+        return compose("vlan", bound, [("trunk", trunk)], children, owns=lambda child: child.tag == "tag")
 
 
 @dataclass(frozen=True)
-class VirtualPort8021Qbh:
+class VirtualPort8021Qbh(Bound):
     """Cisco VN-Link port profile."""
 
     profileid: str
@@ -140,19 +175,17 @@ class VirtualPort8021Qbh:
             )
 
     def to_element(self) -> Element:
-        element = etree.Element("virtualport", type="802.1Qbh")
-        etree.SubElement(element, "parameters", profileid=self.profileid)
-        return element
+        return _virtualport_element(self.parsed_from, "802.1Qbh", [("profileid", self.profileid)])
 
 
 @dataclass(frozen=True)
-class VirtualPort8021Qbg:
+class VirtualPort8021Qbg(Bound):
     """VEPA/VDP association: manager id, VSI type and version, and the instance UUID."""
 
     managerid: int
     typeid: int
     typeidversion: int
-    instanceid: str
+    instanceid: str | None = None  # libvirt makes one up when absent
 
     def __post_init__(self) -> None:
         for name, limit in (("managerid", 0xFF), ("typeid", 0xFFFFFF), ("typeidversion", 0xFF)):
@@ -160,26 +193,34 @@ class VirtualPort8021Qbg:
             if not 0 <= value <= limit:
                 raise XmlModelError("parameters", f"must be 0..{limit}", attribute=name, value=value)
         try:
-            uuid.UUID(self.instanceid)
+            if self.instanceid is not None:
+                uuid.UUID(self.instanceid)
         except ValueError:
             raise XmlModelError(
                 "parameters", "not a UUID", attribute="instanceid", value=self.instanceid
             ) from None
 
     def to_element(self) -> Element:
-        element = etree.Element("virtualport", type="802.1Qbg")
-        etree.SubElement(
-            element,
-            "parameters",
-            managerid=str(self.managerid),
-            typeid=str(self.typeid),
-            typeidversion=str(self.typeidversion),
-            instanceid=self.instanceid,
-        )
-        return element
+        parameters: list[tuple[str, str | None]] = [
+            ("managerid", str(self.managerid)),
+            ("typeid", str(self.typeid)),
+            ("typeidversion", str(self.typeidversion)),
+            ("instanceid", self.instanceid),
+        ]
+        return _virtualport_element(self.parsed_from, "802.1Qbg", parameters)
 
 
 VirtualPort = VirtualPort8021Qbh | VirtualPort8021Qbg
+
+
+def _virtualport_element(
+    bound: Element | None, kind: str, parameters: list[tuple[str, str | None]]
+) -> Element:
+    origin = origin_of(bound, "parameters")
+    params = compose("parameters", origin, parameters, ())
+    return compose(
+        "virtualport", bound, [("type", kind)], [(params, origin)], owns=lambda c: c.tag == "parameters"
+    )
 
 
 def _virtualport_from_element(element: Element) -> VirtualPort:
@@ -189,13 +230,15 @@ def _virtualport_from_element(element: Element) -> VirtualPort:
         params = etree.Element("parameters")
     try:
         if kind == "802.1Qbh":
-            return VirtualPort8021Qbh(required_attr(params, "profileid"))
+            return VirtualPort8021Qbh(required_attr(params, "profileid"), parsed_from=element)
         if kind == "802.1Qbg":
             numbers = [
                 get_int(params, name, required=True) for name in ("managerid", "typeid", "typeidversion")
             ]
             managerid, typeid, typeidversion = (0 if n is None else n for n in numbers)
-            return VirtualPort8021Qbg(managerid, typeid, typeidversion, required_attr(params, "instanceid"))
+            return VirtualPort8021Qbg(
+                managerid, typeid, typeidversion, params.get("instanceid"), parsed_from=element
+            )
     except XmlModelError as error:
         error.line = error.line or line_of(element)
         raise
@@ -211,6 +254,41 @@ def _mac_from(element: Element) -> str | None:
     return check_mac(required_attr(mac, "address"), line=line_of(mac))
 
 
+def mac_child(parent: Element | None, mac: str | None) -> list[Child]:
+    if mac is None:
+        return []
+    origin = origin_of(parent, "mac")
+    return [(compose("mac", origin, [("address", mac)], ()), origin)]
+
+
+def check_teaming(element: Element) -> None:
+    """``<teaming>`` is not modelled, but libvirt's parser checks it (virDomainNetTeamingInfoParseXML)."""
+    teaming = element.find("teaming")
+    if teaming is None:
+        return
+    kind, persistent = teaming.get("type"), teaming.get("persistent")
+    if kind == "transient" and persistent is None:
+        raise XmlModelError(
+            "teaming",
+            "teaming persistent attribute must be set if teaming type is 'transient'",
+            attribute="persistent",
+            line=line_of(teaming),
+        )
+    if kind == "persistent" and persistent is not None:
+        raise XmlModelError(
+            "teaming",
+            "teaming persistent attribute not allowed if teaming type is 'persistent'",
+            attribute="persistent",
+            value=persistent,
+            line=line_of(teaming),
+        )
+
+
+# Children of <interface type='hostdev'> the model reads; the rest (alias, boot, model, teaming, ...)
+# is kept as written.
+_HOSTDEV_INTERFACE_CHILDREN = ("mac", "driver", "source", "vlan", "virtualport", "address")
+
+
 @dataclass(frozen=True)
 class HostdevInterface(XmlModel):
     """``<interface type='hostdev'>``: a VF assigned like a hostdev, with network settings applied first."""
@@ -221,12 +299,22 @@ class HostdevInterface(XmlModel):
     driver: HostdevDriver | None = None
     vlan: Vlan | None = None
     virtualport: VirtualPort | None = None
-    guest_address: PciAddress | None = None
+    guest_address: GuestAddress | None = None
 
     def __post_init__(self) -> None:
         if self.mac is not None:
             check_mac(self.mac)
         check_hostdev_driver(self.driver)
+        if isinstance(self.guest_address, UnassignedAddress):
+            raise XmlModelError(
+                "address",
+                "address of type 'unassigned' is supported only for hostdevs, not <interface>",
+                attribute="type",
+                value="unassigned",
+                line=None
+                if self.guest_address.parsed_from is None
+                else line_of(self.guest_address.parsed_from),
+            )
 
     @classmethod
     def from_element(cls, element: Element) -> HostdevInterface:
@@ -248,6 +336,7 @@ class HostdevInterface(XmlModel):
         vlan = element.find("vlan")
         port = element.find("virtualport")
         guest = element.find("address")
+        check_teaming(element)
         return cls(
             source=PciAddress.from_element(address),
             mac=_mac_from(element),
@@ -255,25 +344,25 @@ class HostdevInterface(XmlModel):
             driver=None if driver is None else get_choice(driver, "name", HOSTDEV_DRIVERS),
             vlan=None if vlan is None else Vlan.from_element(vlan),
             virtualport=None if port is None else _virtualport_from_element(port),
-            guest_address=None if guest is None else PciAddress.from_element(guest),
+            guest_address=None if guest is None else guest_address_from_element(guest),
+            parsed_from=element,
         )
 
     def to_element(self) -> Element:
-        element = etree.Element("interface", type="hostdev")
-        set_yes_no(element, "managed", self.managed)
-        if self.mac is not None:
-            etree.SubElement(element, "mac", address=self.mac)
-        if self.driver is not None:
-            etree.SubElement(element, "driver", name=self.driver)
-        source = etree.SubElement(element, "source")
-        source.append(self.source.to_element(with_type=True))
-        if self.vlan is not None:
-            element.append(self.vlan.to_element())
-        if self.virtualport is not None:
-            element.append(self.virtualport.to_element())
-        if self.guest_address is not None:
-            element.append(self.guest_address.to_element())
-        return element
+        bound = self.parsed_from
+        children = mac_child(bound, self.mac) + driver_child(bound, self.driver)
+        children.append(source_child(bound, self.source, with_type=True))
+        for part in (self.vlan, self.virtualport):
+            if part is not None:
+                children.append((part.to_element(), part.parsed_from))
+        children += guest_address_child(self.guest_address)
+        return compose(
+            "interface",
+            bound,
+            [("type", "hostdev"), ("managed", yes_no(self.managed))],
+            children,
+            owns=lambda child: child.tag in _HOSTDEV_INTERFACE_CHILDREN,
+        )
 
 
 @dataclass(frozen=True)
@@ -301,11 +390,18 @@ class NetworkInterface(XmlModel):
                 value=element.get("type"),
                 line=line_of(element),
             )
-        return cls(network=required_attr(source, "network"), mac=_mac_from(element))
+        check_teaming(element)
+        return cls(network=required_attr(source, "network"), mac=_mac_from(element), parsed_from=element)
 
     def to_element(self) -> Element:
-        element = etree.Element("interface", type="network")
-        if self.mac is not None:
-            etree.SubElement(element, "mac", address=self.mac)
-        etree.SubElement(element, "source", network=self.network)
-        return element
+        bound = self.parsed_from
+        origin = origin_of(bound, "source")
+        children = mac_child(bound, self.mac)
+        children.append((compose("source", origin, [("network", self.network)], ()), origin))
+        return compose(
+            "interface",
+            bound,
+            [("type", "network")],
+            children,
+            owns=lambda child: child.tag in ("mac", "source"),
+        )

@@ -1,4 +1,6 @@
-"""Send models through libvirt's own parser and formatter (the ``test:///`` driver, no daemon).
+"""The libvirt oracle for the XML models: libvirt's own parser and formatter (``test:///``, no daemon).
+
+The models in ``harness/xml`` know XML only; this module is where they meet libvirt.
 
 ``define_*`` return libvirt's XML re-read into a model; ``rejection_*`` return libvirt's error
 message for a document it refuses, or None when it takes it (and undefines it again).
@@ -15,6 +17,7 @@ from typing import Any
 import libvirt
 from lxml import etree
 
+from harness.errors import HarnessInputError
 from harness.libvirt.connection import ignore_libvirt_error
 from harness.xml.domain import Domain
 from harness.xml.network import Network
@@ -35,7 +38,7 @@ __all__ = [
 TEST_URI = "test:///default"
 
 
-class LibvirtRoundTripError(RuntimeError):
+class LibvirtRoundTripError(HarnessInputError):
     """libvirt refused a document the models built; the message is libvirt's."""
 
 

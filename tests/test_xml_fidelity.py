@@ -1,0 +1,221 @@
+"""Round-trip fidelity: content the models do not read survives parse → change one field → write.
+
+Documents are generated valid by the strategies, then unknown attributes and unknown child elements
+are put at random places at every level; after a read-modify-write each one must still be there,
+under the same ancestors and in the same order among its siblings, the change must have taken
+effect, and strict mode must name exactly what was added.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from harness import strategies as hs
+from harness.hypothesis_profiles import register_profiles
+from harness.xml import (
+    Domain,
+    HostdevInterface,
+    Network,
+    NodeDevice,
+    PciHostdev,
+    XmlModelError,
+    unknown_content,
+)
+from harness.xml.corpus import Document, parse_any
+
+register_profiles()
+
+# Without --hypothesis-profile the default 200 ms deadline turns a loaded machine into failures.
+_NO_DEADLINE = settings(deadline=None)
+
+_FOREIGN_NS = "urn:x-hostdev-harness:unknown"
+# Tags no model reads at any level, one of them namespaced like a user's <metadata> content.
+_UNKNOWN_TAGS = ("alias", "harness-extra", f"{{{_FOREIGN_NS}}}extra")
+_MARK = "harness-mark"
+
+Element = etree._Element
+
+
+@dataclasses.dataclass(frozen=True)
+class Injected:
+    """A generated document's text, and the paths (in that text's tree) of what was added."""
+
+    text: bytes
+    paths: frozenset[str]
+
+
+def _documents() -> st.SearchStrategy[Document]:
+    return st.one_of(
+        hs.domains(),
+        hs.networks(hs.forwards()),
+        hs.node_devices(),
+        hs.pci_hostdevs(),
+        hs.hostdev_interfaces(),
+    )
+
+
+@st.composite
+def _with_unknown_content(draw: st.DrawFn, document: Document, everywhere: bool = False) -> Injected:
+    root = document.to_element()
+    count = 0
+    for element in list(root.iter()):
+        if not isinstance(element.tag, str) or element.get(_MARK) is not None:
+            continue
+        if everywhere or draw(st.booleans()):
+            element.set(f"harness-unknown-{count}", f"value {count} & <{count}>")
+            count += 1
+        if element.text is not None and element.text.strip():
+            continue  # text-carrying elements (<name>, <bus>, ...) take no children
+        if everywhere or draw(st.booleans()):
+            child = etree.Element(draw(st.sampled_from(_UNKNOWN_TAGS)), {_MARK: f"m{count}"})
+            if draw(st.booleans()):
+                etree.SubElement(child, "nested", depth="2").text = f"text {count}"
+            element.insert(draw(st.integers(0, len(element))), child)
+            count += 1
+    text = etree.tostring(root)
+    tree = etree.fromstring(text).getroottree()
+    paths = set()
+    for element in tree.iter():
+        if not isinstance(element.tag, str):
+            continue
+        path = tree.getpath(element)
+        if element.get(_MARK) is not None:
+            paths.add(path)
+            continue  # what is inside an unknown element is that element's content
+        if any(ancestor.get(_MARK) is not None for ancestor in element.iterancestors()):
+            continue
+        names = [str(name) for name in element.attrib]
+        paths.update(f"{path}/@{name}" for name in names if name.startswith("harness-unknown"))
+    return Injected(text, frozenset(paths))
+
+
+def _change_one_field(document: Document) -> Document:
+    """A change of one modelled field that a harness would make."""
+    if isinstance(document, Domain):
+        hostdevs = [d for d in document.devices if isinstance(d, PciHostdev)]
+        if hostdevs:
+            index = document.devices.index(hostdevs[0])
+            changed = dataclasses.replace(hostdevs[0], managed=not hostdevs[0].managed)
+            devices = (*document.devices[:index], changed, *document.devices[index + 1 :])
+            return dataclasses.replace(document, devices=devices)
+        return dataclasses.replace(document, name=document.name + "-changed")
+    if isinstance(document, Network):
+        return dataclasses.replace(document, name=document.name + "-changed")
+    if isinstance(document, NodeDevice):
+        # Changed, not removed: removing a modelled element removes what it carried, by design.
+        return dataclasses.replace(document, driver="vfio-pci" if document.driver != "vfio-pci" else "igb")
+    if isinstance(document, PciHostdev):
+        return dataclasses.replace(document, managed=not document.managed)
+    if isinstance(document, HostdevInterface):
+        return dataclasses.replace(document, managed=not document.managed)
+    return document
+
+
+def _marked(root: Element) -> dict[str, tuple[list[str], int, bytes]]:
+    """Each unknown element by mark: its ancestors' tags, its rank among marked siblings, its content."""
+    found = {}
+    for element in root.iter():
+        mark = element.get(_MARK) if isinstance(element.tag, str) else None
+        if mark is None:
+            continue
+        parent = element.getparent()
+        siblings = [] if parent is None else [c for c in parent if c.get(_MARK) is not None]
+        ancestors = [str(a.tag) for a in element.iterancestors()]
+        found[mark] = (ancestors, siblings.index(element), etree.tostring(element, method="c14n"))
+    return found
+
+
+def _unknown_attributes(root: Element) -> set[tuple[tuple[str, ...], str, str]]:
+    return {
+        ((*(str(a.tag) for a in element.iterancestors()), str(element.tag)), str(name), str(value))
+        for element in root.iter()
+        if isinstance(element.tag, str)
+        for name, value in element.attrib.items()
+        if str(name).startswith("harness-unknown")
+    }
+
+
+def _assert_kept(before: Element, after: Element) -> None:
+    marked_before, marked_after = _marked(before), _marked(after)
+    assert marked_after == marked_before, (
+        f"unknown elements moved or lost: expected {marked_before}, found {marked_after}; "
+        f"written: {etree.tostring(after, encoding='unicode')}"
+    )
+    assert _unknown_attributes(after) == _unknown_attributes(before), etree.tostring(after).decode()
+
+
+@_NO_DEADLINE
+@given(_documents().flatmap(lambda doc: _with_unknown_content(doc)))
+def test_unknown_content_survives_read_modify_write(injected: Injected) -> None:
+    parsed = parse_any(injected.text)
+    changed = _change_one_field(parsed)
+    written = changed.to_element()
+    _assert_kept(etree.fromstring(injected.text), written)
+    again = parse_any(etree.tostring(written))
+    assert again == changed, f"expected {changed!r}, found {again!r}"
+
+
+@_NO_DEADLINE
+@given(_documents().flatmap(lambda doc: _with_unknown_content(doc, everywhere=True)))
+def test_unknown_content_at_every_level_survives_a_plain_round_trip(injected: Injected) -> None:
+    written = parse_any(injected.text).to_element()
+    before = etree.fromstring(injected.text)
+    _assert_kept(before, written)
+    assert etree.tostring(written, method="c14n") == etree.tostring(before, method="c14n")
+
+
+@_NO_DEADLINE
+@given(_documents().flatmap(lambda doc: _with_unknown_content(doc)))
+def test_strict_mode_names_exactly_the_unknown_content(injected: Injected) -> None:
+    parsed = parse_any(injected.text)
+    assert set(unknown_content(parsed)) == injected.paths
+    if injected.paths:
+        try:
+            parse_any(injected.text, strict=True)
+        except XmlModelError as error:
+            assert sorted(injected.paths)[0] in str(error) or any(p in str(error) for p in injected.paths)
+        else:
+            raise AssertionError(f"strict parse accepted unknown content {sorted(injected.paths)}")
+    else:
+        assert parse_any(injected.text, strict=True) == parsed
+
+
+@_NO_DEADLINE
+@given(_documents())
+def test_models_built_from_scratch_have_no_unknown_content(document: Document) -> None:
+    assert unknown_content(document) == []
+    assert unknown_content(parse_any(document.to_xml())) == []
+
+
+def test_a_serializer_that_loses_unknown_content_is_caught(monkeypatch: Any) -> None:
+    """The fidelity check bites: a compose whose copies of unknown elements come out changed fails it."""
+    import copy
+
+    import harness.xml.base as base
+
+    class Forgetful:
+        @staticmethod
+        def deepcopy(original: Element) -> Element:
+            copied = copy.deepcopy(original)
+            if copied.get(_MARK) is not None:
+                copied.set(_MARK, "lost")
+            return copied
+
+    monkeypatch.setattr(base, "copy", Forgetful)
+    hostdev = PciHostdev.parse(
+        f"<hostdev mode='subsystem' type='pci'><alias {_MARK}='m0'/><source>"
+        "<address domain='0' bus='1' slot='0' function='0'/></source></hostdev>"
+    )
+    assert hostdev.parsed_from is not None
+    before = etree.fromstring(etree.tostring(hostdev.parsed_from))
+    try:
+        _assert_kept(before, hostdev.to_element())
+    except AssertionError as error:
+        assert "moved or lost" in str(error)
+    else:
+        raise AssertionError("an unknown element that came out changed went unnoticed")
