@@ -1,77 +1,59 @@
-"""``hostdev-harness``: checks, inventory, snapshots and journal restore from the command line."""
+"""``hostdev-harness``: checks, inventory, snapshots, journal restore and the shipped suites.
+
+Exit codes: 0 ready (or done), 1 not ready, 2 usage or input error, 3 internal error,
+130 interrupted, 141 output pipe closed (see ``harness/command.py``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from harness.checks.preparation import CheckPlan, run_all
-from harness.checks.result import Verdict
-from harness.errors import HarnessError
-from harness.host.host import Host
+from harness import __version__
+from harness.checks.preparation import NEEDS_LIBVIRT, PREPARATION_CHECKS, CheckPlan, run_check
+from harness.checks.result import CheckResult, Verdict
+from harness.command import OneLineParser, run_command
+from harness.errors import EXIT_NOT_READY, EXIT_READY, HarnessError, HarnessInputError
+from harness.host.host import Host, open_host
+from harness.host.pci import normalize_bdf
 from harness.inventory import assess_all
-from harness.libvirt.connection import (
-    DEFAULT_URI,
-    LibvirtUnavailableError,
-    answers,
-    is_local_system_uri,
-    open_connection,
-)
-from harness.libvirt.daemon import private_libvirtd
-from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
+from harness.libvirt.connection import DEFAULT_URI
+
+PROG = "hostdev-harness"
 
 
-@contextmanager
-def _facts_source(uri: str) -> Iterator[LibvirtFacts]:
-    """libvirt's facts from ``uri``, or from a private libvirtd when none answers on this machine."""
-    if is_local_system_uri(uri) and not answers(uri):
-        with private_libvirtd() as daemon:
-            connection = open_connection(daemon.uri)
-            try:
-                yield gather_libvirt_facts(connection)
-            finally:
-                connection.close()
-        return
-    try:
-        connection = open_connection(uri)
-    except LibvirtUnavailableError as exc:
-        yield LibvirtFacts.unreachable(uri, str(exc))
-        return
-    try:
-        yield gather_libvirt_facts(connection)
-    finally:
-        connection.close()
+def _refuse(text: str | None) -> tuple[str, ...]:
+    return tuple(normalize_bdf(a.strip()) for a in (text or "").split(",") if a.strip())
 
 
-@contextmanager
-def _host(args: argparse.Namespace) -> Iterator[Host]:
-    refuse = tuple(a for a in (args.refuse or "").split(",") if a)
-    if args.snapshot:
-        yield Host.from_snapshot(args.snapshot, refuse=refuse)
-        return
-    with _facts_source(args.uri) as facts:
-        yield Host.local(libvirt_facts=lambda: facts, refuse=refuse)
+def _open(args: argparse.Namespace) -> Host:
+    return open_host(args.snapshot, args.uri, _refuse(args.refuse))
 
 
 def _check(args: argparse.Namespace) -> int:
-    with _host(args) as host:
-        results = run_all(host, CheckPlan(planned_devices=args.planned_devices))
+    plan = CheckPlan(planned_devices=args.planned_devices)
+    results: dict[str, CheckResult] = {}
+    # Checks that need libvirt last: the others answer at once even when libvirt must be started first.
+    order = sorted(PREPARATION_CHECKS, key=lambda name: name in NEEDS_LIBVIRT)
+    with _open(args) as host:
+        for name in order:
+            results[name] = run_check(name, host, plan)
+            if not args.json:
+                print(results[name].explain(), flush=True)
     if args.json:
-        print(json.dumps([result.to_dict() for result in results], indent=2))
-    else:
-        for result in results:
-            print(result.explain())
-    worst = {result.verdict for result in results}
-    return 1 if Verdict.FAIL in worst or (args.strict and Verdict.WARN in worst) else 0
+        print(json.dumps([results[name].to_dict() for name in PREPARATION_CHECKS], indent=2))
+    verdicts = {result.verdict for result in results.values()}
+    not_ready = Verdict.FAIL in verdicts or (args.strict and Verdict.WARN in verdicts)
+    return EXIT_NOT_READY if not_ready else EXIT_READY
 
 
 def _inventory(args: argparse.Namespace) -> int:
-    with _host(args) as host:
+    with _open(args) as host:
         assessments = assess_all(host)
     rows: list[dict[str, Any]] = [
         {
@@ -98,16 +80,16 @@ def _inventory(args: argparse.Namespace) -> int:
                 f"{row['address']}  {row['nodedev']}  {row['driver'] or '-':<12} group {row['iommu_group']}  "
                 f"{row['verdict']}: {'; '.join(row['reasons']) or 'can be assigned'}"
             )
-    return 0
+    return EXIT_READY
 
 
 def _snapshot(args: argparse.Namespace) -> int:
     from harness.host.snapshot import capture_snapshot
 
-    with _host(args) as host:
-        path = capture_snapshot(host, Path(args.destination))
-    print(f"snapshot of {host.name} written to {path}")
-    return 0
+    with open_host(None, args.uri) as host:
+        path, redacted = capture_snapshot(host, Path(args.destination), force=args.force)
+    print(f"snapshot written to {path}; redacted: {', '.join(redacted) or 'nothing'}")
+    return EXIT_READY
 
 
 def _restore(args: argparse.Namespace) -> int:
@@ -116,23 +98,53 @@ def _restore(args: argparse.Namespace) -> int:
     from harness.journal import DEFAULT_JOURNAL, ChangeJournal
     from harness.libvirt.daemon import connected
 
-    journal = ChangeJournal(Path(args.journal or DEFAULT_JOURNAL))
-    dead, live = orphaned(journal)
+    path = Path(args.journal) if args.journal else DEFAULT_JOURNAL
+    if path.is_dir():
+        raise HarnessInputError(f"--journal {path} is a directory; give the journal file ({DEFAULT_JOURNAL})")
+    if args.journal and not path.exists():
+        raise HarnessInputError(f"--journal {path} does not exist; the default journal is {DEFAULT_JOURNAL}")
+    journal = ChangeJournal(path)
+    try:
+        dead, live = orphaned(journal)
+    except HarnessError:
+        raise
+    except Exception as exc:  # whatever the reader trips over in a file the user named is a bad journal
+        raise HarnessInputError(
+            f"journal {path} cannot be read ({type(exc).__name__}: {exc}); nothing was changed; "
+            "inspect it, or move it away if its changes were undone by hand"
+        ) from None
     for entry in live:
         print(f"left alone: a {entry.kind} change held by live {entry.owner} ({entry.change})")
     if not dead:
         print(f"nothing to restore ({journal.path})")
-        return 0
+        return EXIT_READY
     with ExitStack() as stack:  # libvirt only if an entry needs it (a VF count does not)
         context = ChangeContext(HostRoot("/"), lambda: stack.enter_context(connected(args.uri)))
         recovery = recover(journal, context)
     for line in recovery.undone:
         print(f"restored: {line}")
-    return 0
+    return EXIT_READY
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from harness.suites_runner import run_suites
+
+    return run_suites(args.snapshot, args.uri, args.report_dir, args.pytest_args)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hostdev-harness", description=__doc__)
+    parser = OneLineParser(prog=PROG, description=__doc__)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def host_options(command: argparse.ArgumentParser) -> None:
@@ -143,34 +155,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="run the preparation checks")
     host_options(check)
-    check.add_argument("--strict", action="store_true", help="exit non-zero on WARN too")
-    check.add_argument("--planned-devices", type=int, default=1, help="devices a guest is planned to take")
+    check.add_argument("--strict", action="store_true", help="exit 1 on WARN too")
+    check.add_argument(
+        "--planned-devices", type=_positive, default=1, help="devices a guest is planned to take"
+    )
     check.set_defaults(run=_check)
     inventory = commands.add_parser("inventory", help="every PCI device and whether it can be assigned")
     host_options(inventory)
     inventory.set_defaults(run=_inventory)
     snapshot = commands.add_parser(
-        "snapshot", help="capture this host into a directory (fixtures/hosts/NAME)"
+        "snapshot", help="capture this host, redacted, into a new directory (fixtures/hosts/NAME)"
     )
-    host_options(snapshot)
+    snapshot.add_argument("--uri", default=DEFAULT_URI, help="libvirt URI (default %(default)s)")
+    snapshot.add_argument("--force", action="store_true", help="replace a previous snapshot at DESTINATION")
     snapshot.add_argument("destination")
     snapshot.set_defaults(run=_snapshot)
     restore = commands.add_parser(
         "restore", help="undo device changes an interrupted run left in the journal"
     )
     restore.add_argument("--uri", default=DEFAULT_URI)
-    restore.add_argument("--journal")
+    restore.add_argument(
+        "--journal", help="the journal file (default /var/lib/hostdev-harness/journal.jsonl)"
+    )
     restore.set_defaults(run=_restore)
+    validate = commands.add_parser(
+        "validate", help="run the shipped suites (pytest) against this host or a snapshot"
+    )
+    validate.add_argument("--uri", default=DEFAULT_URI, help="libvirt URI (default %(default)s)")
+    validate.add_argument("--snapshot", help="check a host snapshot directory instead of this host")
+    validate.add_argument("--report-dir", help="where the reports go (default reports/)")
+    validate.add_argument("pytest_args", nargs="*", help="-- further pytest arguments")
+    validate.set_defaults(run=_validate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
+    def body() -> int:
+        args = build_parser().parse_args(argv)
         return int(args.run(args))
-    except (FileNotFoundError, LibvirtUnavailableError, ValueError, HarnessError) as exc:
-        print(f"hostdev-harness: {exc}", file=sys.stderr)
-        return 2
+
+    return run_command(PROG, body)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ import pytest
 from harness.changes import ChangeContext, HostChanges, orphaned, recover
 from harness.checks.preparation import CheckPlan
 from harness.checks.result import CheckResult, Verdict
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessInputError
 from harness.guard import DeviceGuard
-from harness.host.host import Host
-from harness.host.pci import UnknownDeviceError, normalize_bdf
+from harness.host.backends import read_manifest
+from harness.host.host import Host, open_host
+from harness.host.pci import normalize_bdf
 from harness.host.root import HostRoot
 from harness.hypothesis_profiles import register_profiles
 from harness.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
@@ -95,9 +96,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     try:
         config.stash[allowlist_key] = list(dict.fromkeys(normalize_bdf(a) for a in _allow_option(config)))
-        for address in refuse_list(config):
-            normalize_bdf(address)
-    except UnknownDeviceError as exc:
+        _validate_options(config)
+    except HarnessInputError as exc:
         raise pytest.UsageError(f"hostdev-harness: {exc}") from None
     worker_input = getattr(config, "workerinput", None)
     if worker_input is not None:  # an xdist worker: the controller named the run
@@ -161,6 +161,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     _recover_orphans(session.config, "after the run")
 
 
+def _validate_options(config: pytest.Config) -> None:
+    """Every option and ini key the harness reads, checked once before any test: a bad one is a usage error."""
+    for address in refuse_list(config):  # the allowlist is parsed into the stash already
+        normalize_bdf(address)
+    snapshot = config.getoption("harness_snapshot")
+    if snapshot:
+        read_manifest(snapshot)
+    for key in ("harness_planned_devices", "harness_guest_memory_mib"):
+        ini_positive_int(config, key)
+
+
+def ini_positive_int(config: pytest.Config, key: str) -> int:
+    text = str(config.getini(key)).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise HarnessInputError(
+            f"ini key {key} = {text!r}: expected a positive whole number (e.g. -o {key}=2)"
+        )
+    return int(text)
+
+
 def _split(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
@@ -192,11 +212,18 @@ def harness_uri(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def harness_private_libvirtd(harness_uri: str) -> Iterator[PrivateLibvirtd | None]:
+def harness_private_libvirtd(
+    request: pytest.FixtureRequest, harness_uri: str
+) -> Iterator[PrivateLibvirtd | None]:
     """A libvirtd of the run's own when none answers on this machine at the local system URI."""
     if not is_local_system_uri(harness_uri) or answers(harness_uri):
         yield None
         return
+    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        terminal.write_line(
+            f"hostdev-harness: starting a private libvirtd because none answers at {harness_uri}"
+        )
     # Its own short state directory: a unix socket path may not exceed 107 bytes.
     with private_libvirtd() as daemon:
         yield daemon
@@ -217,26 +244,29 @@ def harness_libvirt(
 
 
 @pytest.fixture(scope="session")
-def harness_host(request: pytest.FixtureRequest, pytestconfig: pytest.Config, harness_uri: str) -> Host:
-    snapshot = pytestconfig.getoption("harness_snapshot")
-    if snapshot:
-        return Host.from_snapshot(snapshot, refuse=refuse_list(pytestconfig))
+def harness_host(
+    request: pytest.FixtureRequest, pytestconfig: pytest.Config, harness_uri: str
+) -> Iterator[Host]:
+    """The host under test, opened like the CLI opens it: a snapshot, or this machine at the URI."""
 
     def libvirt_facts() -> LibvirtFacts:
+        # The run's own connection, which the device changer shares, rather than a second one.
         try:
             return gather_libvirt_facts(request.getfixturevalue("harness_libvirt"))
         except pytest.fail.Exception as exc:
             return LibvirtFacts.unreachable(harness_uri, str(exc))
 
-    return Host.local(libvirt_facts=libvirt_facts, refuse=refuse_list(pytestconfig))
+    snapshot = pytestconfig.getoption("harness_snapshot")
+    with open_host(snapshot, harness_uri, refuse_list(pytestconfig), libvirt_facts=libvirt_facts) as host:
+        yield host
 
 
 @pytest.fixture(scope="session")
 def harness_plan(pytestconfig: pytest.Config) -> CheckPlan:
-    planned = int(pytestconfig.getini("harness_planned_devices"))
+    planned = ini_positive_int(pytestconfig, "harness_planned_devices")
     return CheckPlan(
         planned_devices=max(planned, len(allowlist(pytestconfig))),
-        guest_memory_mib=int(pytestconfig.getini("harness_guest_memory_mib")),
+        guest_memory_mib=ini_positive_int(pytestconfig, "harness_guest_memory_mib"),
     )
 
 

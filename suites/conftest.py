@@ -1,20 +1,35 @@
-"""The suites write their JUnit report to reports/junit.xml unless told otherwise; fixtures they share."""
+"""The suites need the harness plugin, write their JUnit report into the harness report folder, and run installed.
+
+Installed from a wheel, this folder is the package ``hostdev_harness_suites``; the suites' own imports
+name it ``suites`` (as in a checkout), so that name is made to point at the installed package.
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+if __package__ and __package__ != "suites":  # installed: make ``from suites.steps import ...`` work
+    sys.modules.setdefault("suites", importlib.import_module(__package__))
+
 from suites.steps import RecordProperty, StepLog
+
+HARNESS_PLUGIN = "harness"  # the pytest11 entry point's name (pyproject.toml)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin(HARNESS_PLUGIN):
+        raise pytest.UsageError(
+            "hostdev-harness: the suites need the harness plugin, which -p no:harness turned off; run without it"
+        )
+    from harness.report.reporter import report_dir
+
     if config.option.xmlpath is None and not hasattr(config, "workerinput"):
-        report_dir = Path(config.getoption("harness_report_dir") or config.rootpath / "reports")
-        config.option.xmlpath = str(report_dir / "junit.xml")
+        config.option.xmlpath = str(report_dir(config) / "junit.xml")
 
 
 @pytest.fixture

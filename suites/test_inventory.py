@@ -11,9 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from harness.guard import DeviceGuard
-from harness.host.host import Host
-from harness.host.pci import enumerate_pci, nodedev_name
-from harness.host.root import HostRoot
+from harness.host.host import Host, open_host
+from harness.host.pci import nodedev_name
 from harness.inventory import assess_device
 from harness.plugin import parametrize_allowlist
 from harness.report.properties import device_properties
@@ -21,9 +20,9 @@ from harness.report.properties import device_properties
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "device_address" in metafunc.fixturenames:
-        snapshot = metafunc.config.getoption("harness_snapshot")
-        root = HostRoot(snapshot or "/")
-        addresses = [device.address for device in enumerate_pci(root)]
+        # Opened as the harness_host fixture opens it (the plugin has checked the snapshot already).
+        with open_host(metafunc.config.getoption("harness_snapshot")) as host:
+            addresses = [device.address for device in host.pci]
         metafunc.parametrize("device_address", addresses, ids=[nodedev_name(a) for a in addresses])
     if "allowed_address" in metafunc.fixturenames:
         parametrize_allowlist(metafunc, "allowed_address")

@@ -11,6 +11,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.host.snapshot import write_manifest
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "hosts"
 RELEASE = "6.1.0-27-amd64"
 VFIO_MODULES_DEP = (
@@ -185,6 +187,13 @@ def write_host(host: SyntheticHost, root: Path) -> None:
     }  # fmt: skip
     _write(root, "/.harness/libvirt.json", json.dumps(libvirt, indent=2) + "\n")
     _write(root, "/.harness/dmesg.txt", "\n".join(host.dmesg) + "\n")
+    write_manifest(
+        root,
+        host=host.name,
+        redacted=[],
+        captured_at="2026-11-25T00:00:00+00:00",
+        note=f"synthesized by tests/synthetic_hosts.py: {host.description}",
+    )
     _write(
         root,
         "/expected.json",

@@ -26,11 +26,16 @@ class CheckPlan:
 
 CheckFunction = Callable[[Host, CheckPlan], CheckResult]
 PREPARATION_CHECKS: dict[str, CheckFunction] = {}
+# Checks that ask libvirt: on a host without a running libvirtd they wait for a private one to start,
+# so a command line runs them after the others have answered.
+NEEDS_LIBVIRT: set[str] = set()
 
 
-def check(name: str) -> Callable[[CheckFunction], CheckFunction]:
+def check(name: str, *, needs_libvirt: bool = False) -> Callable[[CheckFunction], CheckFunction]:
     def register(function: CheckFunction) -> CheckFunction:
         PREPARATION_CHECKS[name] = function
+        if needs_libvirt:
+            NEEDS_LIBVIRT.add(name)
         return function
 
     return register
@@ -347,7 +352,7 @@ def vfio_ready(host: Host, plan: CheckPlan) -> CheckResult:
     )
 
 
-@check("libvirt_ready")
+@check("libvirt_ready", needs_libvirt=True)
 def libvirt_ready(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking that libvirt offers VFIO hostdev"
     facts = host.libvirt

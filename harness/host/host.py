@@ -2,50 +2,64 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from types import TracebackType
 
+from harness.host.backends import HostBackend, LiveBackend, SnapshotBackend
 from harness.host.bootloader import BootLoader
 from harness.host.critical import find_host_critical
 from harness.host.kernel import KernelFacts
-from harness.host.kvm import KvmProbe, probe_kvm
+from harness.host.kvm import KvmProbe
 from harness.host.limits import Limits
 from harness.host.pci import PciInventory, enumerate_pci
-from harness.host.root import HostRoot
+from harness.libvirt.connection import DEFAULT_URI
 from harness.libvirt.facts import LibvirtFacts
 
-# What a snapshot stores that is not a file on the host (a probe's result, a libvirt answer).
-SNAPSHOT_PROBES = "/.harness/probes.json"
-SNAPSHOT_LIBVIRT = "/.harness/libvirt.json"
 SNAPSHOT_HOSTNAME = "/proc/sys/kernel/hostname"
 
 
 class Host:
-    """Everything the harness knows about one host, read lazily from its root."""
+    """Everything the harness knows about one host, read lazily through its backend.
 
-    def __init__(
-        self,
-        root: HostRoot,
-        *,
-        libvirt_facts: Callable[[], LibvirtFacts] | None = None,
-        refuse: tuple[str, ...] = (),
-    ) -> None:
-        self.root = root
-        self._libvirt_facts = libvirt_facts
+    Open one with ``open_host``; close it (or use it as a context manager) to stop what the backend
+    started for it, such as a private libvirtd.
+    """
+
+    def __init__(self, backend: HostBackend, *, refuse: tuple[str, ...] = ()) -> None:
+        self.backend = backend
+        self.root = backend.root
         self.refuse = refuse
 
     @classmethod
-    def local(cls, **kwargs: object) -> Host:
-        return cls(HostRoot("/"), **kwargs)  # type: ignore[arg-type]
+    def local(
+        cls,
+        *,
+        uri: str = DEFAULT_URI,
+        libvirt_facts: Callable[[], LibvirtFacts] | None = None,
+        refuse: tuple[str, ...] = (),
+    ) -> Host:
+        return cls(LiveBackend(uri, libvirt_facts), refuse=refuse)
 
     @classmethod
     def from_snapshot(cls, path: str | Path, refuse: tuple[str, ...] = ()) -> Host:
-        root = HostRoot(path)
-        if not root.path.is_dir():
-            raise FileNotFoundError(f"host snapshot {path} does not exist")
-        return cls(root, refuse=refuse)
+        return cls(SnapshotBackend(path), refuse=refuse)
+
+    @property
+    def is_live(self) -> bool:
+        return self.backend.is_live
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"Host({self.name!r}, root={str(self.root.path)!r})"
@@ -88,16 +102,25 @@ class Host:
 
     @cached_property
     def kvm(self) -> KvmProbe:
-        if self.root.is_live:
-            return probe_kvm()
-        probes = json.loads(self.root.read_text(SNAPSHOT_PROBES) or "{}")
-        return KvmProbe(**probes.get("kvm", {"usable": False, "detail": "not recorded in this snapshot"}))
+        return self.backend.kvm_probe()
 
     @cached_property
     def libvirt(self) -> LibvirtFacts:
-        if self._libvirt_facts is not None:
-            return self._libvirt_facts()
-        recorded = self.root.read_text(SNAPSHOT_LIBVIRT)
-        if recorded is not None:
-            return LibvirtFacts.from_json(recorded)
-        return LibvirtFacts.unreachable("(none)", "no libvirt connection was given for this host")
+        return self.backend.libvirt_facts()
+
+
+def open_host(
+    snapshot: str | Path | None = None,
+    uri: str = DEFAULT_URI,
+    refuse: tuple[str, ...] = (),
+    *,
+    libvirt_facts: Callable[[], LibvirtFacts] | None = None,
+) -> Host:
+    """The one way to open a host: a snapshot directory when given, else this machine at ``uri``.
+
+    ``libvirt_facts`` lets a caller that already holds a libvirt connection (the pytest plugin) share it;
+    without it the live backend connects when a check first asks, starting a private libvirtd if needed.
+    """
+    if snapshot:
+        return Host(SnapshotBackend(snapshot), refuse=refuse)
+    return Host(LiveBackend(uri, libvirt_facts), refuse=refuse)

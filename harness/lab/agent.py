@@ -9,10 +9,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import BinaryIO
 
+from harness.errors import HarnessEnvironmentError
 from harness.lab.guest_agent import ERROR, EXIT, HEADER, STDERR, STDOUT
 
 
-class AgentError(RuntimeError):
+class AgentError(HarnessEnvironmentError):
     """The agent could not run the command (not a non-zero exit: that is a normal result)."""
 
 

@@ -5,7 +5,10 @@ hostdev-lab status [NAME] [--json]         list labs (or one lab's lab.json)
 hostdev-lab exec [--name NAME] -- CMD...   run CMD in L1, stream its output, exit with its code
 hostdev-lab run SPEC [--name NAME] -- CMD  up, exec, down in one go
 hostdev-lab console [NAME] [-n LINES]      tail of L1's serial console
-hostdev-lab down [NAME | --all]            stop a lab
+hostdev-lab down [NAME | --all]            stop a lab (--all: every lab of this user and checkout)
+
+Exit codes: the command's own for exec/run; 0 done; 2 a bad spec, argument or lab error;
+3 internal error; 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from harness.lab.agent import AgentError
+from harness import __version__
+from harness.command import EXIT_INTERRUPTED, OneLineParser, run_command
+from harness.errors import HarnessInputError
 from harness.lab.lab import Lab, LabError, list_labs, start_lab
-from harness.lab.spec import SpecError, load_spec
+from harness.lab.spec import load_spec
+
+PROG = "hostdev-lab"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hostdev-lab", description="The built-in nested host for hostdev-harness."
-    )
+    parser = OneLineParser(prog=PROG, description="The built-in nested host for hostdev-harness.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="boot a lab and leave it running")
@@ -53,14 +59,14 @@ def _parser() -> argparse.ArgumentParser:
 
     down = commands.add_parser("down", help="stop a lab")
     down.add_argument("name", nargs="?")
-    down.add_argument("--all", action="store_true")
+    down.add_argument("--all", action="store_true", help="every lab this user started from this checkout")
     return parser
 
 
 def _command(words: Sequence[str]) -> list[str]:
     command = list(words)
     if not command:
-        raise SystemExit("hostdev-lab: no command given (put it after --)")
+        raise HarnessInputError("no command given; put it after --, e.g. hostdev-lab exec -- lspci")
     return command
 
 
@@ -95,7 +101,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    words = list(sys.argv[1:] if argv is None else argv)
+    return run_command(PROG, lambda: _main(list(sys.argv[1:] if argv is None else argv)))
+
+
+def _main(words: list[str]) -> int:
     # Everything after the first "--" is the command for L1, untouched by option parsing.
     after: list[str] = []
     if "--" in words:
@@ -107,40 +116,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     try:
-        if args.command == "up":
-            lab = start_lab(load_spec(args.spec), name=args.name, detach=True)
-            print(f"{lab.name} ready: {lab.libvirt_uri}  (state: {lab.state_dir})")
-            print(f"HARNESS_ALLOW={','.join(lab.allowed_bdfs)}")
-            return 0
-        if args.command == "run":
-            return _run(args)
-        if args.command == "exec":
-            return _pick(args.name).stream(_command(args.cmd), cwd=args.cwd or os.getcwd())
-        if args.command == "status":
-            labs = [Lab.load(args.name)] if args.name else list_labs()
-            if args.json:
-                print(json.dumps([lab.to_json() for lab in labs], indent=2))
-                return 0
-            if not labs:
-                print("no labs")
-            for lab in labs:
-                state = lab.status if lab.is_running() else f"{lab.status}, not running"
-                print(f"{lab.name}: {state}, pid {lab.pid}, {lab.libvirt_uri}, accel {lab.accel}")
-            return 0
-        if args.command == "console":
-            print(_pick(args.name).console_tail(args.lines))
-            return 0
-        if args.command == "down":
-            labs = list_labs() if args.all else [_pick(args.name)]
-            for lab in labs:
-                lab.stop()
-                print(f"{lab.name}: stopped")
-            return 0
-    except (SpecError, LabError, AgentError) as exc:
-        print(f"hostdev-lab: {exc}", file=sys.stderr)
-        return 2
+        return _dispatch(args)
     except KeyboardInterrupt:
         stopped = "; lab stopped" if args.command in ("run", "up") else ""
-        print(f"hostdev-lab: interrupted{stopped}", file=sys.stderr)
-        return 130
-    return 2
+        print(f"{PROG}: interrupted{stopped}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "up":
+        lab = start_lab(load_spec(args.spec), name=args.name, detach=True)
+        print(f"{lab.name} ready: {lab.libvirt_uri}  (state: {lab.state_dir})")
+        print(f"HARNESS_ALLOW={','.join(lab.allowed_bdfs)}")
+        return 0
+    if args.command == "run":
+        return _run(args)
+    if args.command == "exec":
+        return _pick(args.name).stream(_command(args.cmd), cwd=args.cwd or os.getcwd())
+    if args.command == "status":
+        labs = [Lab.load(args.name)] if args.name else list_labs()
+        if args.json:
+            print(json.dumps([lab.to_json() for lab in labs], indent=2))
+            return 0
+        if not labs:
+            print("no labs")
+        for lab in labs:
+            state = lab.status if lab.is_running() else f"{lab.status}, not running"
+            print(f"{lab.name}: {state}, pid {lab.pid}, {lab.libvirt_uri}, accel {lab.accel}")
+        return 0
+    if args.command == "console":
+        print(_pick(args.name).console_tail(args.lines))
+        return 0
+    if args.command == "down":
+        if args.all and args.name:
+            raise HarnessInputError("give a lab name or --all, not both")
+        labs = list_labs() if args.all else [_pick(args.name)]
+        for lab in labs:
+            lab.stop()
+            print(f"{lab.name}: stopped")
+        return 0
+    raise HarnessInputError(f"unknown command {args.command!r} (see {PROG} --help)")

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import HarnessEnvironmentError
+
 KERNEL_PACKAGE_ENV = "HOSTDEV_LAB_KERNEL_PACKAGE"
 KERNEL_META_PACKAGE = "linux-image-amd64"
 BUSYBOX = Path("/bin/busybox")
@@ -47,7 +49,7 @@ BOOT_FAILED_MARKER = "HOSTDEV-LAB-BOOT-FAILED"
 Log = Callable[[str], None]
 
 
-class KernelError(RuntimeError):
+class KernelError(HarnessEnvironmentError):
     """The kernel or initramfs could not be prepared; the message says which command failed."""
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from harness.errors import HarnessEnvironmentError
 from harness.lab import agent
 from harness.lab.accel import choose_accel
 from harness.lab.guest_init import GUEST_QEMU_CACHE, write_guest_files
@@ -40,7 +41,7 @@ PR_SET_PDEATHSIG = 1
 Log = Callable[[str], None]
 
 
-class LabError(RuntimeError):
+class LabError(HarnessEnvironmentError):
     """A lab could not be started or used; boot failures carry the tail of the serial console."""
 
 

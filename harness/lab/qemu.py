@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessEnvironmentError
 from harness.lab.kernel import (
     GUEST_IP,
     LAB_TAG,
@@ -40,7 +41,7 @@ LAB_KERNEL_ARGS = ("console=ttyS0,115200", "panic=-1", "loglevel=4", "mitigation
 Warn = Callable[[str], None]
 
 
-class QemuError(RuntimeError):
+class QemuError(HarnessEnvironmentError):
     """The requested lab cannot be expressed with this QEMU."""
 
 

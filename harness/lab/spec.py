@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessInputError
+
 DEFAULT_CMDLINE = "intel_iommu=on iommu=pt"
 
 MACHINE_TYPES = ("q35",)
@@ -37,7 +39,7 @@ _DEVICE_KEYS: dict[str, set[str]] = {
 _COMMON_DEVICE_KEYS = {"kind", "id", "optional"}
 
 
-class SpecError(ValueError):
+class SpecError(HarnessInputError):
     """A lab spec that cannot be used; the message names the file, the key and the offending value."""
 
 
@@ -191,7 +193,15 @@ def _read_merged(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
-        raise SpecError(f"{path}: no such lab spec file") from None
+        raise SpecError(f"{path}: no such lab spec file; specs are in fixtures/labs/") from None
+    except IsADirectoryError:
+        raise SpecError(
+            f"{path}: is a directory, not a lab spec; pass a .toml file from fixtures/labs/"
+        ) from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the lab spec: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}); a lab spec is a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
     base = data.pop("base", None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import libvirt
 
+from harness.errors import HarnessEnvironmentError
+
 DEFAULT_URI = "qemu:///system"
 
 
@@ -14,8 +16,8 @@ def ignore_libvirt_error(_context: object, _error: object) -> None:
 libvirt.registerErrorHandler(ignore_libvirt_error, None)
 
 
-class LibvirtUnavailableError(RuntimeError):
-    pass
+class LibvirtUnavailableError(HarnessEnvironmentError):
+    """No libvirt daemon answers at a URI (the message names it and what libvirt said)."""
 
 
 def open_connection(uri: str, *, read_only: bool = False) -> libvirt.virConnect:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import libvirt
 
+from harness.errors import HarnessEnvironmentError
 from harness.libvirt.connection import answers, is_local_system_uri, open_connection
 
 # Directories libvirtd writes to; a private daemon gets its own copy of each, bind-mounted in place.
@@ -39,7 +40,7 @@ QEMU_CONF_SETTINGS = {
 }
 
 
-class LibvirtdError(RuntimeError):
+class LibvirtdError(HarnessEnvironmentError):
     """libvirtd could not be started; the message carries the tail of its log."""
 
 

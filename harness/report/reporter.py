@@ -28,6 +28,12 @@ def host_properties() -> dict[str, str]:
     }
 
 
+def report_dir(config: pytest.Config) -> Path:
+    """The one folder every report of a run goes to: ``--harness-report-dir``, else ``<rootdir>/reports``."""
+    chosen = config.getoption("harness_report_dir", None)
+    return Path(chosen).absolute() if chosen else config.rootpath / "reports"
+
+
 class HarnessReporter:
     """Collects verdicts from test reports (which carry user_properties across xdist) and reports them."""
 
@@ -66,9 +72,9 @@ class HarnessReporter:
             for name, value in properties.items():
                 xml.add_global_property(name, value)
         self.summary = render_summary(properties, self.checks, self.devices)
-        report_dir = Path(self.config.getoption("harness_report_dir") or "reports")
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "summary.txt").write_text(self.summary)
+        folder = report_dir(self.config)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.txt").write_text(self.summary)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         for line in self.restored:

@@ -8,6 +8,7 @@ from typing import Literal
 
 from lxml import etree
 
+from harness.errors import HarnessEnvironmentError
 from harness.xml.base import Element
 
 __all__ = ["SCHEMA_DIR", "SchemaKind", "SchemaMissingError", "load_schema", "schema_errors", "schema_path"]
@@ -16,7 +17,7 @@ SCHEMA_DIR = Path("/usr/share/libvirt/schemas")
 SchemaKind = Literal["domain", "network", "nodedev"]
 
 
-class SchemaMissingError(FileNotFoundError):
+class SchemaMissingError(HarnessEnvironmentError, FileNotFoundError):
     """The schema file is not installed (Debian: libvirt-daemon-driver-* / libvirt-common)."""
 
 

@@ -1,0 +1,76 @@
+"""What both command lines share: one line per error, the documented exit codes, never a traceback.
+
+Exit codes (README, ``harness/errors.py``): 0 ready or done, 1 not ready, 2 usage or input error,
+3 internal error, 130 interrupted (Ctrl-C), 141 the reader of our output went away (``| head``).
+``HARNESS_DEBUG=1`` prints the traceback of an internal error for a bug report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import NoReturn
+
+from harness.errors import EXIT_INTERNAL, EXIT_USAGE, HarnessError, HarnessInputError
+
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE
+DEBUG_ENV = "HARNESS_DEBUG"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (our exit code 2) instead of usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise HarnessInputError(f"{message} (see {self.prog} --help)")
+
+
+def _say(prog: str, message: str) -> None:
+    one_line = " ".join(message.split())
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{prog}: {one_line}", file=sys.stderr, flush=True)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so Python's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def run_command(prog: str, body: Callable[[], int]) -> int:
+    """Run a command's body and turn whatever ends it into one stderr line and an exit code."""
+    try:
+        code = body()
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
+    except HarnessError as exc:
+        _say(prog, str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _say(prog, "interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        # A file or device the user named (or the environment) refused: not a bug in the harness.
+        where = f": {exc.filename}" if exc.filename else ""
+        _say(prog, f"{exc.strerror or exc}{where}; check the path and its permissions")
+        return EXIT_USAGE
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        _say(
+            prog,
+            f"internal error: {type(exc).__name__}: {exc} (a bug in hostdev-harness; rerun with "
+            f"{DEBUG_ENV}=1 for the traceback and report it)",
+        )
+        return EXIT_INTERNAL

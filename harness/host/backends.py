@@ -1,0 +1,153 @@
+"""Where a host is read from: this machine or a snapshot, two backends behind one interface.
+
+Like testinfra's backends, each one answers the same questions (its files through a ``HostRoot``,
+libvirt's facts, the KVM probe), so the plugin, the CLI and the suites never ask "is this live?".
+A snapshot is recognised by its manifest (``.harness/manifest.json``): any other directory is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.errors import HarnessInputError
+from harness.host.kvm import KvmProbe, probe_kvm
+from harness.host.root import HostRoot
+from harness.libvirt.connection import (
+    DEFAULT_URI,
+    LibvirtUnavailableError,
+    answers,
+    is_local_system_uri,
+    open_connection,
+)
+from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
+from harness.progress import Progress
+
+# What a snapshot stores that is not a file on the host (a probe's result, a libvirt answer).
+SNAPSHOT_MANIFEST = "/.harness/manifest.json"
+SNAPSHOT_PROBES = "/.harness/probes.json"
+SNAPSHOT_LIBVIRT = "/.harness/libvirt.json"
+SNAPSHOT_FORMAT = "hostdev-harness-snapshot"
+SNAPSHOT_FORMAT_VERSION = 1
+
+
+class NotASnapshotError(HarnessInputError):
+    """A path given as a host snapshot that is not one."""
+
+
+class HostBackend(Protocol):
+    """What a ``Host`` reads through: files below a root, libvirt's facts, the KVM probe."""
+
+    root: HostRoot
+    description: str
+
+    @property
+    def is_live(self) -> bool: ...
+
+    def libvirt_facts(self) -> LibvirtFacts: ...
+
+    def kvm_probe(self) -> KvmProbe: ...
+
+    def close(self) -> None: ...
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the snapshot at ``path``; raises ``NotASnapshotError`` naming what is wrong."""
+    directory = Path(path)
+    make_one = "capture one with: hostdev-harness snapshot DIR"
+    if not directory.exists():
+        raise NotASnapshotError(f"host snapshot {path} does not exist; {make_one}")
+    if not directory.is_dir():
+        raise NotASnapshotError(f"host snapshot {path} is not a directory; {make_one}")
+    manifest_path = directory / SNAPSHOT_MANIFEST.lstrip("/")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise NotASnapshotError(
+            f"{path} is not a host snapshot (it has no {SNAPSHOT_MANIFEST.lstrip('/')}); {make_one}"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise NotASnapshotError(
+            f"{manifest_path}: unreadable snapshot manifest ({exc}); capture the snapshot again"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != SNAPSHOT_FORMAT:
+        raise NotASnapshotError(f"{manifest_path}: not a {SNAPSHOT_FORMAT} manifest; {make_one}")
+    version = manifest.get("version")
+    if not isinstance(version, int) or version > SNAPSHOT_FORMAT_VERSION:
+        raise NotASnapshotError(
+            f"{manifest_path}: snapshot format version {version!r}, this harness reads up to "
+            f"{SNAPSHOT_FORMAT_VERSION}; upgrade hostdev-harness"
+        )
+    return manifest
+
+
+class SnapshotBackend:
+    """A host captured by ``hostdev-harness snapshot``: files, and the recorded probe and libvirt answers."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.manifest = read_manifest(path)
+        self.root = HostRoot(path)
+        self.description = f"snapshot {self.root.path}"
+
+    @property
+    def is_live(self) -> bool:
+        return False
+
+    def libvirt_facts(self) -> LibvirtFacts:
+        recorded = self.root.read_text(SNAPSHOT_LIBVIRT)
+        if recorded is None:
+            return LibvirtFacts.unreachable("(none)", "libvirt's answers were not recorded in this snapshot")
+        return LibvirtFacts.from_json(recorded)
+
+    def kvm_probe(self) -> KvmProbe:
+        probes = json.loads(self.root.read_text(SNAPSHOT_PROBES) or "{}")
+        return KvmProbe(**probes.get("kvm", {"usable": False, "detail": "not recorded in this snapshot"}))
+
+    def close(self) -> None:
+        pass
+
+
+class LiveBackend:
+    """This machine. libvirt is asked only when a check needs it, through a private libvirtd if none answers."""
+
+    def __init__(
+        self, uri: str = DEFAULT_URI, libvirt_facts: Callable[[], LibvirtFacts] | None = None
+    ) -> None:
+        self.root = HostRoot("/")
+        self.uri = uri
+        self.description = f"this machine ({uri})"
+        self._libvirt_facts = libvirt_facts
+        self._resources = ExitStack()
+
+    @property
+    def is_live(self) -> bool:
+        return True
+
+    def libvirt_facts(self) -> LibvirtFacts:
+        if self._libvirt_facts is not None:
+            return self._libvirt_facts()
+        uri = self.uri
+        if is_local_system_uri(uri) and not answers(uri):
+            from harness.libvirt.daemon import private_libvirtd
+
+            with Progress(f"starting a private libvirtd because none answers at {uri}") as step:
+                daemon = self._resources.enter_context(private_libvirtd())
+                step.done(f"private libvirtd at {daemon.uri}")
+            uri = daemon.uri
+        try:
+            connection = open_connection(uri)
+        except LibvirtUnavailableError as exc:
+            return LibvirtFacts.unreachable(uri, str(exc))
+        self._resources.callback(connection.close)
+        # A daemon's first domain-capabilities answer probes QEMU: seconds on a fresh private libvirtd.
+        with Progress(f"asking libvirt at {uri} for its capabilities and node devices"):
+            return gather_libvirt_facts(connection)
+
+    def kvm_probe(self) -> KvmProbe:
+        return probe_kvm()
+
+    def close(self) -> None:
+        self._resources.close()
