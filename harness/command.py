@@ -30,7 +30,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _say(prog: str, message: str) -> None:
-    one_line = " ".join(message.split())
+    # The first line names what is wrong and what to do; details after it (a console tail) only on demand.
+    first, _, details = message.strip().partition("\n")
+    one_line = " ".join(first.split())
+    if details and os.environ.get(DEBUG_ENV):
+        one_line += "\n" + details
     with contextlib.suppress(OSError, ValueError):
         print(f"{prog}: {one_line}", file=sys.stderr, flush=True)
 

@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
@@ -28,18 +29,28 @@ def _mode(stream: TextIO) -> str:
 
 
 def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KiB", "MiB"):
         size /= 1024
-    raise AssertionError("unreachable")
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} GiB"
 
 
 class Progress:
     """One step: ``with Progress("starting a private libvirtd ...") as step: ...; step.done("ready")``."""
 
-    def __init__(self, what: str, *, stream: TextIO | None = None, total_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        what: str,
+        *,
+        stream: TextIO | None = None,
+        total_bytes: int | None = None,
+        bytes_done: Callable[[], int] | None = None,
+    ) -> None:
         self.what = what
+        self._measure = bytes_done
         self.stream = stream or sys.stderr
         self.mode = _mode(self.stream)
         self.total_bytes = total_bytes
@@ -62,6 +73,16 @@ class Progress:
         """For downloads: count bytes as they arrive (the live line shows them)."""
         self.bytes_done += byte_count
 
+    def note(self, stage: str) -> None:
+        """A stage reached within the step, as a line of its own (the live line is redrawn below it)."""
+        if self.mode == "off":
+            return
+        elapsed = time.monotonic() - self._started
+        if self.mode == "live":
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.write("\r\033[K")
+        self._print(f"{PREFIX}: {self.what}: {stage} ({elapsed:.1f} s)")
+
     def done(self, result: str) -> None:
         """What the step ended with, said on its last line."""
         self.result = result
@@ -83,13 +104,22 @@ class Progress:
             self.stream.write("\r\033[K")
         self._print(f"{PREFIX}: {self.what}: {ending}")
 
+    def _measured(self) -> int:
+        if self._measure is None:
+            return self.bytes_done
+        try:
+            return self._measure()
+        except OSError:
+            return 0
+
     def _size_text(self) -> str:
         return f" ({human_size(self.total_bytes)})" if self.total_bytes else ""
 
     def _tick(self) -> None:
         while not self._stop.wait(0.2):
             elapsed = time.monotonic() - self._started
-            count = f", {human_size(self.bytes_done)}" if self.bytes_done else ""
+            done = self._measured()
+            count = f", {human_size(done)}" if done else ""
             line = f"{PREFIX}: {self.what}{self._size_text()} ... {elapsed:.0f} s{count}"
             try:
                 self.stream.write(f"\r\033[K{line}")

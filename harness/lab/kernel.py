@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessEnvironmentError
+from harness.progress import Progress
 
 KERNEL_PACKAGE_ENV = "HOSTDEV_LAB_KERNEL_PACKAGE"
 KERNEL_META_PACKAGE = "linux-image-amd64"
@@ -99,6 +100,20 @@ def kernel_package_name() -> str:
     )
 
 
+def _package_size(package: str) -> int | None:
+    """The .deb's size from apt's package lists, to say how much a download is (None when unknown)."""
+    try:
+        shown = subprocess.run(
+            ["apt-cache", "show", "--no-all-versions", package], capture_output=True, text=True, check=False
+        ).stdout
+    except OSError:
+        return None
+    for line in shown.splitlines():
+        if line.startswith("Size:") and line.split()[-1].isdigit():
+            return int(line.split()[-1])
+    return None
+
+
 def ensure_kernel(cache: Path, log: Log = print) -> KernelImage:
     """Return the cached kernel, fetching and unpacking it the first time."""
     kernel_root = cache / "kernel"
@@ -117,11 +132,16 @@ def ensure_kernel(cache: Path, log: Log = print) -> KernelImage:
         with tempfile.TemporaryDirectory(dir=kernel_root, prefix=".download-") as scratch:
             scratch_dir = Path(scratch)
             os.chmod(scratch_dir, 0o755)
-            try:
-                _run(["apt-get", "download", "-q", package], cwd=scratch_dir)
-            except KernelError:  # stale package lists name a version the archive no longer has
-                _run(["apt-get", "update", "-qq"])
-                _run(["apt-get", "download", "-q", package], cwd=scratch_dir)
+            with Progress(
+                f"downloading {package} with apt-get",
+                total_bytes=_package_size(package),
+                bytes_done=lambda: sum(f.stat().st_size for f in scratch_dir.rglob("*") if f.is_file()),
+            ):
+                try:
+                    _run(["apt-get", "download", "-q", package], cwd=scratch_dir)
+                except KernelError:  # stale package lists name a version the archive no longer has
+                    _run(["apt-get", "update", "-qq"])
+                    _run(["apt-get", "download", "-q", package], cwd=scratch_dir)
             debs = list(scratch_dir.glob("*.deb"))
             if not debs:
                 raise KernelError(f"apt-get download {package} produced no .deb in {scratch_dir}")

@@ -34,6 +34,7 @@ from harness.lab.kernel import BOOT_FAILED_MARKER, ensure_initramfs, ensure_kern
 from harness.lab.paths import cache_dir, reports_dir, state_root
 from harness.lab.qemu import LabDevice, Ports, RuntimePaths, build_machine
 from harness.lab.spec import LabSpec, load_spec
+from harness.progress import Progress
 
 BOOT_TIMEOUT_ENV = "HOSTDEV_LAB_BOOT_TIMEOUT"
 DEFAULT_BOOT_TIMEOUT = 180.0
@@ -334,7 +335,9 @@ def start_lab(
     prepare_started = time.monotonic()
     kernel = ensure_kernel(cache, log)
     initramfs = ensure_initramfs(kernel, cache)
-    accel = choose_accel(cache, kernel, initramfs)
+    with Progress(f"lab {lab_name}: choosing the accelerator (a probe boot the first time)") as step:
+        accel = choose_accel(cache, kernel, initramfs)
+        step.done(accel)
     qemu_cache = cache / "l1-libvirt-qemu-cache"
     qemu_cache.mkdir(parents=True, exist_ok=True)
     reports = reports_dir()
@@ -371,7 +374,11 @@ def start_lab(
     lab.pid = lab.process.pid
     lab.save()
     try:
-        _wait_ready(lab, timeout)
+        with Progress(
+            f"lab {lab_name}: booting L1 ({kernel.release}, {accel}) until its libvirtd, agent and devices answer"
+        ) as step:
+            _wait_ready(lab, timeout, step.note)
+            step.done(", ".join(f"{stage} {seconds} s" for stage, seconds in lab.timings.items()))
     except BaseException:
         lab.stop(keep_state=True)
         lab.status = "failed"
@@ -385,14 +392,14 @@ def start_lab(
 
 def _boot_failure(lab: Lab, why: str) -> LabError:
     return LabError(
-        f"lab {lab.name}: {why}\n"
+        f"lab {lab.name}: {why}; console: {lab.state_dir / 'console.log'} (hostdev-lab console {lab.name})\n"
         f"--- console tail ({lab.state_dir / 'console.log'}) ---\n{lab.console_tail(30)}\n"
         f"--- qemu output ({lab.state_dir / 'qemu.log'}) ---\n{tail(lab.state_dir / 'qemu.log', 10)}\n"
         f"reproduce: {shlex.join(['hostdev-lab', 'up', lab.spec_path or '<spec>', '--name', lab.name])}"
     )
 
 
-def _wait_ready(lab: Lab, timeout: float) -> None:
+def _wait_ready(lab: Lab, timeout: float, stage: Callable[[str], None] = lambda _: None) -> None:
     import libvirt
 
     # libvirt prints every failed connection attempt to stderr unless told otherwise.
@@ -414,15 +421,18 @@ def _wait_ready(lab: Lab, timeout: float) -> None:
         if not agent_up and agent.ping(lab.ports.agent, timeout=1.0):
             agent_up = True
             lab.timings["agent_s"] = round(time.monotonic() - started, 2)
+            stage("L1's exec agent answers")
         if not libvirtd_up:
             try:
                 libvirt.open(lab.libvirt_uri).close()
                 libvirtd_up = True
                 lab.timings["libvirtd_s"] = round(time.monotonic() - started, 2)
+                stage(f"L1's libvirtd answers at {lab.libvirt_uri}")
             except libvirt.libvirtError:
                 pass
         if not (agent_up and libvirtd_up):
             time.sleep(0.2)
+    stage("udev settles; finding the planned devices in L1's sysfs")
     rc, listing = lab.exec(_DISCOVER, timeout=120)
     if rc != 0:
         raise _boot_failure(lab, f"device discovery in L1 failed ({rc}): {listing[-500:]}")

@@ -1,7 +1,15 @@
-"""Where the lab keeps its caches and the state of running labs (both are settings)."""
+"""Where the lab keeps its caches, the state of running labs and reports (all three are settings).
+
+From a checkout everything stays in the checkout (``.cache/lab``, ``reports/``); installed from a wheel,
+nothing is written into site-packages: the cache goes to XDG (or ``/var/cache`` for root) and reports to
+the current directory. Running labs are namespaced per user and checkout, so ``down --all`` stops only
+the caller's own labs.
+"""
 
 from __future__ import annotations
 
+import getpass
+import hashlib
 import os
 from pathlib import Path
 
@@ -13,30 +21,56 @@ STATE_ENV = "HOSTDEV_LAB_STATE"
 REPORTS_ENV = "HOSTDEV_LAB_REPORTS"
 
 
+def running_from_checkout() -> bool:
+    """True in a git checkout (editable install), False for a wheel installed into site-packages."""
+    return (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "harness").is_dir()
+
+
 def cache_dir() -> Path:
     """Kernel, initramfs, accelerator probe and L1's libvirt capability cache live here.
 
-    ``$HOSTDEV_LAB_CACHE`` wins, then ``$XDG_CACHE_HOME/hostdev-lab``, then ``<repo>/.cache/lab``.
+    ``$HOSTDEV_LAB_CACHE`` wins, then ``$XDG_CACHE_HOME/hostdev-lab``, then ``<checkout>/.cache/lab``;
+    installed: ``/var/cache/hostdev-lab`` for root, ``~/.cache/hostdev-lab`` for others.
     """
     if value := os.environ.get(CACHE_ENV):
         return Path(value).resolve()
     if xdg := os.environ.get("XDG_CACHE_HOME"):
         return Path(xdg).resolve() / "hostdev-lab"
-    return PROJECT_ROOT / ".cache" / "lab"
+    if running_from_checkout():
+        return PROJECT_ROOT / ".cache" / "lab"
+    if os.geteuid() == 0:
+        return Path("/var/cache/hostdev-lab")
+    return Path.home() / ".cache" / "hostdev-lab"
+
+
+def lab_namespace() -> str:
+    """``<user>-<8 hex of the checkout path>``: labs of other users and other checkouts live elsewhere."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.geteuid())
+    checkout = hashlib.sha256(str(PROJECT_ROOT).encode()).hexdigest()[:8]
+    return f"{user}-{checkout}"
 
 
 def state_root() -> Path:
-    """One directory per running lab: ``$HOSTDEV_LAB_STATE``, else /run/hostdev-lab (root), else the cache."""
+    """One directory per running lab of this user and checkout.
+
+    ``$HOSTDEV_LAB_STATE`` wins (taken as is), else ``/run/hostdev-lab/<namespace>`` (root), else
+    ``<cache>/state/<namespace>``.
+    """
     if value := os.environ.get(STATE_ENV):
         return Path(value).resolve()
     run = Path("/run")
     if os.access(run, os.W_OK):
-        return run / "hostdev-lab"
-    return cache_dir() / "state"
+        return run / "hostdev-lab" / lab_namespace()
+    return cache_dir() / "state" / lab_namespace()
 
 
 def reports_dir() -> Path:
     """The directory shared writable into L1 at the same absolute path."""
     if value := os.environ.get(REPORTS_ENV):
         return Path(value).resolve()
-    return PROJECT_ROOT / "reports"
+    if running_from_checkout():
+        return PROJECT_ROOT / "reports"
+    return Path.cwd() / "reports"
