@@ -7,20 +7,32 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils udev kmod cpio busybox-static pciutils pci.ids iproute2 python3-venv gcc \
 	virtinst
+# Only for the project's own tests: the HTML report is rendered by headless Chromium in tests/test_reports.py.
+TEST_DEB_PACKAGES := chromium
 PYTEST_ARGS ?=
 
-.PHONY: deps venv demo validate test test-fast lint snapshot clean
+.PHONY: deps test-deps venv demo validate test test-fast lint snapshot clean
 
-deps: .cache/deps.stamp
-.cache/deps.stamp: Makefile
-	@mkdir -p .cache
-	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PACKAGES) 2>/dev/null | awk '$$4!="installed"{print $$1}'; \
-	  for p in $(DEB_PACKAGES); do dpkg-query -W $$p >/dev/null 2>&1 || echo $$p; done); \
+# $(call install_debs,PACKAGES): apt-get install whichever of PACKAGES are not installed yet.
+define install_debs
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(1) 2>/dev/null | awk '$$4!="installed"{print $$1}'; \
+	  for p in $(1); do dpkg-query -W $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$(echo $$missing | tr '\n' ' ')"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+deps: .cache/deps.stamp
+.cache/deps.stamp: Makefile
+	@mkdir -p .cache
+	$(call install_debs,$(DEB_PACKAGES))
+	@touch $@
+
+test-deps: .cache/test-deps.stamp
+.cache/test-deps.stamp: Makefile .cache/deps.stamp
+	$(call install_debs,$(TEST_DEB_PACKAGES))
 	@touch $@
 
 venv: $(VENV)/.stamp
@@ -43,10 +55,10 @@ validate: venv
 XML_SUITES := suites/test_xml_roundtrip.py suites/test_xml_corpus.py
 
 # The project's own tests: lint, types, the fast tier, the XML suites and the nested tier.
-test: venv lint
+test: venv test-deps lint
 	$(BIN)/pytest tests $(XML_SUITES) --hypothesis-profile=ci --harness-report-dir=.cache/test-reports $(PYTEST_ARGS)
 
-test-fast: venv
+test-fast: venv test-deps
 	$(BIN)/pytest tests $(XML_SUITES) -m 'not nested' --hypothesis-profile=ci --harness-report-dir=.cache/test-reports $(PYTEST_ARGS)
 
 lint: venv

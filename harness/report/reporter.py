@@ -1,14 +1,27 @@
-"""The end-of-run reports: host properties in JUnit, the summary in the terminal and in summary.txt."""
+"""The end-of-run reports, all in one folder (``--harness-report-dir``, default ``<rootdir>/reports``).
+
+- ``summary.txt`` (and the end of the terminal output): ``Checking ...: PASS`` lines and a device table;
+- ``report.json``: the run as versioned data (``harness/report/run_report.py``);
+- ``report.html``: the certification report a person reads, rendered from report.json;
+- ``junit.xml`` (pytest's, written where ``--junitxml`` says; the suites default it to this folder):
+  host properties and the overall verdict on the suite, a ``<system-out>`` line on each WARN;
+- ``junit-jenkins.xml``: the same, valid against Jenkins' junit-10.xsd.
+"""
 
 from __future__ import annotations
 
+import json
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 from _pytest.junitxml import xml_key
 
+from harness.report.html import render_html
+from harness.report.junit import JENKINS_JUNIT, mark_warnings, write_jenkins_junit
 from harness.report.properties import CHECK, DEVICE, HOST_PREFIX, as_dict
+from harness.report.run_report import TestRecord, build_report
 from harness.report.summary import render_summary
 
 
@@ -39,21 +52,19 @@ class HarnessReporter:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.checks: list[dict[str, str]] = []
-        self.devices: list[dict[str, str]] = []
+        self.records: dict[str, TestRecord] = {}
         self.host: dict[str, str] = {}
         self.summary: str | None = None
         # What recovery undid for owners that were gone (an interrupted earlier run, a crashed worker).
         self.restored: list[str] = []
+        self.written: list[Path] = []
+        self.junit_path: Path | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.records.setdefault(report.nodeid, TestRecord(report.nodeid)).add(report)
         if report.when != "call":
             return
         properties = as_dict(report.user_properties)
-        if CHECK in properties:
-            self.checks.append(properties)
-        if DEVICE in properties and "harness.assignable" in properties:
-            self.devices.append(properties)
         self.host.update(
             {
                 name[len(HOST_PREFIX) :]: value
@@ -62,19 +73,43 @@ class HarnessReporter:
             }
         )
 
+    def _has_verdicts(self) -> bool:
+        return any(
+            name in (CHECK, DEVICE) for record in self.records.values() for name, _ in record.properties
+        )
+
     @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not (self.checks or self.devices):
+        if not self._has_verdicts():
             return
-        properties = {**host_properties(), **self.host}
+        host = {**host_properties(), **self.host}
+        command = ["pytest", *sys.argv[1:]] if "pytest" in Path(sys.argv[0]).name else list(sys.argv)
+        records = list(self.records.values())
+        report = build_report(records, host, command, self.config.getoption("harness_snapshot", None))
+        report["restored"] = list(self.restored)
         xml = self.config.stash.get(xml_key, None)
         if xml is not None:
-            for name, value in properties.items():
+            for name, value in host.items():
                 xml.add_global_property(name, value)
-        self.summary = render_summary(properties, self.checks, self.devices)
+            xml.add_global_property("harness.verdict", report["verdict"])
+            xml.add_global_property("harness.verdict_reason", report["verdict_reason"])
+            warnings = sum(1 for check in report["checks"] if check["verdict"] == "WARN")
+            xml.add_global_property("harness.warnings", str(warnings))
+            self.junit_path = Path(self.config.option.xmlpath).absolute()
+        checks = [as_dict(r.properties) for r in records if any(n == CHECK for n, _ in r.properties)]
+        devices = [
+            as_dict(r.properties) for r in records if any(n == "harness.assignable" for n, _ in r.properties)
+        ]
+        self.summary = render_summary(host, checks, devices)
         folder = report_dir(self.config)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "summary.txt").write_text(self.summary)
+        for name, text in (
+            ("summary.txt", self.summary),
+            ("report.json", json.dumps(report, indent=2) + "\n"),
+            ("report.html", render_html(report)),
+        ):
+            (folder / name).write_text(text)
+            self.written.append(folder / name)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         for line in self.restored:
@@ -82,3 +117,12 @@ class HarnessReporter:
         if self.summary:
             terminalreporter.write_sep("=", "hostdev-harness summary")
             terminalreporter.write(self.summary)
+            reports = [*self.written, *([report_dir(self.config) / JENKINS_JUNIT] if self.junit_path else [])]
+            terminalreporter.write_line("reports: " + " ".join(str(path) for path in reports))
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """After junitxml wrote its file: the WARN lines, and the copy for Jenkins' schema."""
+        if self.junit_path is None or not self.junit_path.exists():
+            return
+        mark_warnings(self.junit_path)
+        write_jenkins_junit(self.junit_path, report_dir(config) / JENKINS_JUNIT)

@@ -1,0 +1,174 @@
+"""The run as data: one JSON document (``report.json``, schema ``report-v1.schema.json``) behind every report.
+
+The document is versioned (``format`` and ``version``); a consumer checks both. Version 1 holds the
+readiness verdict and why, the host and environment, each check with evidence and hint, the device
+matrix, and every test with outcome, duration, ``harness.*`` properties and reproducer commands.
+The HTML report is rendered from this document alone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from harness import __version__
+from harness.report.properties import CHECK, DEVICE
+
+REPORT_FORMAT = "hostdev-harness-report"
+REPORT_VERSION = 1
+SCHEMA_RESOURCE = "report-v1.schema.json"
+_REPRODUCE = re.compile(r"reproduce: ([^\n]+?)(?:;|$)", re.MULTILINE)
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON schema of ``report.json`` version 1, shipped inside the package."""
+    text = resources.files("harness.report").joinpath(SCHEMA_RESOURCE).read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@dataclass
+class TestRecord:
+    """One test across its phases: the worst outcome, the summed duration, its properties and message."""
+
+    nodeid: str
+    outcome: str = "passed"
+    duration_s: float = 0.0
+    properties: list[tuple[str, str]] = field(default_factory=list)
+    message: str | None = None
+
+    def add(self, report: pytest.TestReport) -> None:
+        self.duration_s += report.duration
+        self.properties = [(str(n), str(v)) for n, v in report.user_properties] or self.properties
+        if report.failed:
+            self.outcome = "failed" if report.when == "call" else "error"
+            self.message = report.longreprtext
+        elif report.skipped and self.outcome == "passed":
+            self.outcome = "skipped"
+            longrepr = report.longrepr
+            self.message = str(longrepr[2]) if isinstance(longrepr, tuple) else report.longreprtext
+
+
+def _merged(properties: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    merged: dict[str, list[str]] = {}
+    for name, value in properties:
+        merged.setdefault(name, []).append(value)
+    return merged
+
+
+def _one(merged: Mapping[str, list[str]], name: str) -> str | None:
+    values = merged.get(name)
+    return values[-1] if values else None
+
+
+def _check(record: TestRecord) -> dict[str, Any]:
+    merged = _merged(record.properties)
+    return {
+        "name": _one(merged, CHECK) or record.nodeid,
+        "title": _one(merged, "harness.title") or "",
+        "verdict": _one(merged, "harness.verdict") or ("FAIL" if record.outcome != "passed" else "PASS"),
+        "summary": _one(merged, "harness.summary") or "",
+        "evidence": merged.get("harness.evidence", []),
+        "hint": _one(merged, "harness.hint"),
+        "nodeid": record.nodeid,
+    }
+
+
+def _device(record: TestRecord) -> dict[str, Any]:
+    merged = _merged(record.properties)
+    group = _one(merged, "harness.iommu_group")
+    return {
+        "address": _one(merged, DEVICE) or "",
+        "nodedev": _one(merged, "harness.nodedev") or "",
+        "description": _one(merged, "harness.description") or "",
+        "driver": _one(merged, "harness.driver"),
+        "iommu_group": int(group) if group and group.isdigit() else None,
+        "group_members": (_one(merged, "harness.group_members") or "").split(),
+        "sriov": _one(merged, "harness.sriov") or "",
+        "assignable": _one(merged, "harness.assignable") or "",
+        "reasons": _one(merged, "harness.reasons") or "",
+        "libvirt_view": {"passed": "agrees", "skipped": "not compared"}.get(record.outcome, "differs"),
+        "nodeid": record.nodeid,
+    }
+
+
+def _reproducers(record: TestRecord, base_command: Sequence[str]) -> list[str]:
+    if record.outcome not in ("failed", "error"):
+        return []
+    options = [word for word in base_command if word.startswith("--harness-")]
+    commands = [" ".join(["pytest", repr(record.nodeid).replace('"', "'"), *options])]
+    commands += [match.strip() for match in _REPRODUCE.findall(record.message or "")]
+    return list(dict.fromkeys(commands))
+
+
+def _verdict(checks: Sequence[Mapping[str, Any]], tests: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    failed_checks = [c["name"] for c in checks if c["verdict"] == "FAIL"]
+    failed_tests = [t["nodeid"] for t in tests if t["outcome"] in ("failed", "error")]
+    warned = [c["name"] for c in checks if c["verdict"] == "WARN"]
+    if failed_checks or failed_tests:
+        parts = []
+        if failed_checks:
+            parts.append(f"{len(failed_checks)} check(s) FAIL: {', '.join(failed_checks)}")
+        other = [t for t in failed_tests if t not in {c["nodeid"] for c in checks}]
+        if other:
+            parts.append(f"{len(other)} other test(s) failed")
+        return "FAIL", "; ".join(parts)
+    if warned:
+        return "WARN", f"{len(warned)} check(s) WARN: {', '.join(warned)}"
+    if not tests:
+        return "FAIL", "no tests ran"
+    return "PASS", "every check passed and every test that ran passed"
+
+
+def build_report(
+    records: Sequence[TestRecord],
+    host: Mapping[str, str],
+    command: Sequence[str],
+    snapshot: str | None,
+) -> dict[str, Any]:
+    checks = [_check(r) for r in records if any(name == CHECK for name, _ in r.properties)]
+    devices = [_device(r) for r in records if any(name == "harness.assignable" for name, _ in r.properties)]
+    tests = [
+        {
+            "nodeid": r.nodeid,
+            "outcome": r.outcome,
+            "duration_s": round(r.duration_s, 3),
+            "verdict": _one(_merged(r.properties), "harness.verdict"),
+            "properties": {name: "\n".join(values) for name, values in _merged(r.properties).items()},
+            "message": r.message,
+            "reproduce": _reproducers(r, command),
+        }
+        for r in records
+    ]
+    verdict, reason = _verdict(checks, tests)
+    counts = {
+        outcome: sum(t["outcome"] == outcome for t in tests)
+        for outcome in ("passed", "failed", "skipped", "error")
+    }
+    return {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "verdict": verdict,
+        "verdict_reason": reason,
+        "host": dict(host),
+        "environment": {
+            "harness": __version__,
+            "python": platform.python_version(),
+            "pytest": pytest.__version__,
+            "command": list(command),
+            "snapshot": snapshot,
+        },
+        "counts": counts,
+        "checks": checks,
+        "devices": sorted(devices, key=lambda d: d["address"]),
+        "tests": tests,
+    }

@@ -1,0 +1,122 @@
+"""The reports of one suites run, each checked by the consumer it is for.
+
+report.json against its shipped JSON schema; junit-jenkins.xml against Jenkins' junit-10.xsd and both
+JUnit files through junitparser; report.html rendered by headless Chromium (Debian's ``chromium``,
+installed by ``make deps``): the verdict must be in the DOM and in the screenshot's pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from junitparser import JUnitXml, TestCase, TestSuite
+from lxml import etree
+from PIL import Image
+
+from harness.report.junit import JENKINS_JUNIT
+from harness.report.run_report import REPORT_VERSION, report_schema
+from tests.synthetic_hosts import FIXTURES
+
+REPO = Path(__file__).resolve().parent.parent
+JUNIT_XSD = REPO / "fixtures" / "junit" / "junit-10.xsd"
+WARN_HOST = FIXTURES / "synthetic-unsafe-interrupts"
+WARN_CASE = "test_preparation[interrupt_remapping]"
+WARN_COLOUR = (0xB2, 0x6A, 0x00)  # .WARN in harness/report/html.py
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run of the suites on a host that WARNs, reports in their own folder (junit.xml by default too)."""
+    folder = tmp_path_factory.mktemp("reports")
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--harness-allow=0000:01:00.0"]
+    argv += [f"suites/{name}.py" for name in ("test_preparation", "test_inventory", "test_assignment")]
+    argv += [f"--harness-snapshot={WARN_HOST}", f"--harness-report-dir={folder}"]
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return folder
+
+
+def test_every_report_lands_in_the_one_folder(reports: Path) -> None:
+    found = sorted(path.name for path in reports.iterdir())
+    assert found == sorted(["junit.xml", JENKINS_JUNIT, "report.html", "report.json", "summary.txt"]), found
+
+
+def test_json_report_follows_its_schema(reports: Path) -> None:
+    report = json.loads((reports / "report.json").read_text())
+    validator = jsonschema.Draft202012Validator(report_schema(), format_checker=jsonschema.FormatChecker())
+    errors = [f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(report)]
+    assert not errors, f"report.json breaks harness/report/report-v1.schema.json: {errors[:5]}"
+    assert report["version"] == REPORT_VERSION and report["verdict"] == "WARN", report["verdict_reason"]
+    remapping = next(c for c in report["checks"] if c["name"] == "interrupt_remapping")
+    assert remapping["verdict"] == "WARN" and remapping["hint"] and remapping["evidence"]
+    assert {d["address"] for d in report["devices"]} >= {"0000:01:00.0", "0000:00:1f.6"}
+
+
+def test_the_schema_rejects_what_it_should() -> None:
+    validator = jsonschema.Draft202012Validator(report_schema())
+    assert not validator.is_valid({"format": "hostdev-harness-report", "version": 1})
+    assert not validator.is_valid({"format": "something else", "version": 1})
+
+
+def test_jenkins_junit_validates_against_junit_10_xsd(reports: Path) -> None:
+    schema = etree.XMLSchema(etree.parse(str(JUNIT_XSD)))
+    document = etree.parse(str(reports / JENKINS_JUNIT))
+    assert schema.validate(document), f"{JENKINS_JUNIT} breaks junit-10.xsd: {str(schema.error_log)[:600]}"
+
+
+def test_a_warn_cannot_hide_in_junit(reports: Path) -> None:
+    """junitparser, a real consumer: the WARN is in the testcase's system-out and on the suite."""
+    for name in ("junit.xml", JENKINS_JUNIT):
+        xml = JUnitXml.fromfile(str(reports / name))
+        suites = [s for s in xml if isinstance(s, TestSuite)] if isinstance(xml, JUnitXml) else [xml]
+        cases = {case.name: case for suite in suites for case in suite if isinstance(case, TestCase)}
+        assert "hostdev-harness WARN" in (cases[WARN_CASE].system_out or ""), f"{name}: no WARN line"
+        suite_properties = {p.name: p.value for suite in suites for p in suite.properties()}  # type: ignore[no-untyped-call]
+        assert suite_properties["harness.verdict"] == "WARN", f"{name}: {suite_properties}"
+        assert suite_properties["harness.warnings"] == "1"
+    # junit.xml keeps per-testcase properties for the tools (and tests) that read them.
+    junit = etree.parse(str(reports / "junit.xml"))
+    case = next(c for c in junit.iter("testcase") if c.get("name") == WARN_CASE)
+    assert {p.get("name"): p.get("value") for p in case.iter("property")}["harness.verdict"] == "WARN"
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        if found := shutil.which(name):
+            return found
+    pytest.fail("chromium is not installed: run `make deps` (Debian package chromium)", pytrace=False)
+
+
+def test_html_report_renders_in_headless_chromium(reports: Path, tmp_path: Path) -> None:
+    browser = _chromium()
+    page = (reports / "report.html").as_uri()
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+    dom = subprocess.run([*common, "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    assert 'id="verdict-word">WARN<' in dom.stdout, f"verdict not in the rendered DOM: {dom.stderr[-1000:]}"
+    for section in ("checks", "devices", "scenarios", "reproduce", "environment"):
+        assert f'id="{section}"' in dom.stdout, f"section {section} missing"
+    screenshot = tmp_path / "report.png"
+    shot = subprocess.run(
+        [*common, "--hide-scrollbars", "--window-size=1280,900", f"--screenshot={screenshot}", page],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert screenshot.exists(), f"no screenshot: {shot.stderr[-1000:]}"
+    shutil.copy(screenshot, reports / "report.png")  # kept beside the report for a person to look at
+    image = Image.open(screenshot).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    assert len(colours) > 50, f"the screenshot looks blank ({len(colours)} colours): {screenshot}"
+    banner = image.crop((0, 0, image.width, image.height // 4))
+    warn_pixels = sum(
+        count for count, colour in banner.getcolors(maxcolors=1 << 20) or [] if colour == WARN_COLOUR
+    )
+    assert warn_pixels > 10_000, (
+        f"the WARN banner is not visible at the top of {screenshot} ({warn_pixels} px)"
+    )
