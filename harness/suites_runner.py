@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +15,7 @@ from harness.command import EXIT_INTERRUPTED
 from harness.errors import EXIT_INTERNAL, EXIT_NOT_READY, EXIT_READY, EXIT_USAGE, HarnessEnvironmentError
 
 SUITES_PACKAGE = "hostdev_harness_suites"  # the wheel's name for the checkout's suites/ folder
-_EXIT_CODES = {
+_EXIT_CODES: dict[int, int] = {
     pytest.ExitCode.OK: EXIT_READY,
     pytest.ExitCode.TESTS_FAILED: EXIT_NOT_READY,
     pytest.ExitCode.INTERRUPTED: EXIT_INTERRUPTED,
@@ -35,12 +38,23 @@ def suites_dir() -> Path:
     )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_suites(
     snapshot: str | None, uri: str, report_dir: str | None, pytest_args: Sequence[str] = ()
 ) -> int:
-    """Run every shipped suite; reports go to ``report_dir`` (default ``./reports``), never into the package."""
+    """Run every shipped suite; reports go to ``report_dir`` (default ``./reports``), never into the package.
+
+    pytest runs in a process of its own: in this one the harness is imported already, too late for
+    pytest's assertion rewriting.
+    """
     reports = Path(report_dir or "reports").absolute()
     args = [
+        sys.executable,
+        "-m",
+        "pytest",
         str(suites_dir()),
         f"--rootdir={Path.cwd()}",
         f"--harness-report-dir={reports}",
@@ -51,7 +65,20 @@ def run_suites(
         "-o",
         "junit_family=xunit1",
         *([f"--harness-snapshot={snapshot}"] if snapshot else []),
+        # Deterministic and without deadlines (a loaded host must not fail the XML suites), unless chosen.
+        *(
+            []
+            if any(a.startswith("--hypothesis-profile") for a in pytest_args)
+            else ["--hypothesis-profile=ci"]
+        ),
         *pytest_args,
     ]
-    code = pytest.main(args)
-    return _EXIT_CODES.get(pytest.ExitCode(code), EXIT_INTERNAL)
+    # Ctrl-C reaches pytest as well (same process group): it stops, writes its reports and exits 2 (-> 130).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = subprocess.run(args, check=False, preexec_fn=_default_sigint).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if code < 0:  # pytest killed by a signal
+        return EXIT_INTERRUPTED if -code == signal.SIGINT else EXIT_INTERNAL
+    return _EXIT_CODES.get(code, EXIT_INTERNAL)

@@ -192,7 +192,7 @@ def test_a_bug_is_exit_3_in_one_line(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_ctrl_c_during_a_command_exits_130(tmp_path: Path) -> None:
-    """A real SIGINT while `validate` runs pytest: 130 and no traceback."""
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while `validate` runs pytest."""
     process = subprocess.Popen(
         [
             str(BIN / "hostdev-harness"),
@@ -206,10 +206,11 @@ def test_ctrl_c_during_a_command_exits_130(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     assert process.stdout is not None
     process.stdout.readline()  # pytest has started
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == EXIT_INTERRUPTED, out[-2000:] + err
     assert "Traceback" not in err
@@ -263,21 +264,32 @@ def test_generated_arguments(
     assert_one_clear_line(err, "hostdev-harness")
 
 
+def _call_until_tripwire(
+    main: object, argv: list[str], capsys: pytest.CaptureFixture[str], module: object, name: str
+) -> tuple[int, str] | None:
+    """``main(argv)`` with ``module.name`` (what would change this machine) a tripwire; None if it was reached."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, name, _tripwire)
+        patch.setattr(signal, "signal", lambda *_: None)  # hostdev-lab installs handlers: not in this process
+        try:
+            return _call(main, argv, capsys)
+        except Tripwire:
+            return None
+
+
 @GENERATED
 @given(content=file_bytes)
 def test_generated_journals(content: bytes, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """A journal the reader rejects is exit 2; one it accepts never reaches this machine's libvirt here."""
     journal = tmp_path / "journal.jsonl"
     journal.write_bytes(content)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(harness_cli, "open_connection", _tripwire)
-        try:
-            code, err = _call(harness_cli.main, ["restore", "--journal", str(journal)], capsys)
-        except Tripwire:
-            return  # well-formed pending entries: a valid journal, not a bad input
-    assert code in (0, EXIT_USAGE), f"exit {code} for journal {content!r}\n{err}"
-    if code == EXIT_USAGE:
-        assert_one_clear_line(err, "hostdev-harness", str(journal))
+    argv = ["restore", "--journal", str(journal)]
+    outcome = _call_until_tripwire(harness_cli.main, argv, capsys, harness_cli, "open_connection")
+    if outcome is not None:  # None: well-formed pending entries, a valid journal and not a bad input
+        code, err = outcome
+        assert code in (0, EXIT_USAGE), f"exit {code} for journal {content!r}\n{err}"
+        if code == EXIT_USAGE:
+            assert_one_clear_line(err, "hostdev-harness", str(journal))
     assert journal.read_bytes() == content
 
 
@@ -286,13 +298,10 @@ def test_generated_journals(content: bytes, capsys: pytest.CaptureFixture[str], 
 def test_generated_lab_specs(content: bytes, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     spec = tmp_path / "lab.toml"
     spec.write_bytes(content)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lab_cli, "start_lab", _tripwire)
-        patch.setattr(signal, "signal", lambda *_: None)  # main() installs handlers: not in this process
-        try:
-            code, err = _call(lab_cli.main, ["up", str(spec)], capsys)
-        except Tripwire:
-            return  # a spec the loader accepts (an empty file is the default lab): no lab is booted here
+    outcome = _call_until_tripwire(lab_cli.main, ["up", str(spec)], capsys, lab_cli, "start_lab")
+    if outcome is None:
+        return  # a spec the loader accepts (an empty file is the default lab): no lab is booted here
+    code, err = outcome
     assert code == EXIT_USAGE, f"exit {code} for spec {content!r}\n{err}"
     assert_one_clear_line(err, "hostdev-lab", str(spec))
 

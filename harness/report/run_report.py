@@ -12,6 +12,7 @@ import datetime
 import json
 import platform
 import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -103,8 +104,16 @@ def _device(record: TestRecord) -> dict[str, Any]:
 def _reproducers(record: TestRecord, base_command: Sequence[str]) -> list[str]:
     if record.outcome not in ("failed", "error"):
         return []
-    options = [word for word in base_command if word.startswith("--harness-")]
-    commands = [" ".join(["pytest", repr(record.nodeid).replace('"', "'"), *options])]
+    options: list[str] = []
+    words = list(base_command)
+    for index, word in enumerate(words):
+        if not word.startswith("--harness-") or word.startswith("--harness-report-dir"):
+            continue
+        options.append(word)
+        takes_value = "=" not in word and word != "--harness-strict"
+        if takes_value and index + 1 < len(words):
+            options.append(words[index + 1])
+    commands = [shlex.join(["pytest", record.nodeid, *options])]
     commands += [match.strip() for match in _REPRODUCE.findall(record.message or "")]
     return list(dict.fromkeys(commands))
 
