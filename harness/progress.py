@@ -48,8 +48,10 @@ class Progress:
         stream: TextIO | None = None,
         total_bytes: int | None = None,
         bytes_done: Callable[[], int] | None = None,
+        prefix: str = PREFIX,
     ) -> None:
         self.what = what
+        self.prefix = prefix
         self._measure = bytes_done
         self.stream = stream or sys.stderr
         self.mode = _mode(self.stream)
@@ -63,7 +65,7 @@ class Progress:
     def __enter__(self) -> Progress:
         self._started = time.monotonic()
         if self.mode == "plain":
-            self._print(f"{PREFIX}: {self.what}{self._size_text()} ...")
+            self._print(f"{self.prefix}: {self.what}{self._size_text()} ...")
         elif self.mode == "live":
             self._ticker = threading.Thread(target=self._tick, daemon=True)
             self._ticker.start()
@@ -81,7 +83,7 @@ class Progress:
         if self.mode == "live":
             with contextlib.suppress(OSError, ValueError):
                 self.stream.write("\r\033[K")
-        self._print(f"{PREFIX}: {self.what}: {stage} ({elapsed:.1f} s)")
+        self._print(f"{self.prefix}: {self.what}: {stage} ({elapsed:.1f} s)")
 
     def done(self, result: str) -> None:
         """What the step ended with, said on its last line."""
@@ -102,7 +104,7 @@ class Progress:
             ending = f"stopped after {elapsed:.1f} s"
         if self.mode == "live":
             self.stream.write("\r\033[K")
-        self._print(f"{PREFIX}: {self.what}: {ending}")
+        self._print(f"{self.prefix}: {self.what}: {ending}")
 
     def _measured(self) -> int:
         if self._measure is None:
@@ -120,7 +122,7 @@ class Progress:
             elapsed = time.monotonic() - self._started
             done = self._measured()
             count = f", {human_size(done)}" if done else ""
-            line = f"{PREFIX}: {self.what}{self._size_text()} ... {elapsed:.0f} s{count}"
+            line = f"{self.prefix}: {self.what}{self._size_text()} ... {elapsed:.0f} s{count}"
             try:
                 self.stream.write(f"\r\033[K{line}")
                 self.stream.flush()
@@ -131,11 +133,3 @@ class Progress:
         # Progress is a courtesy: a closed stderr must not break the step.
         with contextlib.suppress(OSError, ValueError):
             print(line, file=self.stream, flush=True)
-
-
-def say(message: str, *, stream: TextIO | None = None) -> None:
-    """A one-off progress line (a stage reached), unless progress is off."""
-    target = stream or sys.stderr
-    if _mode(target) != "off":
-        with contextlib.suppress(OSError, ValueError):
-            print(f"{PREFIX}: {message}", file=target, flush=True)

@@ -15,14 +15,15 @@ import pytest
 if __package__ and __package__ != "suites":  # installed: make ``from suites.steps import ...`` work
     sys.modules.setdefault("suites", importlib.import_module(__package__))
 
-from suites.steps import RecordProperty, StepLog
+from suites.steps import RecordProperty, StepLog  # after the alias above
 
-HARNESS_PLUGIN = "harness"  # the pytest11 entry point's name (pyproject.toml)
+# The pytest11 entry point's name (pyproject.toml), or the module's when loaded with -p harness.plugin.
+HARNESS_PLUGIN_NAMES = ("harness", "harness.plugin")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    if not config.pluginmanager.has_plugin(HARNESS_PLUGIN):
+    if not any(config.pluginmanager.has_plugin(name) for name in HARNESS_PLUGIN_NAMES):
         raise pytest.UsageError(
             "hostdev-harness: the suites need the harness plugin, which -p no:harness turned off; run without it"
         )

@@ -134,6 +134,7 @@ def ensure_kernel(cache: Path, log: Log = print) -> KernelImage:
             os.chmod(scratch_dir, 0o755)
             with Progress(
                 f"downloading {package} with apt-get",
+                prefix="hostdev-lab",
                 total_bytes=_package_size(package),
                 bytes_done=lambda: sum(f.stat().st_size for f in scratch_dir.rglob("*") if f.is_file()),
             ):

@@ -335,7 +335,9 @@ def start_lab(
     prepare_started = time.monotonic()
     kernel = ensure_kernel(cache, log)
     initramfs = ensure_initramfs(kernel, cache)
-    with Progress(f"lab {lab_name}: choosing the accelerator (a probe boot the first time)") as step:
+    with Progress(
+        f"lab {lab_name}: choosing the accelerator (a probe boot the first time)", prefix="hostdev-lab"
+    ) as step:
         accel = choose_accel(cache, kernel, initramfs)
         step.done(accel)
     qemu_cache = cache / "l1-libvirt-qemu-cache"
@@ -375,7 +377,8 @@ def start_lab(
     lab.save()
     try:
         with Progress(
-            f"lab {lab_name}: booting L1 ({kernel.release}, {accel}) until its libvirtd, agent and devices answer"
+            f"lab {lab_name}: booting L1 ({kernel.release}, {accel})",
+            prefix="hostdev-lab",
         ) as step:
             _wait_ready(lab, timeout, step.note)
             step.done(", ".join(f"{stage} {seconds} s" for stage, seconds in lab.timings.items()))
