@@ -132,6 +132,15 @@ def _validate(args: argparse.Namespace) -> int:
     return run_suites(args.snapshot, args.uri, args.report_dir, args.pytest_args)
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from harness.report.fleet import write_fleet_report
+
+    fleet = write_fleet_report(args.inputs, Path(args.output))
+    labels = ", ".join(f"{host['label']} {host['verdict']}" for host in fleet["hosts"])
+    print(f"fleet report ({fleet['verdict']}: {labels}) written to {args.output}/fleet.html and fleet.json")
+    return EXIT_NOT_READY if fleet["verdict"] == "FAIL" else EXIT_READY
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -186,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--report-dir", help="where the reports go (default reports/)")
     validate.add_argument("pytest_args", nargs="*", help="-- further pytest arguments")
     validate.set_defaults(run=_validate)
+    merge = commands.add_parser(
+        "merge",
+        help="merge several hosts' report.json (files or folders, e.g. a tmt run) into one fleet report",
+    )
+    merge.add_argument(
+        "--output", default="reports", help="folder for fleet.html and fleet.json (default reports)"
+    )
+    merge.add_argument("inputs", nargs="+", help="report.json files or folders holding them")
+    merge.set_defaults(run=_merge)
     return parser
 
 

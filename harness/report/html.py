@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-_STYLE = """
+STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2630;background:#f6f7f9}
 main{max-width:1180px;margin:0 auto;padding:24px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid #d5dbe1}
@@ -29,7 +29,7 @@ pre{background:#10181f;color:#e6edf3;padding:10px;border-radius:6px;overflow-x:a
 """
 
 
-def _badge(word: str | None) -> str:
+def badge(word: str | None) -> str:
     word = word or "-"
     return f'<span class="badge {escape(word)}">{escape(word)}</span>'
 
@@ -40,7 +40,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _checks(checks: Sequence[Mapping[str, Any]]) -> str:
+def checks_table(checks: Sequence[Mapping[str, Any]]) -> str:
     if not checks:
         return '<p class="muted">No preparation checks ran.</p>'
     rows = []
@@ -50,14 +50,14 @@ def _checks(checks: Sequence[Mapping[str, Any]]) -> str:
         rows.append(
             (
                 escape(check["title"] or check["name"]),
-                _badge(check["verdict"]),
+                badge(check["verdict"]),
                 escape(check["summary"]) + (f"<ul>{evidence}</ul>" if evidence else "") + hint,
             )
         )
     return _table(("check", "verdict", "summary, evidence and hint"), rows)
 
 
-def _devices(devices: Sequence[Mapping[str, Any]]) -> str:
+def devices_table(devices: Sequence[Mapping[str, Any]]) -> str:
     if not devices:
         return '<p class="muted">No device inventory in this run.</p>'
     rows = [
@@ -99,7 +99,7 @@ def _scenarios(tests: Sequence[Mapping[str, Any]], skip: set[str]) -> str:
         rows.append(
             (
                 f"<code>{escape(test['nodeid'])}</code>",
-                _badge(test["outcome"]),
+                badge(test["outcome"]),
                 f"{test['duration_s']:.2f} s",
                 (f"<ul>{properties}</ul>" if properties else "") + message,
             )
@@ -131,7 +131,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     title = f"hostdev-harness: {host.get('hostname', 'unknown host')} is {report['verdict']}"
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{_STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{STYLE}</style></head>
 <body><main>
 <section id="verdict" class="verdict {escape(report["verdict"])}">
 <div>PCI device assignment readiness of <b>{escape(host.get("hostname", "unknown host"))}</b></div>
@@ -141,8 +141,8 @@ def render_html(report: Mapping[str, Any]) -> str:
 <p class="muted">kernel {escape(host.get("kernel", "?"))} · libvirt {escape(host.get("libvirt", "?"))} ·
 QEMU {escape(host.get("qemu", "?"))} · {escape(summary)} · generated {escape(report["generated_at"])}
 by hostdev-harness {escape(report["environment"]["harness"])} (report format {report["version"]})</p>
-<h2 id="checks">Preparation checks</h2>{_checks(checks)}
-<h2 id="devices">PCI devices</h2>{_devices(devices)}
+<h2 id="checks">Preparation checks</h2>{checks_table(checks)}
+<h2 id="devices">PCI devices</h2>{devices_table(devices)}
 <h2 id="scenarios">Cycles and scenarios</h2>{_scenarios(report["tests"], skip)}
 <h2 id="reproduce">Reproduce</h2>{_reproducers(report["tests"])}
 <h2 id="environment">Environment</h2>{_environment(report)}
