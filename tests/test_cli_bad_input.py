@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness import changes as harness_changes
 from harness import cli as harness_cli
 from harness.command import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, run_command
 from harness.errors import EXIT_INTERNAL, EXIT_USAGE
@@ -284,8 +285,8 @@ def test_generated_journals(content: bytes, capsys: pytest.CaptureFixture[str], 
     journal = tmp_path / "journal.jsonl"
     journal.write_bytes(content)
     argv = ["restore", "--journal", str(journal)]
-    outcome = _call_until_tripwire(harness_cli.main, argv, capsys, harness_cli, "open_connection")
-    if outcome is not None:  # None: well-formed pending entries, a valid journal and not a bad input
+    outcome = _call_until_tripwire(harness_cli.main, argv, capsys, harness_changes, "recover")
+    if outcome is not None:  # None: entries of a dead owner to undo, a valid journal and not a bad input
         code, err = outcome
         assert code in (0, EXIT_USAGE), f"exit {code} for journal {content!r}\n{err}"
         if code == EXIT_USAGE:
