@@ -44,11 +44,11 @@ $(VENV)/.stamp: pyproject.toml .cache/deps.stamp
 
 # The main job: every suite against the built-in nested host, reports in reports/.
 demo: venv
-	$(BIN)/hostdev-lab run fixtures/labs/default.toml -- $(abspath $(BIN))/pytest suites --hypothesis-profile=ci --harness-report-dir=.cache/test-reports $(PYTEST_ARGS)
+	$(BIN)/hostdev-lab run fixtures/labs/default.toml -- $(abspath $(BIN))/pytest suites --hypothesis-profile=ci $(PYTEST_ARGS)
 
 # Every suite against the machine this runs on (read-only unless --harness-allow names devices).
 validate: venv
-	$(BIN)/pytest suites --hypothesis-profile=ci --harness-report-dir=.cache/test-reports $(PYTEST_ARGS)
+	$(BIN)/pytest suites --hypothesis-profile=ci $(PYTEST_ARGS)
 
 # The shipped XML suites need no libvirtd (test:///default runs in-process) and take seconds:
 # run with the project's tests so a serializer regression fails `make test`.
