@@ -1,8 +1,8 @@
 """Runs inside L1: drives one scenario of changes and dies by SIGKILL at a chosen moment; then checks.
 
     kill_driver.py plan                       the kill points, one JSON line each
-    kill_driver.py run SCENARIO POINT         run SCENARIO, SIGKILL at checkpoint POINT (an index) or
-                                              after t:SECONDS (in the middle of whatever runs then)
+    kill_driver.py run SCENARIO POINT         run SCENARIO, SIGKILL at checkpoint POINT (an index), or
+                                              INDEX+SECONDS after it (in the middle of the call then)
     kill_driver.py state                      drivers, VF counts, autoprobe, guests, journal, /dev/vfio
     kill_driver.py loop                       every kill point, each followed by a recovery and a state
                                               check; one JSON summary (what a test from L0 reads)
@@ -44,14 +44,22 @@ class KillAt(HostChanges):
     """SIGKILLs its own process at the ``kill_at``-th checkpoint of the scenario."""
 
     kill_at: int = -1
+    delay: float | None = None  # after the kill_at-th checkpoint: die this much later, mid-call
     seen: int = 0
 
     def checkpoint(self, point: str, change: Change) -> None:
         if point not in POINTS:
             return
         if self.seen == self.kill_at:
-            print(f"killed at {point} of {change.describe()}", flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
+            print(
+                f"killed at {point} of {change.describe()} (+{self.delay or 0} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            if self.delay is None:
+                os.kill(os.getpid(), signal.SIGKILL)
+            else:
+                threading.Timer(self.delay, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
         self.seen += 1
 
 
@@ -140,8 +148,9 @@ def plan() -> list[tuple[str, str]]:
     points = [
         (name, str(index)) for name, indexes in chosen.items() for index in indexes if index < counts[name]
     ]
-    # Killed at a moment no checkpoint marks: inside libvirt calls (guest start, detach, VF creation).
-    points += [("managed", "t:0.8"), ("vf", "t:1.5"), ("group", "t:1.0")]
+    # Killed at a moment no checkpoint marks, a little after a change was recorded: inside the libvirt
+    # call or sysfs write that applies it (guest start, nodedev-detach, VF creation).
+    points += [("managed", "0+0.5"), ("detach", "0+0.02"), ("vf", "3+0.05"), ("group", "3+1.0")]
     return points
 
 
@@ -169,10 +178,9 @@ def state() -> dict[str, Any]:
 def run(name: str, point: str) -> None:
     host = _host()
     changes = _changes(host)
-    if point.startswith("t:"):
-        threading.Timer(float(point[2:]), lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
-    else:
-        changes.kill_at = int(point)
+    index, _, delay = point.partition("+")
+    changes.kill_at = int(index)
+    changes.delay = float(delay) if delay else None
     scenario(name, changes, host)
     print("scenario finished before its kill point", flush=True)
 

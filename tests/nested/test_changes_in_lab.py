@@ -27,7 +27,8 @@ def _state(lab: Lab) -> dict[str, object]:
 def test_sigkill_at_any_moment_then_everything_is_put_back(default_lab: Lab) -> None:
     """Each kill point: a scenario (detach, managed guest, unmanaged guest, VFs, shared group) is killed
     with SIGKILL; the next run, `hostdev-harness restore`, or the recovery they share puts it all back."""
-    summary = json.loads(checked_exec(default_lab, f"cd {REPO} && {VENV_BIN}/python {DRIVER} loop").strip())
+    output = checked_exec(default_lab, f"cd {REPO} && {VENV_BIN}/python {DRIVER} loop")
+    summary = json.loads(output.strip().splitlines()[-1])
     results = summary["results"]
     assert len(results) >= 20, f"expected at least 20 kill points, ran {len(results)}"
     for result in results:
