@@ -22,6 +22,7 @@ from harness.host.pci import normalize_bdf
 from harness.host.root import HostRoot
 from harness.hypothesis_profiles import register_profiles
 from harness.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
+from harness.lab.guest_image import GUEST_IMAGE_ENV
 from harness.leases import DEFAULT_LEASE_DIR, GroupLeases
 from harness.libvirt.connection import (
     DEFAULT_URI,
@@ -72,6 +73,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--harness-snapshot", default=None, help="check a host snapshot directory instead of this host"
     )
     group.addoption("--harness-journal", default=None, help=f"the change journal (default {DEFAULT_JOURNAL})")
+    group.addoption(
+        "--harness-guest-image",
+        default=os.environ.get(GUEST_IMAGE_ENV),
+        help=f"directory of the answering guest's kernel + initramfs for the hotplug suite (default ${GUEST_IMAGE_ENV}; "
+        "the lab sets it)",
+    )
     group.addoption("--harness-report-dir", default=None, help="where the summary goes (default reports/)")
     group.addoption(
         "--harness-lease-dir",

@@ -48,8 +48,8 @@ class PciEventWatcher:
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             device = self._monitor.poll(timeout=remaining)
-            if device is None:
-                break
+            if device is None:  # a timeout, or a uevent libudev dropped (another subsystem): the loop decides
+                continue
             if device.sys_name != self.address:
                 continue
             event = PciEvent(device.action or "", device.sys_name, device.properties.get("DRIVER"))

@@ -231,9 +231,16 @@ def ensure_initramfs(kernel: KernelImage, cache: Path) -> Path:
         init = tree / "init"
         init.write_text(init_text)
         init.chmod(0o755)
-        names = sorted(str(path.relative_to(tree)) for path in tree.rglob("*"))
-        partial = target.with_suffix(".partial")
-        with partial.open("wb") as out:
+        write_cpio(tree, target)
+    return target
+
+
+def write_cpio(tree: Path, target: Path) -> None:
+    """Pack ``tree`` into a newc cpio archive (an initramfs) at ``target``, atomically."""
+    names = sorted(str(path.relative_to(tree)) for path in tree.rglob("*"))
+    partial = target.with_suffix(".partial")
+    with partial.open("wb") as out:
+        try:
             result = subprocess.run(
                 ["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"],
                 cwd=tree,
@@ -242,7 +249,8 @@ def ensure_initramfs(kernel: KernelImage, cache: Path) -> Path:
                 stderr=subprocess.PIPE,
                 check=False,
             )
-        if result.returncode != 0:
-            raise KernelError(f"cpio failed: {result.stderr.decode(errors='replace')}")
-        partial.rename(target)
-    return target
+        except FileNotFoundError:
+            raise KernelError("cpio is not installed (Debian: apt-get install cpio)") from None
+    if result.returncode != 0:
+        raise KernelError(f"cpio failed building {target}: {result.stderr.decode(errors='replace')}")
+    partial.rename(target)

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 from harness.errors import HarnessEnvironmentError
 from harness.lab import agent
 from harness.lab.accel import choose_accel
+from harness.lab.guest_image import GUEST_IMAGE_ENV, ensure_guest_image
 from harness.lab.guest_init import GUEST_QEMU_CACHE, write_guest_files
 from harness.lab.kernel import BOOT_FAILED_MARKER, ensure_initramfs, ensure_kernel
 from harness.lab.paths import cache_dir, reports_dir, state_root
@@ -98,6 +99,8 @@ class Lab:
     kernel_cmdline: str = ""
     detached: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    # The answering L2 guest's image (kernel + initramfs), built on L0 and visible in L1 at this path.
+    guest_image: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # --- what other tools use -------------------------------------------------------------------
@@ -116,13 +119,16 @@ class Lab:
 
     @property
     def guest_env(self) -> dict[str, str]:
-        return {
+        env = {
             "HARNESS_ALLOW": ",".join(self.allowed_bdfs),
             # L1 keeps its kvm modules off (see guest_init.UNUSED_MODULES): its guests run under TCG.
             "HARNESS_GUEST_TYPE": "qemu",
             "HOSTDEV_LAB": self.name,
             "LIBVIRT_DEFAULT_URI": "qemu:///system",
         }
+        if self.guest_image:
+            env[GUEST_IMAGE_ENV] = self.guest_image
+        return env
 
     def device(self, device_id: str) -> LabDevice:
         for device in self.devices:
@@ -210,6 +216,7 @@ class Lab:
             "devices": [device.to_json() for device in self.devices],
             "skipped_devices": self.skipped_devices,
             "timings": self.timings,
+            "guest_image": self.guest_image,
         }
 
     def save(self) -> None:
@@ -240,6 +247,7 @@ class Lab:
             kernel_cmdline=data.get("kernel_cmdline", ""),
             detached=data.get("detached", False),
             timings=data.get("timings", {}),
+            guest_image=data.get("guest_image"),
         )
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -335,6 +343,7 @@ def start_lab(
     prepare_started = time.monotonic()
     kernel = ensure_kernel(cache, log)
     initramfs = ensure_initramfs(kernel, cache)
+    guest_image = ensure_guest_image(kernel, cache)
     with Progress(
         f"lab {lab_name}: choosing the accelerator (a probe boot the first time)", prefix="hostdev-lab"
     ) as step:
@@ -360,6 +369,7 @@ def start_lab(
         skipped_devices=plan.skipped,
         kernel_cmdline=plan.argv[plan.argv.index("-append") + 1],
         detached=detach,
+        guest_image=str(guest_image),
     )
     lab.timings["prepare_s"] = round(time.monotonic() - prepare_started, 2)
     lab.save()
