@@ -242,7 +242,7 @@ def ensure_newer_qemu(cache: Path, log: Log, *, mirror: str | None = None) -> Qe
         progress.start()
         try:
             result = subprocess.run(
-                ["mmdebstrap", "--quiet", "--variant=extract", f"--include={NEWER_QEMU_PACKAGE}",
+                ["mmdebstrap", "--variant=extract", f"--include={NEWER_QEMU_PACKAGE}",
                  NEWER_QEMU_SUITE, str(target), source],
                 capture_output=True, text=True, timeout=FETCH_TIMEOUT, check=False,
             )  # fmt: skip
@@ -254,10 +254,10 @@ def ensure_newer_qemu(cache: Path, log: Log, *, mirror: str | None = None) -> Qe
             done.set()
             progress.join()
         if result.returncode != 0:
-            lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+            lines = [line for line in (result.stderr + result.stdout).splitlines() if line.startswith("E: ")]
             raise QemuFetchError(
                 f"mmdebstrap {NEWER_QEMU_SUITE} from {source} failed ({result.returncode}): "
-                + " | ".join(lines[-4:])
+                + " | ".join(lines[:2] or ["no error lines; see mmdebstrap's output"])
             )
         binary = QemuBinary.from_tree(target)
         version = qemu_version(binary)
@@ -294,16 +294,18 @@ def choose_l1_qemu(
     *,
     choice: str = "auto",
     fetch: Callable[[Path, Log], QemuBinary] = ensure_newer_qemu,
+    models_of: Callable[[QemuBinary], frozenset[str]] = available_device_models,
 ) -> L1Qemu:
     """The QEMU L1 runs on; falls back to the machine's (with ``fetch_error`` set) when the fetch fails."""
+    wanted = set(wanted_models)
     machine = QemuBinary()
     machine_version = qemu_version(machine)
-    missing = sorted(set(wanted_models) - available_device_models(machine))
+    missing = sorted(wanted - models_of(machine))
     if choice == "machine":
         return L1Qemu(machine, machine_version, "machine", "the lab spec asks for the machine's QEMU")
     if choice == "auto" and not missing:
         reason = "it has every device model this lab uses" + (
-            " (igb included)" if "igb" in wanted_models else ""
+            " (igb included)" if "igb" in wanted else ""
         )
         return L1Qemu(machine, machine_version, "machine", reason)
     why = (
