@@ -1,5 +1,10 @@
 """Fault labs: each boots a nested host with one thing broken, shows the fault with raw evidence from L1,
-and checks that ``hostdev-harness check --json`` run inside L1 gives the right check the right verdict.
+and checks that ``hostdev-harness check --json`` run inside L1 gives the right check the right verdict
+and a hint that names the fix.
+
+Intel VT-d labs and AMD-Vi labs (QEMU's amd-iommu, on the newer QEMU the lab brings and on Debian 12's
+QEMU 7.2). The AMD labs also walk QEMU's VFIO call sequence on a NIC (the functional ground truth): it
+reaches a device fd on a healthy AMD-Vi lab and stops at VFIO_SET_IOMMU (EPERM) without interrupt remapping.
 
 One lab per fault, booted once (module-scoped, parametrized) while the session's default lab keeps running.
 """
@@ -8,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -19,12 +24,41 @@ pytestmark = pytest.mark.nested
 STDERR_MARK = "@@hostdev-lab-stderr@@"
 
 
+# Binds the device in argv[1] to vfio-pci and walks QEMU's VFIO ioctls, one "step: ok|FAILED errno" line each.
+VFIO_PROBE = """
+import fcntl, os, struct, sys
+bdf = sys.argv[1]
+dev = "/sys/bus/pci/devices/" + bdf
+def step(name, call):
+    try:
+        call()
+    except OSError as exc:
+        print(f"{name}: FAILED errno {exc.errno}")
+        sys.exit(1)
+    print(f"{name}: ok")
+group = os.path.basename(os.readlink(dev + "/iommu_group"))
+if os.path.exists(dev + "/driver"):
+    step("unbind", lambda: open(dev + "/driver/unbind", "w").write(bdf))
+step("driver_override", lambda: open(dev + "/driver_override", "w").write("vfio-pci"))
+step("bind vfio-pci", lambda: open("/sys/bus/pci/drivers/vfio-pci/bind", "w").write(bdf))
+container = os.open("/dev/vfio/vfio", os.O_RDWR)
+group_fd = os.open("/dev/vfio/" + group, os.O_RDWR)
+step("VFIO_GROUP_SET_CONTAINER", lambda: fcntl.ioctl(group_fd, 0x3B68, struct.pack("i", container)))
+step("VFIO_SET_IOMMU", lambda: fcntl.ioctl(container, 0x3B66, 3))  # VFIO_TYPE1v2_IOMMU
+step("VFIO_GROUP_GET_DEVICE_FD", lambda: fcntl.ioctl(group_fd, 0x3B6A, bdf.encode() + b"\\0"))
+"""
+
+
 @dataclass(frozen=True)
 class Fault:
     spec: str
     # Shell commands run in L1 whose combined output must contain each expected line.
     evidence: tuple[tuple[str, str], ...]
     verdicts: dict[str, str]
+    # A fragment the hint of a check must contain: the fix, named.
+    hints: dict[str, str] = field(default_factory=dict)
+    # The line VFIO_PROBE must print on nic0 (None: not probed).
+    vfio: str | None = None
 
 
 FAULTS = [
@@ -84,6 +118,60 @@ FAULTS = [
         ),
         {"vfio_ready": "FAIL"},
     ),
+    Fault(
+        "amd-vi",
+        (
+            ("test -e /sys/firmware/acpi/tables/IVRS && echo ivrs", "ivrs"),
+            ("ls /sys/class/iommu", "ivhd0"),
+            ("test -d /sys/class/iommu/ivhd0/amd-iommu && echo amd-iommu", "amd-iommu"),
+            ("dmesg | grep -o 'AMD-Vi: Interrupt remapping enabled'", "AMD-Vi: Interrupt remapping enabled"),
+            (
+                "dmesg | grep -o 'iommu: Default domain type: Passthrough'",
+                "iommu: Default domain type: Passthrough",
+            ),
+            ("test $(ls /sys/kernel/iommu_groups | wc -l) -gt 8 && echo groups", "groups"),
+        ),
+        {
+            "iommu_firmware": "PASS",
+            "iommu_kernel": "PASS",
+            "interrupt_remapping": "PASS",
+            "vfio_ready": "PASS",
+            "libvirt_ready": "PASS",
+        },
+        vfio="VFIO_GROUP_GET_DEVICE_FD: ok",
+    ),
+    Fault(
+        "amd-vi-qemu72",
+        (
+            ("ls /sys/class/iommu", "ivhd0"),
+            ("dmesg | grep -o 'AMD-Vi: Interrupt remapping enabled'", "AMD-Vi: Interrupt remapping enabled"),
+        ),
+        {"iommu_firmware": "PASS", "iommu_kernel": "PASS", "interrupt_remapping": "PASS"},
+        vfio="VFIO_GROUP_GET_DEVICE_FD: ok",
+    ),
+    Fault(
+        "amd-iommu-off",
+        (
+            ("test -e /sys/firmware/acpi/tables/IVRS && echo ivrs", "ivrs"),
+            ("ls /sys/class/iommu | wc -l", "0"),
+            ("ls /sys/kernel/iommu_groups | wc -l", "0"),
+        ),
+        {"iommu_firmware": "PASS", "iommu_kernel": "FAIL", "interrupt_remapping": "FAIL"},
+        {"iommu_kernel": "remove amd_iommu=off", "interrupt_remapping": "iommu_kernel"},
+    ),
+    Fault(
+        "amd-intremap-off",
+        (
+            (
+                "dmesg | grep -o 'AMD-Vi: Disabling interrupt remapping'",
+                "AMD-Vi: Disabling interrupt remapping",
+            ),
+            ("test $(ls /sys/kernel/iommu_groups | wc -l) -gt 8 && echo groups", "groups"),
+        ),
+        {"iommu_kernel": "PASS", "interrupt_remapping": "FAIL"},
+        {"interrupt_remapping": "amd-iommu,intremap=on"},
+        vfio="VFIO_SET_IOMMU: FAILED errno 1",
+    ),
 ]
 
 
@@ -105,6 +193,14 @@ def test_fault_shows_in_raw_evidence(fault_lab: tuple[Fault, Lab]) -> None:
             f"lab {fault.spec}: `{command}` should print {expected!r}, printed {output!r} (exit {rc}); "
             f"reproduce: hostdev-lab run fixtures/labs/{fault.spec}.toml -- sh -c {command!r}"
         )
+    if fault.vfio is not None:
+        nic = lab.device("nic0").guest_bdf
+        assert nic is not None
+        rc, output = lab.exec(["python3", "-c", VFIO_PROBE, nic])
+        assert fault.vfio in output.splitlines(), (
+            f"lab {fault.spec}: the VFIO call sequence on {nic} should print {fault.vfio!r}, printed (exit {rc}):\n"
+            f"{output}\nkernel log tail: {lab.exec('dmesg | tail -5')[1]}"
+        )
 
 
 def test_check_gives_the_expected_verdicts(fault_lab: tuple[Fault, Lab]) -> None:
@@ -115,8 +211,6 @@ def test_check_gives_the_expected_verdicts(fault_lab: tuple[Fault, Lab]) -> None
         f"{command} 2>/tmp/check.err; echo; echo {STDERR_MARK}; cat /tmp/check.err", cwd=str(REPO)
     )
     stdout, _, stderr = output.partition(STDERR_MARK)
-    if "invalid choice: 'check'" in stderr or "not built yet" in stderr:
-        pytest.skip("hostdev-harness check --json is not available yet")
     try:
         results = json.loads(stdout)
     except ValueError:
@@ -131,5 +225,11 @@ def test_check_gives_the_expected_verdicts(fault_lab: tuple[Fault, Lab]) -> None
         assert found["verdict"] == expected, (
             f"lab {fault.spec}: expected {name} {expected}, got {found['verdict']}: "
             f"{found.get('summary', '')} evidence={found.get('evidence')}; "
-            f"reproduce: hostdev-lab run fixtures/labs/{fault.spec}.toml -- {' '.join(command)}"
+            f"reproduce: hostdev-lab run fixtures/labs/{fault.spec}.toml -- {command}"
+        )
+    for name, fragment in fault.hints.items():
+        hint = verdicts[name].get("hint") or ""
+        assert fragment in hint, (
+            f"lab {fault.spec}: the hint of {name} should name {fragment!r}, it says {hint!r}; "
+            f"reproduce: hostdev-lab run fixtures/labs/{fault.spec}.toml -- {command}"
         )
