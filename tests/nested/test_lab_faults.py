@@ -18,35 +18,11 @@ from dataclasses import dataclass, field
 import pytest
 
 from harness.lab.lab import Lab, booted_lab
-from tests.nested.conftest import LABS, REPO, VENV_BIN, lab_name
+from tests.nested.conftest import LABS, REPO, VENV_BIN, checked_exec, lab_name
+from tests.nested.test_vfio_proof import PROVE
 
 pytestmark = pytest.mark.nested
 STDERR_MARK = "@@hostdev-lab-stderr@@"
-
-
-# Binds the device in argv[1] to vfio-pci and walks QEMU's VFIO ioctls, one "step: ok|FAILED errno" line each.
-VFIO_PROBE = """
-import fcntl, os, struct, sys
-bdf = sys.argv[1]
-dev = "/sys/bus/pci/devices/" + bdf
-def step(name, call):
-    try:
-        call()
-    except OSError as exc:
-        print(f"{name}: FAILED errno {exc.errno}")
-        sys.exit(1)
-    print(f"{name}: ok")
-group = os.path.basename(os.readlink(dev + "/iommu_group"))
-if os.path.exists(dev + "/driver"):
-    step("unbind", lambda: open(dev + "/driver/unbind", "w").write(bdf))
-step("driver_override", lambda: open(dev + "/driver_override", "w").write("vfio-pci"))
-step("bind vfio-pci", lambda: open("/sys/bus/pci/drivers/vfio-pci/bind", "w").write(bdf))
-container = os.open("/dev/vfio/vfio", os.O_RDWR)
-group_fd = os.open("/dev/vfio/" + group, os.O_RDWR)
-step("VFIO_GROUP_SET_CONTAINER", lambda: fcntl.ioctl(group_fd, 0x3B68, struct.pack("i", container)))
-step("VFIO_SET_IOMMU", lambda: fcntl.ioctl(container, 0x3B66, 3))  # VFIO_TYPE1v2_IOMMU
-step("VFIO_GROUP_GET_DEVICE_FD", lambda: fcntl.ioctl(group_fd, 0x3B6A, bdf.encode() + b"\\0"))
-"""
 
 
 @dataclass(frozen=True)
@@ -57,7 +33,8 @@ class Fault:
     verdicts: dict[str, str]
     # A fragment the hint of a check must contain: the fix, named.
     hints: dict[str, str] = field(default_factory=dict)
-    # The line VFIO_PROBE must print on nic0 (None: not probed).
+    # What the functional VFIO proof (harness.host.vfio) says for nic0: "works", or the refused step
+    # and errno ("VFIO_SET_IOMMU errno 1"); None: not probed.
     vfio: str | None = None
 
 
@@ -138,7 +115,7 @@ FAULTS = [
             "vfio_ready": "PASS",
             "libvirt_ready": "PASS",
         },
-        vfio="VFIO_GROUP_GET_DEVICE_FD: ok",
+        vfio="works",
     ),
     Fault(
         "amd-vi-qemu72",
@@ -147,7 +124,7 @@ FAULTS = [
             ("dmesg | grep -o 'AMD-Vi: Interrupt remapping enabled'", "AMD-Vi: Interrupt remapping enabled"),
         ),
         {"iommu_firmware": "PASS", "iommu_kernel": "PASS", "interrupt_remapping": "PASS"},
-        vfio="VFIO_GROUP_GET_DEVICE_FD: ok",
+        vfio="works",
     ),
     Fault(
         "amd-iommu-off",
@@ -170,7 +147,7 @@ FAULTS = [
         ),
         {"iommu_kernel": "PASS", "interrupt_remapping": "FAIL"},
         {"interrupt_remapping": "amd-iommu,intremap=on"},
-        vfio="VFIO_SET_IOMMU: FAILED errno 1",
+        vfio="VFIO_SET_IOMMU errno 1",
     ),
 ]
 
@@ -196,10 +173,17 @@ def test_fault_shows_in_raw_evidence(fault_lab: tuple[Fault, Lab]) -> None:
     if fault.vfio is not None:
         nic = lab.device("nic0").guest_bdf
         assert nic is not None
-        rc, output = lab.exec(["python3", "-c", VFIO_PROBE, nic])
-        assert fault.vfio in output.splitlines(), (
-            f"lab {fault.spec}: the VFIO call sequence on {nic} should print {fault.vfio!r}, printed (exit {rc}):\n"
-            f"{output}\nkernel log tail: {lab.exec('dmesg | tail -5')[1]}"
+        nodedev = "pci_" + nic.replace(":", "_").replace(".", "_")
+        checked_exec(lab, f"virsh nodedev-detach {nodedev}")
+        try:
+            output = checked_exec(lab, PROVE.format(bdf=nic))
+        finally:
+            checked_exec(lab, f"virsh nodedev-reattach {nodedev}")
+        proof = json.loads(output.strip().splitlines()[-1])
+        found = "works" if proof["works"] else f"{proof['at']} errno {proof['errno']}"
+        assert found == fault.vfio, (
+            f"lab {fault.spec}: the VFIO proof on {nic} should give {fault.vfio!r}, gave {found!r}: "
+            f"{proof['explain']}\nkernel log tail: {lab.exec('dmesg | tail -5')[1]}"
         )
 
 

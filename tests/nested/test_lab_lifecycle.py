@@ -64,7 +64,7 @@ def test_lab_json_and_harness_allow_agree(default_lab: Lab) -> None:
     assert data["status"] == "ready" and data["libvirt_uri"] == default_lab.libvirt_uri
     allowed = data["harness_allow"]
     by_id = {device["id"]: device for device in data["devices"]}
-    test_ids = [i for i in ("nvme0", "nic0", "nic1", "sriovnic0") if i in by_id]
+    test_ids = [i for i in ("nvme0", "nic0", "nic1", "bridge0-ep0", "bridge0-ep1", "sriovnic0") if i in by_id]
     expected = [by_id[i]["guest_bdf"] for i in test_ids]
     assert sorted(allowed) == sorted(expected), f"lab.json harness_allow {allowed} != test devices {expected}"
     env_allow = checked_exec(default_lab, "echo $HARNESS_ALLOW").strip()
@@ -73,7 +73,9 @@ def test_lab_json_and_harness_allow_agree(default_lab: Lab) -> None:
         f"basename $(readlink /sys/bus/pci/devices/{bdf}/driver)" for bdf in allowed
     )).split()  # fmt: skip
     assert "virtio-pci" not in drivers and "9pnet_virtio" not in drivers, drivers
-    expected_drivers = ["e1000e", "igb", "nvme"] if "sriovnic0" in by_id else ["e1000e", "nvme"]
+    expected_drivers = (
+        ["e1000", "e1000e", "igb", "nvme"] if "sriovnic0" in by_id else ["e1000", "e1000e", "nvme"]
+    )
     assert sorted(set(drivers)) == expected_drivers, drivers
 
 
