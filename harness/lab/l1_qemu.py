@@ -304,9 +304,7 @@ def choose_l1_qemu(
     if choice == "machine":
         return L1Qemu(machine, machine_version, "machine", "the lab spec asks for the machine's QEMU")
     if choice == "auto" and not missing:
-        reason = "it has every device model this lab uses" + (
-            " (igb included)" if "igb" in wanted else ""
-        )
+        reason = "it has every device model this lab uses" + (" (igb included)" if "igb" in wanted else "")
         return L1Qemu(machine, machine_version, "machine", reason)
     why = (
         f"the machine's QEMU {machine_version} has no {', '.join(missing)}"
