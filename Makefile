@@ -3,10 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the harness and the nested host need on the machine that runs them.
+# Debian packages the harness and the nested host need on the machine that runs them
+# (mmdebstrap: the lab unpacks a newer QEMU with it where this one has no igb).
 DEB_PACKAGES := libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils udev kmod cpio busybox-static pciutils pci.ids iproute2 python3-venv gcc \
-	virtinst
+	virtinst mmdebstrap
 # Only for the project's own tests: the HTML report is rendered by headless Chromium in tests/test_reports.py.
 TEST_DEB_PACKAGES := chromium
 PYTEST_ARGS ?=

@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/bench_lab.py                 # 3 cold + 3 warm boots of the default lab
     .venv/bin/python benchmarks/bench_lab.py --mode warm --boots 5 --workload "pytest suites -q"
+    .venv/bin/python benchmarks/bench_lab.py --mode warm --qemu machine,newer   # L1 on QEMU 7.2 vs 10, same run
 
 boot-to-ready = from starting QEMU until L1's libvirtd answers on the forwarded port from L0
 (``libvirtd_s``); ``ready_s`` adds the wait for udev to settle and the device discovery that
@@ -10,11 +11,14 @@ boot-to-ready = from starting QEMU until L1's libvirtd answers on the forwarded 
 unpack, initramfs build, accelerator probe and L1's QEMU capability probe all included; ``prepare_s``
 is the part before QEMU starts). Warm = the normal cache dir, already populated by one unmeasured boot.
 Peak RSS = ``VmHWM`` of the QEMU process read just before the lab stops (after ``--workload`` if given).
+``--qemu`` overrides the spec's ``machine.qemu`` (auto, machine, newer); several, comma-separated, are
+measured in turn (on a QEMU without igb the default lab boots without its igb: one device fewer).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -29,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from harness.lab.lab import start_lab  # noqa: E402
 from harness.lab.paths import CACHE_ENV  # noqa: E402
-from harness.lab.spec import load_spec  # noqa: E402
+from harness.lab.spec import LabSpec, load_spec  # noqa: E402
 
 
 def _vm_hwm_kib(pid: int) -> int:
@@ -39,10 +43,10 @@ def _vm_hwm_kib(pid: int) -> int:
     return 0
 
 
-def one_boot(spec_path: Path, name: str, workload: str | None) -> dict[str, Any]:
+def one_boot(spec: LabSpec, name: str, workload: str | None) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    lab = start_lab(load_spec(spec_path), name=name, log=lambda _message: None)
+    lab = start_lab(spec, name=name, log=lambda _message: None)
     try:
         total = time.monotonic() - started
         workload_rc = workload_s = None
@@ -62,6 +66,8 @@ def one_boot(spec_path: Path, name: str, workload: str | None) -> dict[str, Any]
         "workload_s": workload_s,
         "loadavg_before": round(load_before, 2),
         "accel": lab.accel,
+        "l1_qemu": lab.l1_qemu.get("version", "unknown"),
+        "skipped_devices": lab.skipped_devices,
     }
 
 
@@ -79,7 +85,7 @@ def summarize(label: str, boots: list[dict[str, Any]]) -> dict[str, Any]:
         "qemu_vmhwm_mib": stats("qemu_vmhwm_mib"),
     }
     print(
-        f"{label:5}: boot-to-libvirtd median {summary['boot_to_libvirtd_s']['median']:.1f}s "
+        f"{label}: boot-to-libvirtd median {summary['boot_to_libvirtd_s']['median']:.1f}s "
         f"(min {summary['boot_to_libvirtd_s']['min']:.1f}, max {summary['boot_to_libvirtd_s']['max']:.1f}); "
         f"ready median {summary['ready_s']['median']:.1f}s; prepare median {summary['prepare_s']['median']:.1f}s; "
         f"QEMU VmHWM max {summary['qemu_vmhwm_mib']['max']:.0f} MiB",
@@ -97,9 +103,23 @@ def main() -> int:
     parser.add_argument("--mode", choices=["cold", "warm", "both"], default="both")
     parser.add_argument("--workload", help="command run in L1 (cwd = repo) before reading the peak RSS")
     parser.add_argument("--json", type=Path, help="write all figures here")
+    parser.add_argument(
+        "--qemu", default="", help="machine.qemu override(s): auto, machine, newer (comma-separated)"
+    )
     args = parser.parse_args()
 
     results: dict[str, Any] = {"spec": str(args.spec), "cpus": os.cpu_count(), "runs": {}}
+    spec = load_spec(args.spec)
+    for choice in args.qemu.split(",") if args.qemu else [spec.machine.qemu]:
+        chosen = dataclasses.replace(spec, machine=dataclasses.replace(spec.machine, qemu=choice))
+        results["runs"][choice] = measure(chosen, args, label_prefix=f"{choice}/" if args.qemu else "")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def measure(spec: LabSpec, args: argparse.Namespace, label_prefix: str) -> dict[str, Any]:
+    runs: dict[str, Any] = {}
     name = f"bench-{os.getpid()}"
     if args.mode in ("cold", "both"):
         boots = []
@@ -108,24 +128,22 @@ def main() -> int:
                 previous = os.environ.get(CACHE_ENV)
                 os.environ[CACHE_ENV] = empty_cache
                 try:
-                    boots.append(one_boot(args.spec, name, args.workload))
+                    boots.append(one_boot(spec, name, args.workload))
                 finally:
                     if previous is None:
                         os.environ.pop(CACHE_ENV, None)
                     else:
                         os.environ[CACHE_ENV] = previous
-            print(f"cold boot {index + 1}: {json.dumps(boots[-1])}", flush=True)
-        results["runs"]["cold"] = {"boots": boots, "summary": summarize("cold", boots)}
+            print(f"{label_prefix}cold boot {index + 1}: {json.dumps(boots[-1])}", flush=True)
+        runs["cold"] = {"boots": boots, "summary": summarize(f"{label_prefix}cold", boots)}
     if args.mode in ("warm", "both"):
-        one_boot(args.spec, name, None)  # populate the caches; not measured
+        one_boot(spec, name, None)  # populate the caches; not measured
         boots = []
         for index in range(args.boots):
-            boots.append(one_boot(args.spec, name, args.workload))
-            print(f"warm boot {index + 1}: {json.dumps(boots[-1])}", flush=True)
-        results["runs"]["warm"] = {"boots": boots, "summary": summarize("warm", boots)}
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+            boots.append(one_boot(spec, name, args.workload))
+            print(f"{label_prefix}warm boot {index + 1}: {json.dumps(boots[-1])}", flush=True)
+        runs["warm"] = {"boots": boots, "summary": summarize(f"{label_prefix}warm", boots)}
+    return runs
 
 
 if __name__ == "__main__":

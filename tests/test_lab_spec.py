@@ -3,26 +3,49 @@ device discovery from a sysfs listing. Nothing here boots a machine."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from harness.lab import l1_qemu
 from harness.lab.guest_init import early_text, stage2_text
 from harness.lab.kernel import KernelImage
-from harness.lab.lab import discover_devices
+from harness.lab.l1_qemu import (
+    L1Qemu,
+    QemuBinary,
+    QemuFetchError,
+    apt_mirror,
+    available_device_models,
+    choose_l1_qemu,
+    ensure_newer_qemu,
+    qemu_version,
+)
+from harness.lab.lab import LAB_QEMU_ENV, LAB_SKIPPED_ENV, Lab, discover_devices
 from harness.lab.qemu import (
     TCG_CPU_MODEL,
     Ports,
     QemuError,
     RuntimePaths,
     build_machine,
-    has_igb,
     kernel_command_line,
+    wanted_models,
 )
 from harness.lab.spec import DEFAULT_CMDLINE, SpecError, load_spec, parse_spec
 
 LABS = Path(__file__).resolve().parents[1] / "fixtures" / "labs"
-MODELS_72 = frozenset({"nvme", "nvme-subsys", "e1000e", "e1000", "pcie-root-port", "pcie-pci-bridge"})
+MODELS_72 = frozenset(
+    {
+        "nvme",
+        "nvme-subsys",
+        "e1000e",
+        "e1000",
+        "pcie-root-port",
+        "pcie-pci-bridge",
+        "intel-iommu",
+        "amd-iommu",
+    }
+)
 MODELS_80 = MODELS_72 | {"igb"}
 
 
@@ -36,11 +59,17 @@ def _paths(tmp_path: Path) -> RuntimePaths:
     )
 
 
-def _build(spec_name: str, tmp_path: Path, models: frozenset[str] = MODELS_72, accel: str = "tcg"):
+def _build(
+    spec_name: str,
+    tmp_path: Path,
+    models: frozenset[str] = MODELS_72,
+    accel: str = "tcg",
+    qemu: L1Qemu | None = None,
+):
     warnings: list[str] = []
     plan = build_machine(
         load_spec(LABS / spec_name), _paths(tmp_path), Ports(40001, 40002), accel=accel, models=models,
-        warn=warnings.append,
+        l1_qemu=qemu, warn=warnings.append,
     )  # fmt: skip
     return plan, warnings
 
@@ -83,6 +112,10 @@ def test_default_spec_has_the_promised_devices() -> None:
             ["intel_iommu=on", "iommu=pt", "module_blacklist=vfio_pci"],
             "intel-iommu,",
         ),
+        ("amd-vi.toml", ["iommu=pt"], "amd-iommu,intremap=on"),
+        ("amd-vi-qemu72.toml", ["iommu=pt"], "amd-iommu,intremap=on"),
+        ("amd-iommu-off.toml", ["amd_iommu=off"], "amd-iommu,intremap=on"),
+        ("amd-intremap-off.toml", ["iommu=pt"], "amd-iommu,intremap=off"),
     ],
 )
 def test_fault_specs_inject_their_fault(
@@ -91,7 +124,7 @@ def test_fault_specs_inject_their_fault(
     plan, _ = _build(spec_file, tmp_path)
     append = plan.argv[plan.argv.index("-append") + 1]
     assert append.split()[-len(expected_args) :] == expected_args, append
-    iommu = [device for device in _devices(plan.argv) if device.startswith("intel-iommu")]
+    iommu = [device for device in _devices(plan.argv) if device.startswith(("intel-iommu", "amd-iommu"))]
     if iommu_device is None:
         assert iommu == [], f"{spec_file} must not have an IOMMU: {iommu}"
     else:
@@ -109,7 +142,9 @@ def _spec(**tables: object) -> dict[str, object]:
         (_spec(machine={"memory_mib": 64}), "'machine.memory_mib' = 64"),
         (_spec(machine={"cpus": "2"}), "'machine.cpus' = '2'"),
         (_spec(machine={"ram": 1024}), "'machine.ram'"),
-        (_spec(iommu={"model": "amd"}), "'iommu.model' = 'amd'"),
+        (_spec(iommu={"model": "smmuv3"}), "'iommu.model' = 'smmuv3'"),
+        (_spec(iommu={"xtsup": True}), "'iommu.xtsup' = True: xtsup is an amd-iommu option"),
+        (_spec(machine={"qemu": "latest"}), "'machine.qemu' = 'latest'"),
         (_spec(iommu={"intremap": "yes"}), "'iommu.intremap' = 'yes'"),
         (_spec(iommu={"model": "none", "intremap": True}), "'iommu.intremap'"),
         (_spec(kernel={"extra_args": "iommu=pt"}), "'kernel.extra_args' = 'iommu=pt'"),
@@ -195,14 +230,14 @@ def test_default_topology_and_allowlist(tmp_path: Path) -> None:
 
 def test_igb_missing_is_announced_and_skipped(tmp_path: Path) -> None:
     plan, warnings = _build("default.toml", tmp_path, models=MODELS_72)
-    assert plan.skipped == ["sriovnic0"]
+    assert list(plan.skipped) == ["sriovnic0"] and "has no 'igb' device" in plan.skipped["sriovnic0"]
     assert len(warnings) == 1 and "igb is missing" in warnings[0], warnings
     assert not any(d.startswith("igb") for d in _devices(plan.argv))
 
 
 def test_igb_present_gets_its_own_root_port(tmp_path: Path) -> None:
     plan, warnings = _build("default.toml", tmp_path, models=MODELS_80)
-    assert warnings == [] and plan.skipped == []
+    assert warnings == [] and plan.skipped == {}
     assert any(d.startswith("igb,id=sriovnic0,bus=rp-sriovnic0") for d in _devices(plan.argv))
     assert "sriovnic0" in [d.id for d in plan.devices if d.assignable]
 
@@ -213,12 +248,114 @@ def test_required_igb_without_qemu_support_is_an_error(tmp_path: Path) -> None:
         build_machine(spec, _paths(tmp_path), Ports(1, 2), accel="tcg", models=MODELS_72, warn=print)
 
 
-def test_has_igb_matches_this_qemu() -> None:
-    from harness.lab.qemu import available_device_models
+def test_device_models_are_probed_one_by_one() -> None:
+    """``-device MODEL,help`` exits 0 for unknown models too: the probe must read what QEMU printed."""
+    models = available_device_models(QemuBinary())
+    assert {"e1000e", "nvme", "pcie-root-port", "intel-iommu", "amd-iommu"} <= models, (
+        f"qemu-system-x86_64 -device MODEL,help: found only {sorted(models)}; is QEMU installed?"
+    )
+    major = int(qemu_version(QemuBinary()).split(".")[0])
+    assert ("igb" in models) == (major >= 8), f"QEMU {major}.x and igb in {sorted(models)}"
+    # What QEMU 7.2 does for a model it lacks: says so on stderr and exits 0.
+    says_not_found = QemuBinary(
+        prefix=("sh", "-c", "echo \"Device '${5%,help}' not found\" >&2; exit 0", "qemu")
+    )
+    assert available_device_models(says_not_found) == frozenset()
 
-    models = available_device_models()
-    assert "e1000e" in models, "qemu-system-x86_64 -device help did not list e1000e: is QEMU installed?"
-    assert has_igb(models) == ("igb" in models)
+
+FETCHED = QemuBinary.from_tree(Path("/cache/qemu/trixie/root"))
+
+
+def test_l1_qemu_auto_fetches_only_when_a_model_is_missing(tmp_path: Path) -> None:
+    fetched: list[Path] = []
+
+    def fake_fetch(cache: Path, _log: object) -> QemuBinary:
+        fetched.append(cache)
+        return FETCHED
+
+    spec = load_spec(LABS / "default.toml")
+    has_all = choose_l1_qemu(
+        wanted_models(spec), tmp_path, print, fetch=fake_fetch, models_of=lambda _b: MODELS_80
+    )
+    assert (has_all.origin, fetched) == ("machine", []), has_all
+    assert "igb included" in has_all.reason
+    lacks_igb = choose_l1_qemu(
+        wanted_models(spec), tmp_path, print, fetch=fake_fetch, models_of=lambda _b: MODELS_72
+    )
+    assert lacks_igb.origin == "fetched" and lacks_igb.binary == FETCHED and fetched == [tmp_path]
+    assert "has no igb" in lacks_igb.reason, lacks_igb.reason
+    forced = choose_l1_qemu(
+        {"e1000e"}, tmp_path, print, choice="machine", fetch=fake_fetch, models_of=lambda _b: MODELS_72
+    )
+    assert forced.origin == "machine" and len(fetched) == 1
+
+
+def test_fetched_qemu_runs_with_its_own_loader_and_module_dir(tmp_path: Path) -> None:
+    qemu = L1Qemu(FETCHED, "10.0.13", "fetched", "test")
+    plan, _ = _build("default.toml", tmp_path, models=MODELS_80, qemu=qemu)
+    assert plan.argv[:4] == [
+        "/cache/qemu/trixie/root/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        "--library-path",
+        "/cache/qemu/trixie/root/usr/lib/x86_64-linux-gnu",
+        "/cache/qemu/trixie/root/usr/bin/qemu-system-x86_64",
+    ], plan.argv[:6]
+    assert plan.env == {"QEMU_MODULE_DIR": "/cache/qemu/trixie/root/usr/lib/x86_64-linux-gnu/qemu"}
+
+
+def test_failed_fetch_boots_without_igb_and_names_why(tmp_path: Path) -> None:
+    def failing_fetch(_cache: Path, _log: object) -> QemuBinary:
+        raise QemuFetchError(
+            "mmdebstrap trixie from http://127.0.0.1:9/debian failed (25): E: Failed to fetch"
+        )
+
+    logged: list[str] = []
+    spec = load_spec(LABS / "default.toml")
+    qemu = choose_l1_qemu(
+        wanted_models(spec), tmp_path, logged.append, fetch=failing_fetch, models_of=lambda _b: MODELS_72
+    )
+    assert qemu.origin == "machine" and qemu.fetch_error and "Failed to fetch" in qemu.fetch_error
+    plan, warnings = _build("default.toml", tmp_path, models=MODELS_72, qemu=qemu)
+    why = plan.skipped["sriovnic0"]
+    assert "has no 'igb' device" in why and "could not be fetched" in why and "127.0.0.1:9" in why, why
+    assert any("could not be fetched" in line for line in logged + warnings)
+    lab = Lab(
+        name="t", state_dir=tmp_path, ports=Ports(1, 2), skipped_reasons=plan.skipped, l1_qemu=qemu.to_json()
+    )
+    assert lab.guest_env[LAB_SKIPPED_ENV].startswith("sriovnic0: QEMU 7.2.22 has no 'igb' device")
+    assert lab.guest_env[LAB_QEMU_ENV].startswith("QEMU 7.2.22 (machine): fallback: the machine's QEMU")
+
+
+def test_fetch_from_an_unreachable_mirror_fails_with_apts_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("mmdebstrap") is None:
+        pytest.skip("mmdebstrap is not installed (make deps)")
+    monkeypatch.setattr(l1_qemu, "PROGRESS_INTERVAL", 0.2)
+    logged: list[str] = []
+    with pytest.raises(QemuFetchError) as caught:
+        ensure_newer_qemu(tmp_path, logged.append, mirror="file:///nonexistent/debian")
+    assert "file:///nonexistent/debian" in str(caught.value) and "E: " in str(caught.value), caught.value
+    assert any(line.startswith("hostdev-lab: fetching QEMU (trixie): ") for line in logged), logged
+    assert not (tmp_path / "qemu" / "trixie" / "stamp.json").exists()
+    assert [p.name for p in (tmp_path / "qemu" / "trixie").iterdir()] == [], "the failed fetch left files"
+
+
+def test_mirror_comes_from_the_machines_apt_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(l1_qemu.MIRROR_ENV, raising=False)
+    deb822 = tmp_path / "debian.sources"
+    deb822.write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n"
+    )
+    one_line = tmp_path / "sources.list"
+    one_line.write_text(
+        "# deb http://old.example/debian bookworm main\ndeb [arch=amd64] https://one.example/debian bookworm main\n"
+    )
+    assert apt_mirror([deb822]) == "http://mirror.example/debian"
+    assert apt_mirror([one_line, deb822]) == "https://one.example/debian"
+    assert apt_mirror([tmp_path / "absent"]) == "http://deb.debian.org/debian"
+    monkeypatch.setenv(l1_qemu.MIRROR_ENV, "http://127.0.0.1:9/debian")
+    assert apt_mirror([deb822]) == "http://127.0.0.1:9/debian"
 
 
 def test_kvm_with_intremap_uses_split_irqchip(tmp_path: Path) -> None:
@@ -264,3 +401,16 @@ def test_discovery_maps_topology_to_guest_bdfs(tmp_path: Path) -> None:
     assert found["bridge0-ep1"] == "0000:05:02.0"
     assert found["hotplug-0"] == "0000:00:0c.0"
     assert found["hotplug-1"] is None
+
+
+def test_junit_host_properties_say_which_qemu_runs_l1(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.report.reporter import host_properties
+
+    monkeypatch.delenv(LAB_QEMU_ENV, raising=False)
+    monkeypatch.delenv(LAB_SKIPPED_ENV, raising=False)
+    assert "lab_l1_qemu" not in host_properties()
+    monkeypatch.setenv(LAB_QEMU_ENV, "QEMU 10.0.13 (fetched): the machine's QEMU 7.2.22 has no igb")
+    monkeypatch.setenv(LAB_SKIPPED_ENV, "sriovnic0: QEMU 7.2.22 has no 'igb' device")
+    properties = host_properties()
+    assert properties["lab_l1_qemu"] == "QEMU 10.0.13 (fetched): the machine's QEMU 7.2.22 has no igb"
+    assert properties["lab_skipped_devices"] == "sriovnic0: QEMU 7.2.22 has no 'igb' device"

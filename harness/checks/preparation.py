@@ -221,6 +221,7 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
     ]
     log = kernel.log_lines(
         r"IRQ remapping|Interrupt remapping|DMAR-IR|AMD-Vi: Interrupt|No interrupt remapping"
+        r"|AMD-Vi: Disabling interrupt remapping|not in IVRS table"
     )
     evidence += [f"kernel log: {line}" for line in log[:3]]
     unsafe = _unsafe_interrupts_sources(host)
@@ -239,6 +240,15 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
             "no IOMMU, so no interrupt remapping",
             evidence,
             "interrupt remapping comes with the IOMMU: enable VT-d / AMD-Vi first (see iommu_firmware)",
+        )
+    if not units and not kernel.iommu_group_count:
+        return CheckResult(
+            "interrupt_remapping",
+            title,
+            Verdict.FAIL,
+            "the kernel does not use the IOMMU, so no interrupt remapping",
+            evidence,
+            "interrupt remapping comes with the IOMMU: make the kernel use it first (see iommu_kernel)",
         )
     unsafe_hint = (
         "allow_unsafe_interrupts leaves the host open to interrupt injection from a malicious guest; "
@@ -276,7 +286,12 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
         (
             "remove intremap=off from the kernel command line"
             if disabled_by_cmdline
-            else "enable interrupt remapping (x2APIC) in the firmware setup; on QEMU use intel-iommu,intremap=on"
+            else "enable interrupt remapping (x2APIC) in the firmware setup; on QEMU use "
+            + (
+                "amd-iommu,intremap=on"
+                if kernel.firmware_iommu_vendor == "amd"
+                else "intel-iommu,intremap=on"
+            )
         )
         + ". Only for trusted guests: options vfio_iommu_type1 allow_unsafe_interrupts=1 in /etc/modprobe.d "
         "(a security risk; the harness never sets it)",

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from harness.lab.kernel import PROBE_MARKER, KernelImage
-from harness.lab.qemu import probe_argv, qemu_version
+from harness.lab.l1_qemu import qemu_version
+from harness.lab.qemu import probe_argv
 
 ACCEL_ENV = "HOSTDEV_LAB_ACCEL"
 PROBE_TIMEOUT = 15.0

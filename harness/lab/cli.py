@@ -143,6 +143,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         for lab in labs:
             state = lab.status if lab.is_running() else f"{lab.status}, not running"
             print(f"{lab.name}: {state}, pid {lab.pid}, {lab.libvirt_uri}, accel {lab.accel}")
+            print(f"  L1 runs on {lab.l1_qemu_text}")
         return 0
     if args.command == "console":
         print(_pick(args.name).console_tail(args.lines))

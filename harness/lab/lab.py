@@ -32,14 +32,18 @@ from harness.lab.accel import choose_accel
 from harness.lab.guest_image import GUEST_IMAGE_ENV, ensure_guest_image
 from harness.lab.guest_init import GUEST_QEMU_CACHE, write_guest_files
 from harness.lab.kernel import BOOT_FAILED_MARKER, ensure_initramfs, ensure_kernel
+from harness.lab.l1_qemu import choose_l1_qemu
 from harness.lab.paths import cache_dir, reports_dir, state_root
-from harness.lab.qemu import LabDevice, Ports, RuntimePaths, build_machine
+from harness.lab.qemu import LabDevice, Ports, RuntimePaths, build_machine, wanted_models
 from harness.lab.spec import LabSpec, load_spec
 from harness.progress import Progress
 
 BOOT_TIMEOUT_ENV = "HOSTDEV_LAB_BOOT_TIMEOUT"
 DEFAULT_BOOT_TIMEOUT = 180.0
 PR_SET_PDEATHSIG = 1
+# Set in L1 for suites and reports: which QEMU runs L1 and why, and which planned devices are missing and why.
+LAB_QEMU_ENV = "HOSTDEV_LAB_QEMU"
+LAB_SKIPPED_ENV = "HOSTDEV_LAB_SKIPPED"
 Log = Callable[[str], None]
 
 
@@ -96,6 +100,10 @@ class Lab:
     status: str = "new"
     devices: list[LabDevice] = field(default_factory=list)
     skipped_devices: list[str] = field(default_factory=list)
+    # Why each skipped device is not in this lab (e.g. "QEMU 7.2.22 has no 'igb' device ...").
+    skipped_reasons: dict[str, str] = field(default_factory=dict)
+    # Which QEMU runs L1 and why: version, origin ("machine" or "fetched"), reason, root, fetch_error.
+    l1_qemu: dict[str, Any] = field(default_factory=dict)
     kernel_cmdline: str = ""
     detached: bool = False
     timings: dict[str, float] = field(default_factory=dict)
@@ -118,16 +126,29 @@ class Lab:
         return [d.guest_bdf for d in self.devices if d.assignable and d.guest_bdf]
 
     @property
+    def l1_qemu_text(self) -> str:
+        """One line: which QEMU runs L1 and why."""
+        if not self.l1_qemu:
+            return "unknown"
+        return f"QEMU {self.l1_qemu['version']} ({self.l1_qemu['origin']}): {self.l1_qemu['reason']}"
+
+    @property
     def guest_env(self) -> dict[str, str]:
         env = {
             "HARNESS_ALLOW": ",".join(self.allowed_bdfs),
             # L1 keeps its kvm modules off (see guest_init.UNUSED_MODULES): its guests run under TCG.
             "HARNESS_GUEST_TYPE": "qemu",
             "HOSTDEV_LAB": self.name,
+            LAB_QEMU_ENV: self.l1_qemu_text,
             "LIBVIRT_DEFAULT_URI": "qemu:///system",
         }
         if self.guest_image:
             env[GUEST_IMAGE_ENV] = self.guest_image
+        if self.skipped_reasons:
+            # Suites that need a skipped device (igb) skip naming exactly this.
+            env[LAB_SKIPPED_ENV] = "; ".join(
+                f"{device}: {why}" for device, why in self.skipped_reasons.items()
+            )
         return env
 
     def device(self, device_id: str) -> LabDevice:
@@ -215,6 +236,8 @@ class Lab:
             "harness_allow": self.allowed_bdfs,
             "devices": [device.to_json() for device in self.devices],
             "skipped_devices": self.skipped_devices,
+            "skipped_reasons": self.skipped_reasons,
+            "l1_qemu": self.l1_qemu,
             "timings": self.timings,
             "guest_image": self.guest_image,
         }
@@ -244,6 +267,8 @@ class Lab:
             status=data.get("status", "unknown"),
             devices=[LabDevice(**device) for device in data.get("devices", [])],
             skipped_devices=data.get("skipped_devices", []),
+            skipped_reasons=data.get("skipped_reasons", {}),
+            l1_qemu=data.get("l1_qemu", {}),
             kernel_cmdline=data.get("kernel_cmdline", ""),
             detached=data.get("detached", False),
             timings=data.get("timings", {}),
@@ -355,7 +380,8 @@ def start_lab(
     reports.mkdir(parents=True, exist_ok=True)
     ports = Ports(libvirtd=_free_port(), agent=_free_port())
     paths = RuntimePaths(state_dir, reports, qemu_cache, kernel.vmlinuz, initramfs)
-    plan = build_machine(lab_spec, paths, ports, accel=accel, warn=log)
+    l1_qemu = choose_l1_qemu(wanted_models(lab_spec), cache, log, choice=lab_spec.machine.qemu)
+    plan = build_machine(lab_spec, paths, ports, accel=accel, l1_qemu=l1_qemu, warn=log)
     write_guest_files(state_dir, lab_name, kernel, reports, [device.model for device in plan.devices])
     (state_dir / "qemu.argv").write_text(shlex.join(plan.argv) + "\n")
     lab = Lab(
@@ -366,7 +392,9 @@ def start_lab(
         accel=accel,
         status="booting",
         devices=plan.devices,
-        skipped_devices=plan.skipped,
+        skipped_devices=list(plan.skipped),
+        skipped_reasons=plan.skipped,
+        l1_qemu=l1_qemu.to_json(),
         kernel_cmdline=plan.argv[plan.argv.index("-append") + 1],
         detached=detach,
         guest_image=str(guest_image),
@@ -377,6 +405,7 @@ def start_lab(
     with (state_dir / "qemu.log").open("wb") as qemu_log:
         lab.process = subprocess.Popen(
             plan.argv,
+            env={**os.environ, **plan.env},
             stdin=subprocess.DEVNULL,
             stdout=qemu_log,
             stderr=subprocess.STDOUT,

@@ -7,10 +7,7 @@ found by walking sysfs below that port (see :func:`harness.lab.lab.discover_devi
 
 from __future__ import annotations
 
-import functools
 import os
-import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,9 +24,11 @@ from harness.lab.kernel import (
     ROOT_CACHE_ENV,
     ROOT_TAG,
 )
+from harness.lab.l1_qemu import L1Qemu, QemuBinary, available_device_models, qemu_version
 from harness.lab.spec import DeviceSpec, LabSpec
 
-QEMU_BINARY = "qemu-system-x86_64"
+MODEL_OF_KIND = {"nvme-sriov": "nvme", "pci-bridge": "pcie-pci-bridge", "root-port": "pcie-root-port"}
+IOMMU_DEVICE = {"intel": "intel-iommu", "amd": "amd-iommu"}
 GUEST_LIBVIRTD_PORT = 16509
 GUEST_AGENT_PORT = 7000
 LAB_NIC_MAC = "52:54:00:4c:41:42"
@@ -87,32 +86,23 @@ class Ports:
 @dataclass
 class MachinePlan:
     argv: list[str]
+    env: dict[str, str]
     devices: list[LabDevice]
-    skipped: list[str]
+    skipped: dict[str, str]  # device id -> why it is not in this lab
 
 
-@functools.cache
-def available_device_models(binary: str = QEMU_BINARY) -> frozenset[str]:
-    """Device model names this QEMU knows (``-device help``)."""
-    result = subprocess.run(
-        [binary, "-nodefaults", "-machine", "none", "-device", "help"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return frozenset(re.findall(r'^name "([^"]+)"', result.stdout, flags=re.MULTILINE))
-
-
-@functools.cache
-def qemu_version(binary: str = QEMU_BINARY) -> str:
-    result = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
-    match = re.search(r"version (\S+)", result.stdout)
-    return match.group(1) if match else "unknown"
-
-
-def has_igb(models: frozenset[str] | None = None) -> bool:
+def has_igb(models: frozenset[str]) -> bool:
     """igb (an SR-IOV NIC) arrived in QEMU 8.0."""
-    return "igb" in (available_device_models() if models is None else models)
+    return "igb" in models
+
+
+def wanted_models(spec: LabSpec) -> set[str]:
+    """The QEMU device models a spec needs (bridge endpoints and the IOMMU included)."""
+    models = {MODEL_OF_KIND.get(device.kind, device.kind) for device in spec.devices}
+    models |= {endpoint for device in spec.devices for endpoint in device.endpoints}
+    if spec.iommu.model != "none":
+        models.add(IOMMU_DEVICE[spec.iommu.model])
+    return models
 
 
 def kernel_command_line(spec: LabSpec, *, probe: bool = False) -> str:
@@ -135,7 +125,7 @@ def accel_args(accel: str, spec: LabSpec) -> list[str]:
     machine = f"{spec.machine.type}"
     if accel == "kvm":
         # KVM's in-kernel IOAPIC cannot be remapped: interrupt remapping needs the split irqchip.
-        if spec.iommu.model == "intel" and spec.iommu.intremap:
+        if spec.iommu.model != "none" and spec.iommu.intremap:
             machine += ",kernel-irqchip=split"
         return ["-machine", machine, "-accel", "kvm", "-cpu", "host"]
     return [
@@ -154,11 +144,11 @@ def _nic_backend(qemu_id: str) -> list[str]:
 
 
 def _plan_devices(
-    spec: LabSpec, models: frozenset[str], warn: Warn
-) -> tuple[list[str], list[LabDevice], list[str]]:
+    spec: LabSpec, models: frozenset[str], l1_qemu: L1Qemu, warn: Warn
+) -> tuple[list[str], list[LabDevice], dict[str, str]]:
     argv: list[str] = []
     devices: list[LabDevice] = []
-    skipped: list[str] = []
+    skipped: dict[str, str] = {}
     slot = FIRST_ROOT_PORT_SLOT
 
     def root_port(name: str) -> tuple[str, str]:
@@ -176,15 +166,17 @@ def _plan_devices(
         return port_id, topology
 
     for device in spec.devices:
-        if device.kind == "igb" and "igb" not in models:
-            message = (
-                f"hostdev-lab: igb is missing: this QEMU ({qemu_version()}) has no 'igb' device "
-                f"(an SR-IOV NIC, QEMU >= 8.0); booting without {device.id!r}"
-            )
+        model = MODEL_OF_KIND.get(device.kind, device.kind)
+        if model not in models:
+            why = f"QEMU {l1_qemu.version} has no {model!r} device"
+            if model == "igb":
+                why += " (an SR-IOV NIC, QEMU >= 8.0)"
+            if l1_qemu.fetch_error:
+                why += f"; {l1_qemu.fetch_error}"
             if not device.optional:
-                raise QemuError(message.replace("booting without", "cannot boot") + " (set optional = true)")
-            warn(message)
-            skipped.append(device.id)
+                raise QemuError(f"hostdev-lab: cannot boot {device.id!r}: {why} (or set optional = true)")
+            warn(f"hostdev-lab: {model} is missing, booting without {device.id!r}: {why}")
+            skipped[device.id] = why
             continue
         _plan_one(device, root_port, argv, devices)
     return argv, devices, skipped
@@ -273,15 +265,19 @@ def build_machine(
     ports: Ports,
     *,
     accel: str,
+    l1_qemu: L1Qemu | None = None,
     models: frozenset[str] | None = None,
     warn: Warn = print,
 ) -> MachinePlan:
     """Plan the L1 machine: the full QEMU argv and the devices the suites will see."""
-    models = available_device_models() if models is None else models
-    device_argv, devices, skipped = _plan_devices(spec, models, warn)
+    if l1_qemu is None:
+        machine = QemuBinary()
+        l1_qemu = L1Qemu(machine, qemu_version(machine), "machine", "default")
+    models = available_device_models(l1_qemu.binary) if models is None else models
+    device_argv, devices, skipped = _plan_devices(spec, models, l1_qemu, warn)
     state = paths.state_dir
     argv = [
-        QEMU_BINARY,
+        *l1_qemu.binary.prefix,
         "-name", f"hostdev-lab-{state.name}",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         *accel_args(accel, spec),
@@ -295,13 +291,7 @@ def build_machine(
         "-qmp", f"unix:{state / 'qmp.sock'},server=on,wait=off",
         "-pidfile", str(state / "qemu.pid"),
     ]  # fmt: skip
-    if spec.iommu.model == "intel":
-        # Must come before the PCI devices it translates for.
-        argv += [
-            "-device",
-            f"intel-iommu,intremap={'on' if spec.iommu.intremap else 'off'},"
-            f"caching-mode={'on' if spec.iommu.caching_mode else 'off'}",
-        ]
+    argv += iommu_args(spec)
     forwards = ",".join(
         [
             f"hostfwd=tcp:127.0.0.1:{ports.libvirtd}-{GUEST_IP}:{GUEST_LIBVIRTD_PORT}",
@@ -317,14 +307,32 @@ def build_machine(
     argv += _fsdev("qemucache", QEMU_CACHE_TAG, paths.qemu_cache_dir, 0x06, readonly=False)
     argv += ["-device", "virtio-balloon-pci,bus=pcie.0,addr=0x07,free-page-reporting=on"]
     argv += device_argv
-    return MachinePlan(argv=argv, devices=devices, skipped=skipped)
+    return MachinePlan(argv=argv, env=dict(l1_qemu.binary.env), devices=devices, skipped=skipped)
+
+
+def iommu_args(spec: LabSpec) -> list[str]:
+    """The IOMMU device; it must come before the PCI devices it translates for."""
+    on_off = {True: "on", False: "off"}
+    iommu = spec.iommu
+    if iommu.model == "intel":
+        return [
+            "-device",
+            f"intel-iommu,intremap={on_off[iommu.intremap]},caching-mode={on_off[iommu.caching_mode]}",
+        ]
+    if iommu.model == "amd":
+        # amd-iommu takes the first free slot of pcie.0 (00:01.0, before the lab's fixed slots).
+        options = f"amd-iommu,intremap={on_off[iommu.intremap]}"
+        if iommu.xtsup:  # x2APIC interrupt remapping (QEMU >= 9.0)
+            options += ",xtsup=on"
+        return ["-device", options]
+    return []
 
 
 def probe_argv(kernel: Path, initramfs: Path, accel: str) -> list[str]:
     """A minimal boot that prints the probe marker from the initramfs and powers off."""
     spec = LabSpec(name="probe", path=None)
     return [
-        QEMU_BINARY,
+        *QemuBinary().prefix,
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         *accel_args(accel, spec),
         "-m", "256", "-smp", "1",

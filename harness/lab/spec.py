@@ -19,14 +19,16 @@ from harness.errors import HarnessInputError
 DEFAULT_CMDLINE = "intel_iommu=on iommu=pt"
 
 MACHINE_TYPES = ("q35",)
-IOMMU_MODELS = ("intel", "none")
+IOMMU_MODELS = ("intel", "amd", "none")
+# Which QEMU runs L1: auto = the machine's unless it lacks a device model the spec uses (see l1_qemu).
+QEMU_CHOICES = ("auto", "machine", "newer")
 DEVICE_KINDS = ("nvme-sriov", "e1000e", "e1000", "igb", "pci-bridge", "root-port")
 BRIDGE_ENDPOINT_MODELS = ("e1000", "e1000e", "rtl8139")
 _ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 _TOP_KEYS = {"name", "description", "base", "machine", "iommu", "kernel", "devices"}
-_MACHINE_KEYS = {"type", "memory_mib", "cpus", "tcg_tb_size_mib"}
-_IOMMU_KEYS = {"model", "intremap", "caching_mode"}
+_MACHINE_KEYS = {"type", "memory_mib", "cpus", "tcg_tb_size_mib", "qemu"}
+_IOMMU_KEYS = {"model", "intremap", "caching_mode", "xtsup"}
 _KERNEL_KEYS = {"cmdline", "extra_args"}
 _DEVICE_KEYS: dict[str, set[str]] = {
     "nvme-sriov": {"max_vfs"},
@@ -50,13 +52,15 @@ class MachineSpec:
     cpus: int = 2
     # TCG's translation cache: QEMU's default (1 GiB) lets L1's QEMU grow past 1 GiB RSS under pytest.
     tcg_tb_size_mib: int = 256
+    qemu: str = "auto"
 
 
 @dataclass(frozen=True)
 class IommuSpec:
     model: str = "intel"
     intremap: bool = True
-    caching_mode: bool = True
+    caching_mode: bool = True  # intel only
+    xtsup: bool = False  # amd only: x2APIC interrupt remapping
 
 
 @dataclass(frozen=True)
@@ -115,17 +119,24 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>", path: Path | 
         memory_mib=where.integer(machine_data, "memory_mib", "machine", 256, 16384, default=1024),
         cpus=where.integer(machine_data, "cpus", "machine", 1, 16, default=2),
         tcg_tb_size_mib=where.integer(machine_data, "tcg_tb_size_mib", "machine", 32, 2048, default=256),
+        qemu=where.choice(machine_data, "qemu", "machine", QEMU_CHOICES, default="auto"),
     )
 
     iommu_data = where.table(data, "iommu")
     where.unknown_keys(iommu_data, _IOMMU_KEYS, "iommu")
+    iommu_model = where.choice(iommu_data, "model", "iommu", IOMMU_MODELS, default="intel")
     iommu = IommuSpec(
-        model=where.choice(iommu_data, "model", "iommu", IOMMU_MODELS, default="intel"),
+        model=iommu_model,
         intremap=where.boolean(iommu_data, "intremap", "iommu", default=True),
-        caching_mode=where.boolean(iommu_data, "caching_mode", "iommu", default=True),
+        # An intel-iommu option; ignored for other models (a spec based on default.toml inherits it).
+        caching_mode=where.boolean(iommu_data, "caching_mode", "iommu", default=True)
+        and iommu_model == "intel",
+        xtsup=where.boolean(iommu_data, "xtsup", "iommu", default=False),
     )
     if iommu.model == "none" and "intremap" in iommu_data and iommu_data["intremap"]:
-        raise where.error("iommu.intremap", True, "interrupt remapping needs iommu.model = 'intel'")
+        raise where.error("iommu.intremap", True, "interrupt remapping needs iommu.model = 'intel' or 'amd'")
+    if iommu.model != "amd" and iommu.xtsup:
+        raise where.error("iommu.xtsup", True, "xtsup is an amd-iommu option")
 
     kernel_data = where.table(data, "kernel")
     where.unknown_keys(kernel_data, _KERNEL_KEYS, "kernel")

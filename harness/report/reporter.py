@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 from _pytest.junitxml import xml_key
 
+from harness.lab.lab import LAB_QEMU_ENV, LAB_SKIPPED_ENV
 from harness.report.html import render_html
 from harness.report.junit import JENKINS_JUNIT, mark_warnings, write_jenkins_junit
 from harness.report.properties import CHECK, DEVICE, HOST_PREFIX, as_dict
@@ -34,11 +36,16 @@ def host_properties() -> dict[str, str]:
         except OSError:
             return ""
 
-    return {
+    properties = {
         "hostname": socket.gethostname(),
         "kernel": read("/proc/sys/kernel/osrelease"),
         "cmdline": read("/proc/cmdline"),
     }
+    # Inside the nested host: which QEMU runs it and why, and which planned devices it lacks and why.
+    for name, variable in (("lab_l1_qemu", LAB_QEMU_ENV), ("lab_skipped_devices", LAB_SKIPPED_ENV)):
+        if value := os.environ.get(variable):
+            properties[name] = value
+    return properties
 
 
 def report_dir(config: pytest.Config) -> Path:

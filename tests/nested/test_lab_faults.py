@@ -1,5 +1,10 @@
 """Fault labs: each boots a nested host with one thing broken, shows the fault with raw evidence from L1,
-and checks that ``hostdev-harness check --json`` run inside L1 gives the right check the right verdict.
+and checks that ``hostdev-harness check --json`` run inside L1 gives the right check the right verdict
+and a hint that names the fix.
+
+Intel VT-d labs and AMD-Vi labs (QEMU's amd-iommu, on the newer QEMU the lab brings and on Debian 12's
+QEMU 7.2). The AMD labs also walk QEMU's VFIO call sequence on a NIC (the functional ground truth): it
+reaches a device fd on a healthy AMD-Vi lab and stops at VFIO_SET_IOMMU (EPERM) without interrupt remapping.
 
 One lab per fault, booted once (module-scoped, parametrized) while the session's default lab keeps running.
 """
@@ -8,12 +13,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
 from harness.lab.lab import Lab, booted_lab
-from tests.nested.conftest import LABS, REPO, VENV_BIN, lab_name
+from tests.nested.conftest import LABS, REPO, VENV_BIN, checked_exec, lab_name
+from tests.nested.test_vfio_proof import PROVE
 
 pytestmark = pytest.mark.nested
 STDERR_MARK = "@@hostdev-lab-stderr@@"
@@ -25,6 +31,11 @@ class Fault:
     # Shell commands run in L1 whose combined output must contain each expected line.
     evidence: tuple[tuple[str, str], ...]
     verdicts: dict[str, str]
+    # A fragment the hint of a check must contain: the fix, named.
+    hints: dict[str, str] = field(default_factory=dict)
+    # What the functional VFIO proof (harness.host.vfio) says for nic0: "works", or the refused step
+    # and errno ("VFIO_SET_IOMMU errno 1"); None: not probed.
+    vfio: str | None = None
 
 
 FAULTS = [
@@ -84,6 +95,60 @@ FAULTS = [
         ),
         {"vfio_ready": "FAIL"},
     ),
+    Fault(
+        "amd-vi",
+        (
+            ("test -e /sys/firmware/acpi/tables/IVRS && echo ivrs", "ivrs"),
+            ("ls /sys/class/iommu", "ivhd0"),
+            ("test -d /sys/class/iommu/ivhd0/amd-iommu && echo amd-iommu", "amd-iommu"),
+            ("dmesg | grep -o 'AMD-Vi: Interrupt remapping enabled'", "AMD-Vi: Interrupt remapping enabled"),
+            (
+                "dmesg | grep -o 'iommu: Default domain type: Passthrough'",
+                "iommu: Default domain type: Passthrough",
+            ),
+            ("test $(ls /sys/kernel/iommu_groups | wc -l) -gt 8 && echo groups", "groups"),
+        ),
+        {
+            "iommu_firmware": "PASS",
+            "iommu_kernel": "PASS",
+            "interrupt_remapping": "PASS",
+            "vfio_ready": "PASS",
+            "libvirt_ready": "PASS",
+        },
+        vfio="works",
+    ),
+    Fault(
+        "amd-vi-qemu72",
+        (
+            ("ls /sys/class/iommu", "ivhd0"),
+            ("dmesg | grep -o 'AMD-Vi: Interrupt remapping enabled'", "AMD-Vi: Interrupt remapping enabled"),
+        ),
+        {"iommu_firmware": "PASS", "iommu_kernel": "PASS", "interrupt_remapping": "PASS"},
+        vfio="works",
+    ),
+    Fault(
+        "amd-iommu-off",
+        (
+            ("test -e /sys/firmware/acpi/tables/IVRS && echo ivrs", "ivrs"),
+            ("ls /sys/class/iommu | wc -l", "0"),
+            ("ls /sys/kernel/iommu_groups | wc -l", "0"),
+        ),
+        {"iommu_firmware": "PASS", "iommu_kernel": "FAIL", "interrupt_remapping": "FAIL"},
+        {"iommu_kernel": "remove amd_iommu=off", "interrupt_remapping": "iommu_kernel"},
+    ),
+    Fault(
+        "amd-intremap-off",
+        (
+            (
+                "dmesg | grep -o 'AMD-Vi: Disabling interrupt remapping'",
+                "AMD-Vi: Disabling interrupt remapping",
+            ),
+            ("test $(ls /sys/kernel/iommu_groups | wc -l) -gt 8 && echo groups", "groups"),
+        ),
+        {"iommu_kernel": "PASS", "interrupt_remapping": "FAIL"},
+        {"interrupt_remapping": "amd-iommu,intremap=on"},
+        vfio="VFIO_SET_IOMMU errno 1",
+    ),
 ]
 
 
@@ -105,6 +170,21 @@ def test_fault_shows_in_raw_evidence(fault_lab: tuple[Fault, Lab]) -> None:
             f"lab {fault.spec}: `{command}` should print {expected!r}, printed {output!r} (exit {rc}); "
             f"reproduce: hostdev-lab run fixtures/labs/{fault.spec}.toml -- sh -c {command!r}"
         )
+    if fault.vfio is not None:
+        nic = lab.device("nic0").guest_bdf
+        assert nic is not None
+        nodedev = "pci_" + nic.replace(":", "_").replace(".", "_")
+        checked_exec(lab, f"virsh nodedev-detach {nodedev}")
+        try:
+            output = checked_exec(lab, PROVE.format(bdf=nic))
+        finally:
+            checked_exec(lab, f"virsh nodedev-reattach {nodedev}")
+        proof = json.loads(output.strip().splitlines()[-1])
+        found = "works" if proof["works"] else f"{proof['at']} errno {proof['errno']}"
+        assert found == fault.vfio, (
+            f"lab {fault.spec}: the VFIO proof on {nic} should give {fault.vfio!r}, gave {found!r}: "
+            f"{proof['explain']}\nkernel log tail: {lab.exec('dmesg | tail -5')[1]}"
+        )
 
 
 def test_check_gives_the_expected_verdicts(fault_lab: tuple[Fault, Lab]) -> None:
@@ -115,8 +195,6 @@ def test_check_gives_the_expected_verdicts(fault_lab: tuple[Fault, Lab]) -> None
         f"{command} 2>/tmp/check.err; echo; echo {STDERR_MARK}; cat /tmp/check.err", cwd=str(REPO)
     )
     stdout, _, stderr = output.partition(STDERR_MARK)
-    if "invalid choice: 'check'" in stderr or "not built yet" in stderr:
-        pytest.skip("hostdev-harness check --json is not available yet")
     try:
         results = json.loads(stdout)
     except ValueError:
@@ -131,5 +209,11 @@ def test_check_gives_the_expected_verdicts(fault_lab: tuple[Fault, Lab]) -> None
         assert found["verdict"] == expected, (
             f"lab {fault.spec}: expected {name} {expected}, got {found['verdict']}: "
             f"{found.get('summary', '')} evidence={found.get('evidence')}; "
-            f"reproduce: hostdev-lab run fixtures/labs/{fault.spec}.toml -- {' '.join(command)}"
+            f"reproduce: hostdev-lab run fixtures/labs/{fault.spec}.toml -- {command}"
+        )
+    for name, fragment in fault.hints.items():
+        hint = verdicts[name].get("hint") or ""
+        assert fragment in hint, (
+            f"lab {fault.spec}: the hint of {name} should name {fragment!r}, it says {hint!r}; "
+            f"reproduce: hostdev-lab run fixtures/labs/{fault.spec}.toml -- {command}"
         )

@@ -64,15 +64,46 @@ def test_lab_json_and_harness_allow_agree(default_lab: Lab) -> None:
     assert data["status"] == "ready" and data["libvirt_uri"] == default_lab.libvirt_uri
     allowed = data["harness_allow"]
     by_id = {device["id"]: device for device in data["devices"]}
-    expected = [by_id[i]["guest_bdf"] for i in ("nvme0", "nic0", "nic1")]
+    test_ids = [i for i in ("nvme0", "nic0", "nic1", "bridge0-ep0", "bridge0-ep1", "sriovnic0") if i in by_id]
+    expected = [by_id[i]["guest_bdf"] for i in test_ids]
     assert sorted(allowed) == sorted(expected), f"lab.json harness_allow {allowed} != test devices {expected}"
     env_allow = checked_exec(default_lab, "echo $HARNESS_ALLOW").strip()
     assert env_allow.split(",") == allowed, f"HARNESS_ALLOW in L1 ({env_allow}) differs from lab.json"
-    drivers = checked_exec(default_lab, "for d in $HARNESS_ALLOW; do :; done; " + "; ".join(
+    drivers = checked_exec(default_lab, "; ".join(
         f"basename $(readlink /sys/bus/pci/devices/{bdf}/driver)" for bdf in allowed
     )).split()  # fmt: skip
     assert "virtio-pci" not in drivers and "9pnet_virtio" not in drivers, drivers
-    assert sorted(set(drivers)) == ["e1000e", "nvme"], drivers
+    expected_drivers = (
+        ["e1000", "e1000e", "igb", "nvme"] if "sriovnic0" in by_id else ["e1000", "e1000e", "nvme"]
+    )
+    assert sorted(set(drivers)) == expected_drivers, drivers
+
+
+def test_default_lab_has_an_igb_pf_with_7_vfs(default_lab: Lab) -> None:
+    """On every machine: its own QEMU if it has igb, else the newer QEMU the lab fetched (or a skip saying why)."""
+    data = json.loads((default_lab.state_dir / "lab.json").read_text())
+    qemu = data["l1_qemu"]
+    if "sriovnic0" in data["skipped_devices"]:
+        assert qemu["fetch_error"], f"igb skipped although no fetch failed: {data['skipped_reasons']}"
+        pytest.skip(f"no igb in this lab: {data['skipped_reasons']['sriovnic0']}")
+    pf = default_lab.device("sriovnic0").guest_bdf
+    assert pf in default_lab.allowed_bdfs, (
+        f"the igb PF {pf} is not on the allowlist {default_lab.allowed_bdfs}"
+    )
+    sysfs = f"/sys/bus/pci/devices/{pf}"
+    found = checked_exec(
+        default_lab,
+        f"basename $(readlink {sysfs}/driver); cat {sysfs}/vendor {sysfs}/device {sysfs}/sriov_totalvfs",
+    ).split()
+    assert found == ["igb", "0x8086", "0x10c9", "7"], f"igb PF {pf}: driver, ids, sriov_totalvfs = {found}"
+    major = int(qemu["version"].split(".")[0])
+    assert major >= 8, f"L1 runs on QEMU {qemu['version']}, which has no igb: {qemu}"
+    inside = checked_exec(default_lab, "echo $HOSTDEV_LAB_QEMU").strip()
+    assert inside == f"QEMU {qemu['version']} ({qemu['origin']}): {qemu['reason']}", inside
+    status = subprocess.run(
+        [HOSTDEV_LAB, "status", default_lab.name], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert f"L1 runs on QEMU {qemu['version']} ({qemu['origin']})" in status.stdout, status.stdout
 
 
 def test_exec_streams_output_and_returns_the_exit_code(default_lab: Lab) -> None:
@@ -242,12 +273,12 @@ def test_failed_boot_raises_with_the_console_tail() -> None:
 
 def test_bad_spec_starts_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text('[iommu]\nmodel = "amd"\n')
+    bad.write_text('[iommu]\nmodel = "smmuv3"\n')
     result = subprocess.run(
         [HOSTDEV_LAB, "run", str(bad), "--", "true"], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 2
-    assert "'iommu.model' = 'amd'" in result.stderr, result.stderr
+    assert "'iommu.model' = 'smmuv3'" in result.stderr, result.stderr
     assert not (state_root() / "bad").exists()
 
 
