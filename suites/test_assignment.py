@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import libvirt
 import pytest
@@ -93,6 +95,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             [pytest.param(g, id="+".join(g)) for g in groups]
             or [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
         )
+
+
+@contextmanager
+def held(
+    address: str, guard: DeviceGuard, leases: GroupLeases, request: pytest.FixtureRequest, log: StepLog
+) -> Iterator[tuple[PciDevice, HostChanges, str | None]]:
+    """The allowlisted device (a refusal fails the test, nothing changed), its IOMMU group leased for the
+    block, the changes fixture, and the host driver it had before."""
+    device = permitted(address, guard, log.record_property)
+    # Refusal comes first, so it is reported even where nothing could be changed (a snapshot).
+    changes: HostChanges = request.getfixturevalue("harness_changes")
+    with leases.hold([device]):
+        yield device, changes, current_driver(changes.root, device.address)
 
 
 def _fd_count(name: str) -> int:
@@ -191,9 +206,7 @@ def test_managed_hostdev_guest_takes_and_returns_the_device(
     log: StepLog,
 ) -> None:
     """<hostdev managed='yes'>: libvirt detaches at guest start and reattaches when the guest is destroyed."""
-    device = permitted(address, harness_guard, log.record_property)
-    changes: HostChanges = request.getfixturevalue("harness_changes")
-    with harness_leases.hold([device]):
+    with held(address, harness_guard, harness_leases, request, log) as (device, changes, _):
         managed_guest_cycle(changes, device, harness_guest_type, log)
 
 
@@ -207,10 +220,7 @@ def test_unmanaged_hostdev_guest_needs_a_detached_device(
 ) -> None:
     """<hostdev managed='no'>: refused while on the host driver; after nodedev-detach it starts, and the
     device stays on vfio-pci after the guest is gone until nodedev-reattach."""
-    device = permitted(address, harness_guard, log.record_property)
-    changes: HostChanges = request.getfixturevalue("harness_changes")
-    before = current_driver(changes.root, device.address)
-    with harness_leases.hold([device]):
+    with held(address, harness_guard, harness_leases, request, log) as (device, changes, before):
         early = TransientGuest.of(throwaway_guest((hostdev(device, managed=False),), harness_guest_type))
         if before != VFIO_DRIVER:
             with (
@@ -251,10 +261,7 @@ def test_device_in_use_is_refused_to_a_second_guest(
     harness_guest_type: DomainType,
     log: StepLog,
 ) -> None:
-    device = permitted(address, harness_guard, log.record_property)
-    changes: HostChanges = request.getfixturevalue("harness_changes")
-    before = current_driver(changes.root, device.address)
-    with harness_leases.hold([device]):
+    with held(address, harness_guard, harness_leases, request, log) as (device, changes, before):
         first = TransientGuest.of(throwaway_guest((hostdev(device, managed=True),), harness_guest_type))
         with changes.holding(first):
             second = TransientGuest.of(throwaway_guest((hostdev(device, managed=True),), harness_guest_type))
@@ -284,11 +291,8 @@ def test_persistent_guest_config_attach_detach(
     log: StepLog,
 ) -> None:
     """define; attach-device --config; detach-device --config; attach again; start; destroy; undefine."""
-    device = permitted(address, harness_guard, log.record_property)
-    changes: HostChanges = request.getfixturevalue("harness_changes")
-    before = current_driver(changes.root, device.address)
-    source = hostdev(device, managed=True)
-    with harness_leases.hold([device]):
+    with held(address, harness_guard, harness_leases, request, log) as (device, changes, before):
+        source = hostdev(device, managed=True)
         guest = DefinedGuest.of(throwaway_guest((), harness_guest_type))
         with changes.holding(guest):
             domain = guest.domain(changes.context)
@@ -378,18 +382,15 @@ def test_virt_install_host_device_guest(
 ) -> None:
     """The guide's `virt-install --host-device=pci_...`: the guest it defines and starts has the device on
     its own bus; once it is destroyed and undefined the device is back on its host driver."""
-    device = permitted(address, harness_guard, log.record_property)
     if shutil.which("virt-install") is None:
         pytest.skip("virt-install is missing (Debian package virtinst): the virt-install path was not tried")
-    changes: HostChanges = request.getfixturevalue("harness_changes")
-    before = current_driver(changes.root, device.address)
-    guest = VirtInstalledGuest(
-        throwaway_guest((), harness_guest_type).name,
-        changes.connection.getURI(),
-        PciAddress.from_bdf(device.address),
-        harness_guest_type,
-    )
-    with harness_leases.hold([device]):
+    with held(address, harness_guard, harness_leases, request, log) as (device, changes, before):
+        guest = VirtInstalledGuest(
+            throwaway_guest((), harness_guest_type).name,
+            changes.connection.getURI(),
+            PciAddress.from_bdf(device.address),
+            harness_guest_type,
+        )
         with log.step("virt_install", guest.reproduce()), changes.holding(guest):
             domain = guest.domain(changes.context)
             assert _has_hostdev(domain, device), (
