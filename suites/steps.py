@@ -24,12 +24,21 @@ RecordProperty = Callable[[str, object], None]
 
 
 def permitted(address: str, guard: DeviceGuard, record_property: RecordProperty) -> PciDevice:
-    """The device if the guard lets the harness change it; a refusal fails the test and changes nothing."""
+    """The device if the guard lets the harness change it; a refusal fails the test and changes nothing.
+
+    Without an IOMMU group nothing can be assigned: the test skips, naming why (the preparation checks
+    are where that FAILs, with the fix)."""
     try:
-        return guard.permit(address)
+        device = guard.permit(address)
     except DeviceRefusedError as exc:
         record_property("harness.refused", str(exc))
         pytest.fail(str(exc), pytrace=False)
+    if device.iommu_group is None and guard.host.root.is_live:
+        pytest.skip(
+            f"{device.address} has no IOMMU group: the IOMMU is not active on this host, so nothing can be "
+            "assigned (see test_preparation[iommu_firmware] and [iommu_kernel] for why and the fix)"
+        )
+    return device
 
 
 @dataclass

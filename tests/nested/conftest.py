@@ -21,6 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 LABS = REPO / "fixtures" / "labs"
 VENV_BIN = Path(sys.executable).parent
 HOSTDEV_LAB = str(VENV_BIN / "hostdev-lab")
+# The functional VFIO proof (harness.host.vfio) on one device in L1, as one JSON line: .format(bdf=...).
+PROVE = (
+    f'cd {REPO} && {VENV_BIN}/python -c "import json, os; from harness.host.vfio import prove_vfio; '
+    "g = int(os.path.basename(os.readlink('/sys/bus/pci/devices/{bdf}/iommu_group'))); "
+    "p = prove_vfio('{bdf}', g); print(json.dumps(dict(works=p.works, at=p.refused_at, errno=p.errno, "
+    'explain=p.explain())))"'
+)
 
 
 def lab_name(label: str) -> str:

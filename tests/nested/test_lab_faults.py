@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from harness.lab.lab import Lab, booted_lab
-from tests.nested.conftest import LABS, REPO, VENV_BIN, checked_exec, lab_name
-from tests.nested.test_vfio_proof import PROVE
+from tests.nested.conftest import LABS, PROVE, REPO, VENV_BIN, checked_exec, lab_name
 
 pytestmark = pytest.mark.nested
 STDERR_MARK = "@@hostdev-lab-stderr@@"
@@ -36,6 +35,8 @@ class Fault:
     # What the functional VFIO proof (harness.host.vfio) says for nic0: "works", or the refused step
     # and errno ("VFIO_SET_IOMMU errno 1"); None: not probed.
     vfio: str | None = None
+    # Why the assignment suite skips its cycles in this lab (a fragment of the skip reason); None: not run.
+    assignment_skip: str | None = None
 
 
 FAULTS = [
@@ -60,6 +61,7 @@ FAULTS = [
             ("ls /sys/kernel/iommu_groups | wc -l", "0"),
         ),
         {"iommu_firmware": "FAIL"},
+        assignment_skip="has no IOMMU group: the IOMMU is not active on this host",
     ),
     Fault(
         "iommu-off",
@@ -185,6 +187,25 @@ def test_fault_shows_in_raw_evidence(fault_lab: tuple[Fault, Lab]) -> None:
             f"lab {fault.spec}: the VFIO proof on {nic} should give {fault.vfio!r}, gave {found!r}: "
             f"{proof['explain']}\nkernel log tail: {lab.exec('dmesg | tail -5')[1]}"
         )
+
+
+def test_assignment_suite_skips_naming_why(fault_lab: tuple[Fault, Lab]) -> None:
+    """Where no device can be assigned, the cycles skip with the reason, and change nothing."""
+    fault, lab = fault_lab
+    if fault.assignment_skip is None:
+        return  # this lab's suites run in full elsewhere (test_suites_in_lab, test_changes_in_lab)
+    junit = f"/tmp/assignment-{fault.spec}.xml"
+    lab.exec(
+        f"{VENV_BIN / 'pytest'} {REPO / 'suites' / 'test_assignment.py'} -k 'detach_reattach or managed' "
+        f"-p no:cacheprovider --junitxml {junit} --harness-report-dir /tmp/assignment-reports",
+        cwd=str(REPO),
+    )
+    output = checked_exec(lab, f"cat {junit}")
+    skipped = [line for line in output.splitlines() if "<skipped" in line]
+    assert skipped and all(fault.assignment_skip in line for line in skipped), (
+        f"lab {fault.spec}: expected every cycle to skip with {fault.assignment_skip!r}:\n{output[-3000:]}"
+    )
+    assert "<failure" not in output and "<error" not in output, output[-3000:]
 
 
 def test_check_gives_the_expected_verdicts(fault_lab: tuple[Fault, Lab]) -> None:
