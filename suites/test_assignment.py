@@ -148,14 +148,18 @@ def test_detach_reattach_cycle(
         nodes_before, fds_before = _vfio_nodes(), _fd_count("libvirtd")
         for _ in range(cycles):
             _cycle(device, changes, log)
-        leaked = _vfio_nodes() - nodes_before
+        # Only this device's group is ours: other workers may hold other groups meanwhile.
+        leaked = (_vfio_nodes() - nodes_before) & {str(device.iommu_group)}
         assert not leaked, f"after {cycles} cycles /dev/vfio has new nodes {sorted(leaked)} (ls -l /dev/vfio)"
         fds_after = _fd_count("libvirtd")
         log.record_property("harness.libvirtd_fds", f"{fds_before} -> {fds_after} over {cycles} cycles")
-        # A connection or two may come and go; a leak grows with every cycle.
-        assert fds_after <= fds_before + 4, (
-            f"libvirtd holds {fds_after} fds after {cycles} cycles, {fds_before} before (ls /proc/$(pidof libvirtd)/fd)"
-        )
+        # A connection or two may come and go; a leak grows with every cycle. Under xdist other workers'
+        # guests open fds in the same libvirtd, so the count says nothing about this test there.
+        if not hasattr(pytestconfig, "workerinput"):
+            assert fds_after <= fds_before + 4, (
+                f"libvirtd holds {fds_after} fds after {cycles} cycles, {fds_before} before "
+                "(ls /proc/$(pidof libvirtd)/fd)"
+            )
 
 
 def _cycle(device: PciDevice, changes: HostChanges, log: StepLog) -> None:
