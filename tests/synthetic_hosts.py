@@ -55,6 +55,8 @@ class SyntheticHost:
         'GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX="intel_iommu=on iommu=pt"\n'
     )
     modprobe: dict[str, str] = field(default_factory=dict)
+    # More files by host path: boot loader entries, grub.d snippets, os-release, config space.
+    files: dict[str, str | bytes] = field(default_factory=dict)
     unsafe_param: str = "N"
     dmesg: list[str] = field(default_factory=list)
     devices: list[Pci] = field(default_factory=list)
@@ -72,10 +74,13 @@ def base_devices() -> list[Pci]:
     ]
 
 
-def _write(root: Path, host_path: str, text: str) -> None:
+def _write(root: Path, host_path: str, content: str | bytes) -> None:
     path = root / host_path.lstrip("/")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
 
 
 def _link(root: Path, host_path: str, target: str) -> None:
@@ -130,7 +135,10 @@ def write_host(host: SyntheticHost, root: Path) -> None:
     )
     _write(root, f"/lib/modules/{RELEASE}/modules.dep", VFIO_MODULES_DEP)
     _write(root, f"/lib/modules/{RELEASE}/modules.builtin", "kernel/drivers/iommu/intel/iommu.ko\n")
-    _write(root, host.grub_path, host.grub_text)
+    if host.grub_text:
+        _write(root, host.grub_path, host.grub_text)
+    for path, content in host.files.items():
+        _write(root, path, content)
     for name, text in host.modprobe.items():
         _write(root, f"/etc/modprobe.d/{name}", text)
     tables = ["APIC", "DSDT", "FACP", "MCFG"] + {"intel": ["DMAR"], "amd": ["IVRS"], "none": []}[host.vendor]
@@ -230,6 +238,7 @@ def synthetic_hosts() -> list[SyntheticHost]:
         ),
     ]
     return [
+        *boot_path_hosts(),
         SyntheticHost(
             "synthetic-intel-iommu-on",
             "Intel host prepared as the guide says",
@@ -319,6 +328,163 @@ def synthetic_hosts() -> list[SyntheticHost]:
             dmesg=INTEL_DMESG,
             devices=base_devices(),
             expected={"checks": {"next_boot": "FAIL"}, "hints": {"next_boot": "GRUB_CMDLINX_LINUX"}},
+        ),
+    ]
+
+
+def _linux(args: str, kernel: str = RELEASE) -> str:
+    """A grub.cfg as update-grub writes it: the first menu entry is the default one."""
+    return (
+        "### BEGIN /etc/grub.d/10_linux ###\n"
+        "menuentry 'Debian GNU/Linux' --class debian {\n"
+        f"\tlinux\t/boot/vmlinuz-{kernel} root=UUID=0b1c ro {args}\n"
+        f"\tinitrd\t/boot/initrd.img-{kernel}\n"
+        "}\n"
+    )
+
+
+OS_RELEASE = {
+    "debian": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n',
+    "ubuntu": 'PRETTY_NAME="Ubuntu 24.04.1 LTS"\nID=ubuntu\nID_LIKE=debian\n',
+    "rhel9": 'PRETTY_NAME="Red Hat Enterprise Linux 9.4 (Plow)"\nID="rhel"\n',
+    "rhel8": 'PRETTY_NAME="Red Hat Enterprise Linux 8.10 (Ootpa)"\nID="rhel"\n',
+}
+RHEL_GRUB = (
+    "GRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR=\"$(sed 's, release .*$,,g' /etc/system-release)\"\n"
+    'GRUB_DEFAULT=saved\nGRUB_DISABLE_SUBMENU=true\nGRUB_TERMINAL_OUTPUT="console"\n'
+    'GRUB_CMDLINE_LINUX="crashkernel=1G-4G:192M rd.lvm.lv=rhel/root rhgb quiet intel_iommu=on iommu=pt"\n'
+    'GRUB_DISABLE_RECOVERY="true"\nGRUB_ENABLE_BLSCFG=true\n'
+)
+MACHINE_ID = "4f1d2c7e9a8b4c3d"
+
+
+def boot_path_hosts() -> list[SyntheticHost]:
+    """One host per boot path and distribution family, each with the next boot's verdict it must get."""
+    return [
+        SyntheticHost(
+            "synthetic-ubuntu-grub-d-undoes",
+            "Ubuntu cloud image: /etc/default/grub adds intel_iommu=on, grub.d/50-cloudimg-settings.cfg "
+            "sets GRUB_CMDLINE_LINUX_DEFAULT again without it; grub.cfg was regenerated",
+            "intel_iommu=on iommu=pt console=ttyS0",
+            "intel",
+            grub_text='GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX_DEFAULT="quiet splash intel_iommu=on iommu=pt"\n'
+            'GRUB_CMDLINE_LINUX=""\n',
+            files={
+                "/etc/default/grub.d/50-cloudimg-settings.cfg": "# Cloud Image specific Grub settings\n"
+                "GRUB_TIMEOUT=0\n\n# Set the default commandline\n"
+                'GRUB_CMDLINE_LINUX_DEFAULT="console=tty1 console=ttyS0"\n',
+                "/etc/default/grub.d/init-select.cfg": 'if [ "${GRUB_CMDLINE_LINUX_DEFAULT:-}" = x ]; then :; fi\n',
+                "/boot/grub/grub.cfg": _linux("console=tty1 console=ttyS0"),
+                "/etc/os-release": OS_RELEASE["ubuntu"],
+            },
+            dmesg=INTEL_DMESG,
+            devices=base_devices(),
+            expected={
+                "checks": {"next_boot": "WARN"},
+                "hints": {
+                    "next_boot": "GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub.d/50-cloudimg-settings.cfg (line 5)"
+                },
+                "evidence": {"next_boot": "had intel_iommu=on in /etc/default/grub line 2"},
+            },
+        ),
+        SyntheticHost(
+            "synthetic-debian-grub-d-off",
+            "Debian: a later grub.d snippet appends intel_iommu=off to $GRUB_CMDLINE_LINUX (the last one wins)",
+            "intel_iommu=on iommu=pt",
+            "intel",
+            files={
+                "/etc/default/grub.d/99-local.cfg": 'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX intel_iommu=off"\n',
+                "/boot/grub/grub.cfg": _linux("intel_iommu=on iommu=pt intel_iommu=off quiet"),
+                "/etc/os-release": OS_RELEASE["debian"],
+            },
+            dmesg=INTEL_DMESG,
+            devices=base_devices(),
+            expected={
+                "checks": {"next_boot": "FAIL"},
+                "hints": {
+                    "next_boot": "remove intel_iommu=off from /etc/default/grub.d/99-local.cfg (line 1), then run update-grub"
+                },
+            },
+        ),
+        SyntheticHost(
+            "synthetic-debian-stale-grub-cfg",
+            "Debian: intel_iommu=on added to /etc/default/grub, update-grub not run, not rebooted",
+            "quiet",
+            "intel",
+            groups=False,
+            files={"/boot/grub/grub.cfg": _linux("quiet"), "/etc/os-release": OS_RELEASE["debian"]},
+            dmesg=["DMAR: Host address width 39"],
+            devices=base_devices(),
+            expected={
+                "checks": {"next_boot": "FAIL", "iommu_kernel": "FAIL"},
+                "hints": {"next_boot": "was not regenerated: run update-grub"},
+            },
+        ),
+        SyntheticHost(
+            "synthetic-rhel9-bls",
+            "RHEL 9: BootLoaderSpec entries carry the arguments (grubby), the default entry is saved_entry",
+            "BOOT_IMAGE=(hd0,gpt2)/vmlinuz-5.14.0-427.el9.x86_64 root=/dev/mapper/rhel-root intel_iommu=on iommu=pt",
+            "intel",
+            grub_text=RHEL_GRUB,
+            files={
+                "/boot/grub2/grub.cfg": "insmod blscfg\nblscfg\n",
+                "/boot/grub2/grubenv": f"# GRUB Environment Block\nsaved_entry={MACHINE_ID}-5.14.0-427.el9.x86_64\n",
+                f"/boot/loader/entries/{MACHINE_ID}-5.14.0-427.el9.x86_64.conf": "title Red Hat Enterprise Linux (5.14.0-427.el9.x86_64) 9.4\n"
+                "version 5.14.0-427.el9.x86_64\nlinux /vmlinuz-5.14.0-427.el9.x86_64\n"
+                "options root=/dev/mapper/rhel-root ro crashkernel=1G-4G:192M rhgb quiet intel_iommu=on iommu=pt\n",
+                f"/boot/loader/entries/{MACHINE_ID}-0-rescue.conf": "title Red Hat Enterprise Linux (0-rescue) 9.4\n"
+                "version 0-rescue\nlinux /vmlinuz-0-rescue\noptions root=/dev/mapper/rhel-root ro rhgb quiet\n",
+                "/etc/kernel/cmdline": "root=/dev/mapper/rhel-root ro crashkernel=1G-4G:192M rhgb quiet intel_iommu=on iommu=pt\n",
+                "/etc/os-release": OS_RELEASE["rhel9"],
+            },
+            dmesg=INTEL_DMESG,
+            devices=base_devices(),
+            expected={"checks": ALL_PASS},
+        ),
+        SyntheticHost(
+            "synthetic-rhel8-kernelopts",
+            "RHEL 8: entries say options $kernelopts, grubenv's kernelopts lacks intel_iommu=on although "
+            "/etc/default/grub has it (grub2-mkconfig / grubby never run)",
+            "BOOT_IMAGE=(hd0,msdos1)/vmlinuz-4.18.0-553.el8_10.x86_64 root=/dev/mapper/rhel-root rhgb quiet",
+            "intel",
+            groups=False,
+            grub_text=RHEL_GRUB,
+            files={
+                "/boot/grub2/grub.cfg": "insmod blscfg\nblscfg\n",
+                "/boot/grub2/grubenv": "# GRUB Environment Block\n"
+                "kernelopts=root=/dev/mapper/rhel-root ro crashkernel=auto rhgb quiet\n",
+                f"/boot/loader/entries/{MACHINE_ID}-4.18.0-553.el8_10.x86_64.conf": "title Red Hat Enterprise Linux (4.18.0-553.el8_10.x86_64) 8.10\n"
+                "version 4.18.0-553.el8_10.x86_64\nlinux /vmlinuz-4.18.0-553.el8_10.x86_64\n"
+                "options $kernelopts $tuned_params\n",
+                "/etc/os-release": OS_RELEASE["rhel8"],
+            },
+            dmesg=["DMAR: Host address width 39"],
+            devices=base_devices(),
+            expected={
+                "checks": {"next_boot": "FAIL"},
+                "hints": {"next_boot": 'grubby --update-kernel=ALL --args="intel_iommu=on iommu=pt"'},
+                "evidence": {"next_boot": "root=/dev/mapper/rhel-root ro crashkernel=auto rhgb quiet"},
+            },
+        ),
+        SyntheticHost(
+            "synthetic-systemd-boot",
+            "Debian with systemd-boot: /etc/kernel/cmdline has intel_iommu=on, the installed entry predates it",
+            "root=UUID=0b1c rw intel_iommu=on iommu=pt",
+            "intel",
+            grub_text="",
+            files={
+                "/etc/kernel/cmdline": "root=UUID=0b1c rw intel_iommu=on iommu=pt\n",
+                "/boot/efi/loader/loader.conf": "timeout 3\ndefault *-6.1.0-27-amd64.conf\n",
+                f"/boot/efi/loader/entries/{MACHINE_ID}-6.1.0-27-amd64.conf": "title Debian GNU/Linux 12\n"
+                f"version 6.1.0-27-amd64\nlinux /{MACHINE_ID}/6.1.0-27-amd64/linux\noptions root=UUID=0b1c rw\n",
+                "/etc/os-release": OS_RELEASE["debian"],
+            },
+            dmesg=INTEL_DMESG,
+            devices=base_devices(),
+            expected={
+                "checks": {"next_boot": "WARN"},
+                "hints": {"next_boot": "/etc/kernel/cmdline has it but"},
+            },
         ),
     ]
 

@@ -25,7 +25,13 @@ def test_snapshot_verdicts(snapshot: Path) -> None:
             f"{snapshot.name}: check {name} expected {verdict}, found {results[name].verdict}\n{results[name].explain()}"
         )
     for name, fragment in expected.get("hints", {}).items():
-        assert fragment in (results[name].hint or ""), f"{snapshot.name}: hint of {name} lacks {fragment!r}"
+        assert fragment in (results[name].hint or ""), (
+            f"{snapshot.name}: hint of {name} lacks {fragment!r}\n{results[name].explain()}"
+        )
+    for name, fragment in expected.get("evidence", {}).items():
+        assert any(fragment in line for line in results[name].evidence), (
+            f"{snapshot.name}: evidence of {name} lacks {fragment!r}\n{results[name].explain()}"
+        )
     assessments = {a.device.address: a for a in assess_all(host)}
     for address, verdict in expected.get("devices", {}).items():
         assert assessments[address].verdict == verdict, (
@@ -53,7 +59,7 @@ def _entries(root: Path) -> dict[str, str]:
         if path.is_symlink():
             entries[str(path.relative_to(root))] = "-> " + str(path.readlink())
         elif path.is_file():
-            entries[str(path.relative_to(root))] = path.read_text()
+            entries[str(path.relative_to(root))] = path.read_bytes().hex()
     return entries
 
 

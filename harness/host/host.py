@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from harness.host.backends import HostBackend, LiveBackend, SnapshotBackend
-from harness.host.bootloader import BootLoader
+from harness.host.bootloader import BootConfiguration, read_boot_configuration
 from harness.host.critical import find_host_critical
 from harness.host.kernel import KernelFacts
 from harness.host.kvm import KvmProbe
@@ -86,8 +86,8 @@ class Host:
         return Limits.read(self.root)
 
     @cached_property
-    def bootloader(self) -> BootLoader:
-        return BootLoader.read(self.root)
+    def bootloader(self) -> BootConfiguration:
+        return read_boot_configuration(self.root)
 
     @cached_property
     def critical(self) -> dict[str, list[str]]:
