@@ -41,6 +41,9 @@ def _check(args: argparse.Namespace) -> int:
     # Checks that need libvirt last: the others answer at once even when libvirt must be started first.
     order = sorted(PREPARATION_CHECKS, key=lambda name: name in NEEDS_LIBVIRT)
     with _open(args) as host:
+        vm = host.virtual_machine
+        if vm is not None and not args.json:  # said once here; each check's evidence says what it means
+            print(f"Note: {vm.summary()}", flush=True)
         for name in order:
             results[name] = run_check(name, host, plan)
             if not args.json:

@@ -22,6 +22,8 @@ VFIO_MODULES_DEP = (
 )
 ECAP_WITH_INTREMAP = "f020de"  # bit 3 set
 ECAP_WITHOUT_INTREMAP = "f020d6"
+CAP_BARE_METAL = "d2008c40660462"  # bit 7 (Caching Mode) clear
+CAP_QEMU_CACHING_MODE = "12008c22260286"  # QEMU intel-iommu,caching-mode=on: bit 7 set
 BIG_LIMITS = (
     "Limit                     Soft Limit           Hard Limit           Units     \n"
     "Max open files            1048576              1048576              files     \n"
@@ -49,6 +51,7 @@ class SyntheticHost:
     vendor: str  # intel / amd / none
     groups: bool = True
     ecap: str = ECAP_WITH_INTREMAP
+    cap: str = CAP_BARE_METAL
     flags: str = "fpu vme de pse msr pae vmx ssse3 sse4_2 x2apic"
     grub_path: str = "/etc/default/grub"
     grub_text: str = (
@@ -146,6 +149,7 @@ def write_host(host: SyntheticHost, root: Path) -> None:
         _write(root, f"/sys/firmware/acpi/tables/{table}", "")
     if host.groups and host.vendor == "intel":
         _write(root, "/sys/devices/virtual/iommu/dmar0/intel-iommu/ecap", host.ecap + "\n")
+        _write(root, "/sys/devices/virtual/iommu/dmar0/intel-iommu/cap", host.cap + "\n")
         _link(root, "/sys/class/iommu/dmar0", "../../devices/virtual/iommu/dmar0")
     if host.groups and host.vendor == "amd":
         _write(root, "/sys/devices/pci0000:00/0000:00:00.2/iommu/ivhd0/amd-iommu/cap", "0x190\n")
@@ -239,6 +243,7 @@ def synthetic_hosts() -> list[SyntheticHost]:
     ]
     return [
         *boot_path_hosts(),
+        *nested_hosts(),
         SyntheticHost(
             "synthetic-intel-iommu-on",
             "Intel host prepared as the guide says",
@@ -485,6 +490,47 @@ def boot_path_hosts() -> list[SyntheticHost]:
                 "checks": {"next_boot": "WARN"},
                 "hints": {"next_boot": "/etc/kernel/cmdline has it but"},
             },
+        ),
+    ]
+
+
+def nested_hosts() -> list[SyntheticHost]:
+    """Hosts that are themselves QEMU/KVM guests, as the lab's L1 is."""
+    qemu_dmi = {
+        "/sys/class/dmi/id/sys_vendor": "QEMU\n",
+        "/sys/class/dmi/id/product_name": "Standard PC (Q35 + ICH9, 2009)\n",
+        "/sys/module/kvm_intel/parameters/nested": "N\n",
+    }
+    virtio = Pci("0000:00:02.0", "pci0000:00/0000:00:02.0", "1af4", "1041", "0x020000", "virtio-pci", 2)
+    return [
+        SyntheticHost(
+            "synthetic-nested-qemu",
+            "a QEMU q35 guest with an emulated VT-d in caching mode and kvm_intel nested=N",
+            "intel_iommu=on iommu=pt",
+            "intel",
+            flags="fpu vme de pse msr pae vmx hypervisor x2apic",
+            cap=CAP_QEMU_CACHING_MODE,
+            files=qemu_dmi,
+            dmesg=INTEL_DMESG,
+            devices=[*base_devices(), virtio],
+            expected={
+                "checks": ALL_PASS,
+                "evidence": {
+                    "iommu_firmware": "emulated VT-d with Caching Mode (dmar0 CM=1)",
+                    "hardware_virtualization": "kvm nested=N",
+                },
+            },
+        ),
+        SyntheticHost(
+            "synthetic-nested-no-caching-mode",
+            "a QEMU guest whose emulated VT-d lacks caching mode: vfio cannot work there",
+            "intel_iommu=on iommu=pt",
+            "intel",
+            flags="fpu vme de pse msr pae hypervisor x2apic",
+            files={"/sys/class/dmi/id/sys_vendor": "QEMU\n"},
+            dmesg=INTEL_DMESG,
+            devices=base_devices(),
+            expected={"evidence": {"iommu_kernel": "without Caching Mode (dmar0 CM=0)"}},
         ),
     ]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.checks.result import CheckResult, Verdict
 from harness.host.bootloader import BLS_ENTRIES, KERNEL_CMDLINE, BootPath
@@ -43,7 +43,10 @@ def check(name: str, *, needs_libvirt: bool = False) -> Callable[[CheckFunction]
 
 
 def run_check(name: str, host: Host, plan: CheckPlan | None = None) -> CheckResult:
-    return PREPARATION_CHECKS[name](host, plan or CheckPlan())
+    result = PREPARATION_CHECKS[name](host, plan or CheckPlan())
+    vm = host.virtual_machine
+    note = vm.note_for(name) if vm is not None else None
+    return replace(result, evidence=[*result.evidence, note]) if note else result
 
 
 def run_all(host: Host, plan: CheckPlan | None = None) -> list[CheckResult]:

@@ -15,6 +15,7 @@ from harness.host.kvm import KvmProbe
 from harness.host.limits import Limits
 from harness.host.pci import PciInventory, enumerate_pci
 from harness.libvirt.connection import DEFAULT_URI
+from harness.host.virt import VirtualMachine, detect_virtual_machine
 from harness.libvirt.facts import LibvirtFacts
 
 SNAPSHOT_HOSTNAME = "/proc/sys/kernel/hostname"
@@ -99,6 +100,11 @@ class Host:
             if line.startswith("flags"):
                 return set(line.partition(":")[2].split())
         return set()
+
+    @cached_property
+    def virtual_machine(self) -> VirtualMachine | None:
+        """Set when this host is itself a VM (a nested host); None on bare metal."""
+        return detect_virtual_machine(self.root, self.cpu_flags, list(self.pci), self.kernel.iommu_units)
 
     @cached_property
     def kvm(self) -> KvmProbe:
