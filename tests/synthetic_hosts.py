@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +60,16 @@ class SyntheticHost:
     )
     modprobe: dict[str, str] = field(default_factory=dict)
     # More files by host path: boot loader entries, grub.d snippets, os-release, config space.
-    files: dict[str, str | bytes] = field(default_factory=dict)
+    files: Mapping[str, str | bytes] = field(default_factory=dict)
+    kvm_usable: bool = True
+    limits: str = BIG_LIMITS
+    file_max: str = "9223372036854775807"
+    # Overrides of the recorded libvirt facts (reachable, pci_backends, ...).
+    libvirt: Mapping[str, object] = field(default_factory=dict)
+    # Modules in /proc/modules; None: the vfio set when there are groups.
+    loaded_modules: tuple[str, ...] | None = None
+    modules_dep: str = VFIO_MODULES_DEP
+    vfio_node: bool | None = None  # None: present when there are groups
     unsafe_param: str = "N"
     dmesg: list[str] = field(default_factory=list)
     devices: list[Pci] = field(default_factory=list)
@@ -115,9 +125,9 @@ def write_host(host: SyntheticHost, root: Path) -> None:
     _write(root, "/proc/cmdline", host.cmdline + "\n")
     _write(root, "/proc/sys/kernel/osrelease", RELEASE + "\n")
     _write(root, "/proc/sys/kernel/hostname", host.name + "\n")
-    _write(root, "/proc/sys/fs/file-max", "9223372036854775807\n")
+    _write(root, "/proc/sys/fs/file-max", host.file_max + "\n")
     _write(root, "/proc/cpuinfo", f"processor\t: 0\nflags\t\t: {host.flags}\n")
-    _write(root, "/proc/self/limits", BIG_LIMITS)
+    _write(root, "/proc/self/limits", host.limits)
     _write(
         root,
         "/proc/net/route",
@@ -126,17 +136,15 @@ def write_host(host: SyntheticHost, root: Path) -> None:
     )
     _write(root, "/proc/self/mounts", "/dev/nvme0n1p2 / ext4 rw 0 0\nproc /proc proc rw 0 0\n")
     _write(root, "/proc/consoles", "tty0                 -WU (EC p  )    4:1\n")
-    _write(
-        root,
-        "/proc/modules",
-        "".join(
-            f"{m} 16384 0 - Live 0x0\n"
-            for m in ("vfio_pci", "vfio_pci_core", "vfio_iommu_type1", "vfio", "kvm_intel", "kvm")
+    modules = host.loaded_modules
+    if modules is None:
+        modules = (
+            ("vfio_pci", "vfio_pci_core", "vfio_iommu_type1", "vfio", "kvm_intel", "kvm")
+            if host.groups
+            else ("kvm",)
         )
-        if host.groups
-        else "kvm 16384 0 - Live 0x0\n",
-    )
-    _write(root, f"/lib/modules/{RELEASE}/modules.dep", VFIO_MODULES_DEP)
+    _write(root, "/proc/modules", "".join(f"{m} 16384 0 - Live 0x0\n" for m in modules))
+    _write(root, f"/lib/modules/{RELEASE}/modules.dep", host.modules_dep)
     _write(root, f"/lib/modules/{RELEASE}/modules.builtin", "kernel/drivers/iommu/intel/iommu.ko\n")
     if host.grub_text:
         _write(root, host.grub_path, host.grub_text)
@@ -154,8 +162,9 @@ def write_host(host: SyntheticHost, root: Path) -> None:
     if host.groups and host.vendor == "amd":
         _write(root, "/sys/devices/pci0000:00/0000:00:00.2/iommu/ivhd0/amd-iommu/cap", "0x190\n")
         _link(root, "/sys/class/iommu/ivhd0", "../../devices/pci0000:00/0000:00:00.2/iommu/ivhd0")
-    if host.groups:
+    if host.vfio_node if host.vfio_node is not None else host.groups:
         _write(root, "/dev/vfio/vfio", "")
+    if host.groups:
         _write(
             root, "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", host.unsafe_param + "\n"
         )
@@ -188,14 +197,16 @@ def write_host(host: SyntheticHost, root: Path) -> None:
         "../../devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1/nvme0n1p2",
     )
     _write(
-        root, "/.harness/probes.json", json.dumps({"kvm": {"usable": True, "detail": "synthesized"}}) + "\n"
+        root,
+        "/.harness/probes.json",
+        json.dumps({"kvm": {"usable": host.kvm_usable, "detail": "synthesized"}}) + "\n",
     )
     vfio = host.groups and host.vendor != "none"
     libvirt = {
         "uri": "qemu:///system", "reachable": True, "error": None, "library_version": "9.0.0",
         "hypervisor_version": "7.2.0", "virt_type": "kvm", "hostdev_supported": True,
         "pci_backends": ["default", "vfio"] if vfio else [], "subsys_types": ["usb", "pci", "scsi"],
-        "node_devices": _node_devices(host),
+        "node_devices": _node_devices(host), **host.libvirt,
     }  # fmt: skip
     _write(root, "/.harness/libvirt.json", json.dumps(libvirt, indent=2) + "\n")
     _write(root, "/.harness/dmesg.txt", "\n".join(host.dmesg) + "\n")
