@@ -42,6 +42,7 @@ class Pci:
     driver: str | None
     group: int | None
     totalvfs: int | None = None
+    physfn: str | None = None  # the PF's path below /sys/devices, for a VF
 
 
 @dataclass
@@ -187,6 +188,11 @@ def write_host(host: SyntheticHost, root: Path) -> None:
                 f"/sys/kernel/iommu_groups/{device.group}/devices/{device.address}",
                 f"../../../../devices/{device.path}",
             )
+        if device.physfn:
+            _link(root, f"{base}/physfn", "../" + device.physfn.rsplit("/", 1)[-1])
+            pf = f"/sys/devices/{device.physfn}"
+            index = len([d for d in host.devices if d.physfn == device.physfn and d.address < device.address])
+            _link(root, f"{pf}/virtfn{index}", "../" + device.address)
         if device.totalvfs:
             _write(root, f"{base}/sriov_totalvfs", f"{device.totalvfs}\n")
             _write(root, f"{base}/sriov_numvfs", "0\n")

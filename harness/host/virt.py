@@ -99,9 +99,9 @@ def detect_virtual_machine(
             caching[unit.name] = bool(int(cap, 16) & CAP_CACHING_MODE)
     nested = next(
         (
-            value
+            setting
             for module in ("kvm_intel", "kvm_amd")
-            if (value := root.read_stripped(f"/sys/module/{module}/parameters/nested")) is not None
+            if (setting := root.read_stripped(f"/sys/module/{module}/parameters/nested")) is not None
         ),
         None,
     )
