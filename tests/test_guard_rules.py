@@ -5,7 +5,6 @@ device sharing its group, a PF with VFs, a plain assignable device, a device on 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
