@@ -72,6 +72,8 @@ def _inventory(args: argparse.Namespace) -> int:
             "virtfns": list(a.device.virtfns),
             "verdict": a.verdict,
             "reasons": a.reasons,
+            "acs_path": a.acs_path,
+            "group_reason": a.group_reason,
         }
         for a in assessments
     ]
@@ -83,6 +85,9 @@ def _inventory(args: argparse.Namespace) -> int:
                 f"{row['address']}  {row['nodedev']}  {row['driver'] or '-':<12} group {row['iommu_group']}  "
                 f"{row['verdict']}: {'; '.join(row['reasons']) or 'can be assigned'}"
             )
+            print(f"    isolation: {row['acs_path']}")
+            if row["group_reason"]:
+                print(f"    shares group {row['iommu_group']}: {row['group_reason']}")
     return EXIT_READY
 
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.host import pcicaps
+from harness.host.pcicaps import Acs, PortType
 from harness.host.snapshot import write_manifest
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "hosts"
@@ -43,6 +45,11 @@ class Pci:
     group: int | None
     totalvfs: int | None = None
     physfn: str | None = None  # the PF's path below /sys/devices, for a VF
+    # Configuration space facts; a config file is written only when port_type or conventional is set.
+    port_type: PortType | None = None
+    conventional: bool = False
+    multifunction: bool = False
+    acs: Acs | None = None
 
 
 @dataclass
@@ -75,6 +82,68 @@ class SyntheticHost:
     dmesg: list[str] = field(default_factory=list)
     devices: list[Pci] = field(default_factory=list)
     expected: dict[str, object] = field(default_factory=dict)
+
+
+def build_config(
+    *,
+    vendor: int,
+    device: int,
+    class_code: int,
+    multifunction: bool = False,
+    port_type: PortType | None = PortType.ENDPOINT,
+    acs: Acs | None = None,
+) -> bytes:
+    """A 4 KiB configuration space with just these facts: for synthesized snapshots and tests."""
+    data = bytearray(4096)
+    data[0:2], data[2:4] = vendor.to_bytes(2, "little"), device.to_bytes(2, "little")
+    data[0x09:0x0C] = class_code.to_bytes(3, "little")
+    bridge = class_code >> 8 == 0x0604
+    data[pcicaps.HEADER_TYPE] = (0x01 if bridge else 0x00) | (
+        pcicaps.MULTIFUNCTION_BIT if multifunction else 0
+    )
+    if port_type is not None:
+        data[pcicaps.STATUS] = pcicaps.STATUS_CAPABILITIES_LIST
+        data[pcicaps.CAPABILITIES_POINTER] = 0x40
+        data[0x40], data[0x41] = pcicaps.CAP_ID_PCIE, 0x00
+        data[0x42:0x44] = ((int(port_type) << 4) | 0x2).to_bytes(2, "little")
+        if acs is not None:
+            data[0x100:0x104] = (pcicaps.EXT_CAP_ID_ACS | (1 << 16)).to_bytes(4, "little")
+            data[0x104:0x106] = acs.capabilities.to_bytes(2, "little")
+            data[0x106:0x108] = acs.control.to_bytes(2, "little")
+    return bytes(data)
+
+
+# QEMU's root ports offer SrcValid, TransBlk, ReqRedir, CmpltRedir, UpstreamFwd; Linux enables them.
+ISOLATING_ACS = 0x1F
+
+
+def isolation_devices() -> list[Pci]:
+    """Root ports with and without ACS and multi-function endpoints with and without it, as the
+    isolation lab has them (fixtures/labs/isolation.toml) and the kernel groups them."""
+    rp = "pci0000:00/0000:00:{}"
+    with_acs = Acs(ISOLATING_ACS, ISOLATING_ACS)
+    return [
+        Pci("0000:00:10.0", rp.format("10.0"), "1b36", "000c", "0x060400", "pcieport", 30,
+            port_type=PortType.ROOT_PORT, acs=with_acs),
+        Pci("0000:04:00.0", rp.format("10.0/0000:04:00.0"), "8086", "10d3", "0x020000", "e1000e", 31,
+            port_type=PortType.ENDPOINT),
+        Pci("0000:00:11.0", rp.format("11.0"), "1b36", "000c", "0x060400", "pcieport", 32,
+            port_type=PortType.ROOT_PORT),
+        Pci("0000:05:00.0", rp.format("11.0/0000:05:00.0"), "8086", "10d3", "0x020000", "e1000e", 32,
+            port_type=PortType.ENDPOINT),
+        Pci("0000:00:12.0", rp.format("12.0"), "1b36", "000c", "0x060400", "pcieport", 33,
+            port_type=PortType.ROOT_PORT, acs=with_acs),
+        Pci("0000:06:00.0", rp.format("12.0/0000:06:00.0"), "8086", "10d3", "0x020000", "e1000e", 34,
+            port_type=PortType.ENDPOINT, multifunction=True),
+        Pci("0000:06:00.1", rp.format("12.0/0000:06:00.1"), "8086", "10d3", "0x020000", "e1000e", 34,
+            port_type=PortType.ENDPOINT, multifunction=True),
+        Pci("0000:00:13.0", rp.format("13.0"), "1b36", "000c", "0x060400", "pcieport", 35,
+            port_type=PortType.ROOT_PORT, acs=Acs(ISOLATING_ACS, 0)),
+        Pci("0000:07:00.0", rp.format("13.0/0000:07:00.0"), "8086", "1521", "0x020000", "igb", 35,
+            port_type=PortType.ENDPOINT, multifunction=True, acs=with_acs),
+        Pci("0000:07:00.1", rp.format("13.0/0000:07:00.1"), "8086", "1521", "0x020000", "igb", 35,
+            port_type=PortType.ENDPOINT, multifunction=True, acs=with_acs),
+    ]  # fmt: skip
 
 
 def base_devices() -> list[Pci]:
@@ -188,6 +257,12 @@ def write_host(host: SyntheticHost, root: Path) -> None:
                 f"/sys/kernel/iommu_groups/{device.group}/devices/{device.address}",
                 f"../../../../devices/{device.path}",
             )
+        if device.port_type is not None or device.conventional:
+            config = build_config(
+                vendor=int(device.vendor, 16), device=int(device.device, 16), class_code=int(device.class_code, 16),
+                multifunction=device.multifunction, port_type=device.port_type, acs=device.acs,
+            )  # fmt: skip
+            _write(root, f"{base}/config", config)
         if device.physfn:
             _link(root, f"{base}/physfn", "../" + device.physfn.rsplit("/", 1)[-1])
             pf = f"/sys/devices/{device.physfn}"
@@ -237,30 +312,19 @@ ALL_PASS = {name: "PASS" for name in ("hardware_virtualization", "iommu_firmware
 
 def synthetic_hosts() -> list[SyntheticHost]:
     shared = [
-        Pci("0000:00:1c.4", "pci0000:00/0000:00:1c.4", "8086", "a33c", "0x060400", "pcieport", 15),
-        Pci("0000:02:00.0", "pci0000:00/0000:00:1c.4/0000:02:00.0", "1b36", "000e", "0x060400", None, 15),
-        Pci(
-            "0000:03:01.0",
-            "pci0000:00/0000:00:1c.4/0000:02:00.0/0000:03:01.0",
-            "8086",
-            "100e",
-            "0x020000",
-            "e1000",
-            15,
-        ),
-        Pci(
-            "0000:03:02.0",
-            "pci0000:00/0000:00:1c.4/0000:02:00.0/0000:03:02.0",
-            "8086",
-            "100e",
-            "0x020000",
-            "e1000",
-            15,
-        ),
-    ]
+        Pci("0000:00:1c.4", "pci0000:00/0000:00:1c.4", "8086", "a33c", "0x060400", "pcieport", 15,
+            port_type=PortType.ROOT_PORT, acs=Acs(ISOLATING_ACS, ISOLATING_ACS)),
+        Pci("0000:02:00.0", "pci0000:00/0000:00:1c.4/0000:02:00.0", "1b36", "000e", "0x060400", None, 15,
+            port_type=PortType.PCIE_TO_PCI_BRIDGE),
+        Pci("0000:03:01.0", "pci0000:00/0000:00:1c.4/0000:02:00.0/0000:03:01.0", "8086", "100e", "0x020000",
+            "e1000", 15, conventional=True),
+        Pci("0000:03:02.0", "pci0000:00/0000:00:1c.4/0000:02:00.0/0000:03:02.0", "8086", "100e", "0x020000",
+            "e1000", 15, conventional=True),
+    ]  # fmt: skip
     return [
         *boot_path_hosts(),
         *nested_hosts(),
+        isolation_host(),
         SyntheticHost(
             "synthetic-intel-iommu-on",
             "Intel host prepared as the guide says",
@@ -338,6 +402,7 @@ def synthetic_hosts() -> list[SyntheticHost]:
                     "0000:01:00.0": "assignable",
                 },
                 "reasons": {"0000:03:01.0": "0000:03:02.0 (bound to e1000)"},
+                "group_reason": {"0000:03:01.0": "behind the PCIe-to-PCI bridge 0000:02:00.0"},
             },
         ),
         SyntheticHost(
@@ -509,6 +574,37 @@ def boot_path_hosts() -> list[SyntheticHost]:
             },
         ),
     ]
+
+
+def isolation_host() -> SyntheticHost:
+    return SyntheticHost(
+        "synthetic-isolation",
+        "ACS on some root ports and not others; multi-function endpoints with and without ACS",
+        "intel_iommu=on iommu=pt",
+        "intel",
+        dmesg=INTEL_DMESG,
+        devices=[*base_devices(), *isolation_devices()],
+        expected={
+            "devices": {
+                "0000:04:00.0": "assignable",
+                "0000:05:00.0": "assignable",
+                "0000:06:00.0": "not assignable",
+            },
+            "acs_path": {
+                "0000:04:00.0": "ACS on the whole path; ports: 0000:00:10.0 (root port)",
+                "0000:05:00.0": "0000:00:11.0 (root port): no ACS capability",
+                "0000:06:00.0": "a multi-function device without ACS",
+                "0000:07:00.0": "0000:00:13.0 (root port): ACS SrcValid, ReqRedir, CmpltRedir, UpstreamFwd not enabled",
+            },
+            "group_reason": {
+                "0000:05:00.0": "0000:00:11.0 (root port) has no ACS",
+                "0000:06:00.1": "functions 0000:06:00.0, 0000:06:00.1 of one multi-function device without ACS",
+                "0000:00:11.0": "0000:00:11.0 (root port) has no ACS",
+                "0000:04:00.0": None,
+                "0000:07:00.1": "0000:00:13.0 (root port) has no ACS",
+            },
+        },
+    )
 
 
 def nested_hosts() -> list[SyntheticHost]:

@@ -40,6 +40,15 @@ def test_snapshot_verdicts(snapshot: Path) -> None:
         )
     for address, fragment in expected.get("reasons", {}).items():
         assert fragment in assessments[address].explain()
+    for address, fragment in expected.get("acs_path", {}).items():
+        assert fragment in assessments[address].acs_path, (
+            f"{snapshot.name}: {address} isolation should say {fragment!r}: {assessments[address].acs_path}"
+        )
+    for address, reason in expected.get("group_reason", {}).items():
+        found = assessments[address].group_reason
+        assert (reason is None and found is None) or (reason is not None and reason in (found or "")), (
+            f"{snapshot.name}: {address} group reason should be {reason!r}, found {found!r}"
+        )
 
 
 @pytest.mark.parametrize("synthetic", synthetic_hosts(), ids=lambda host: host.name)

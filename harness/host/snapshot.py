@@ -78,7 +78,7 @@ CAPTURED_FILES = (
 )
 PCI_ATTRIBUTES = (
     "vendor", "device", "class", "subsystem_vendor", "subsystem_device", "sriov_totalvfs", "sriov_numvfs",
-    "reset_method", "driver_override", "boot_vga",
+    "reset_method", "driver_override", "boot_vga", "config",
 )  # fmt: skip
 # Symlinks whose target's last component the readers use.
 PCI_LINKS = ("driver", "iommu_group", "physfn")
