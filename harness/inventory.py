@@ -119,10 +119,8 @@ def explain_group(host: Host, device: PciDevice) -> str | None:
     bridges = upstream_bridges(host, device)
     in_group = {m.address for m in group.members}
     for bridge in bridges:
-        if (
-            (bridge.config is not None
-            and bridge.config.port_type is PortType.PCIE_TO_PCI_BRIDGE)
-            or (bridge.config is None and device.config is None and bridge.address in in_group)
+        if (bridge.config is not None and bridge.config.port_type is PortType.PCIE_TO_PCI_BRIDGE) or (
+            bridge.config is None and device.config is None and bridge.address in in_group
         ):
             reasons.append(
                 f"behind the PCIe-to-PCI bridge {bridge.address}: conventional PCI gives every device below it "

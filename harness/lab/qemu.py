@@ -151,7 +151,7 @@ def _plan_devices(
     skipped: dict[str, str] = {}
     slot = FIRST_ROOT_PORT_SLOT
 
-    def root_port(name: str) -> tuple[str, str]:
+    def root_port(name: str, acs: bool = True) -> tuple[str, str]:
         nonlocal slot
         if slot > LAST_ROOT_PORT_SLOT:
             raise QemuError(
@@ -159,7 +159,11 @@ def _plan_devices(
             )
         port_id = f"rp-{name}"
         argv.extend(
-            ["-device", f"pcie-root-port,id={port_id},bus=pcie.0,addr={slot:#04x},chassis={slot},slot={slot}"]
+            [
+                "-device",
+                f"pcie-root-port,id={port_id},bus=pcie.0,addr={slot:#04x},chassis={slot},slot={slot}"
+                + ("" if acs else ",disable-acs=on"),
+            ]
         )
         topology = f"{slot:02x}.0"
         slot += 1
@@ -184,7 +188,7 @@ def _plan_devices(
 
 def _plan_one(
     device: DeviceSpec,
-    root_port: Callable[[str], tuple[str, str]],
+    root_port: Callable[[str, bool], tuple[str, str]],
     argv: list[str],
     devices: list[LabDevice],
 ) -> None:
@@ -208,10 +212,10 @@ def _plan_one(
     if device.kind == "root-port":
         for index in range(device.count):
             name = f"{device.id}-{index}" if device.count > 1 else device.id
-            port_id, topology = root_port(name)
+            port_id, topology = root_port(name, device.root_port_acs)
             add(name, "root-port", "pcie-root-port", "free-root-port", port_id, [topology])
         return
-    port_id, topology = root_port(device.id)
+    port_id, topology = root_port(device.id, device.root_port_acs)
     if device.kind == "nvme-sriov":
         subsys = f"{device.id}-subsys"
         argv += ["-device", f"nvme-subsys,id={subsys},nqn={subsys}"]
@@ -243,6 +247,25 @@ def _plan_one(
                 port_id,
                 [topology, "00.0", f"{slot}.0"],
                 behind=device.id,
+            )
+    elif device.kind == "multifunction":
+        # Functions 0..n of one device below the port; function 0 carries multifunction=on.
+        for index, model in enumerate(device.functions):
+            function = f"{device.id}-f{index}"
+            flag = ",multifunction=on" if index == 0 else ""
+            argv += _nic_backend(function)
+            argv += [
+                "-device",
+                f"{model},id={function},bus={port_id},addr=00.{index}{flag},netdev=net-{function}",
+            ]
+            add(
+                function,
+                "multifunction",
+                model,
+                "test",
+                port_id,
+                [topology, f"00.{index}"],
+                function_of=device.id,
             )
     else:  # pragma: no cover - spec validation rejects other kinds
         raise QemuError(f"unknown device kind {device.kind!r}")
