@@ -187,28 +187,12 @@ def _parse_device(where: _Where, index: int, raw: Mapping[str, Any]) -> DeviceSp
         max_vfs = where.integer(raw, "max_vfs", prefix, 1, 8, default=4)
         return DeviceSpec(kind=kind, id=device_id, optional=optional, max_vfs=max_vfs, root_port_acs=acs)
     if kind == "pci-bridge":
-        endpoints = raw.get("endpoints", ["e1000", "e1000"])
-        if (
-            not isinstance(endpoints, list)
-            or not 1 <= len(endpoints) <= 8
-            or not all(model in BRIDGE_ENDPOINT_MODELS for model in endpoints)
-        ):
-            raise where.error(
-                f"{prefix}.endpoints", endpoints, f"expected 1-8 of {', '.join(BRIDGE_ENDPOINT_MODELS)}"
-            )
+        endpoints = where.models(raw, "endpoints", prefix, BRIDGE_ENDPOINT_MODELS, 1, ["e1000", "e1000"])
         return DeviceSpec(
             kind=kind, id=device_id, optional=optional, endpoints=tuple(endpoints), root_port_acs=acs
         )
     if kind == "multifunction":
-        functions = raw.get("functions", ["e1000e", "e1000e"])
-        if (
-            not isinstance(functions, list)
-            or not 2 <= len(functions) <= 8
-            or not all(model in MULTIFUNCTION_MODELS for model in functions)
-        ):
-            raise where.error(
-                f"{prefix}.functions", functions, f"expected 2-8 of {', '.join(MULTIFUNCTION_MODELS)}"
-            )
+        functions = where.models(raw, "functions", prefix, MULTIFUNCTION_MODELS, 2, ["e1000e", "e1000e"])
         return DeviceSpec(
             kind=kind, id=device_id, optional=optional, functions=tuple(functions), root_port_acs=acs
         )
@@ -292,6 +276,21 @@ class _Where:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise self.error(_full(prefix, key), value, f"expected an integer from {low} to {high}")
+        return value
+
+    def models(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        prefix: str,
+        choices: tuple[str, ...],
+        low: int,
+        default: list[str],
+    ) -> list[str]:
+        """A list of ``low`` to 8 device models, each one of ``choices``."""
+        value = data.get(key, default)
+        if not isinstance(value, list) or not low <= len(value) <= 8 or not all(m in choices for m in value):
+            raise self.error(_full(prefix, key), value, f"expected {low}-8 of {', '.join(choices)}")
         return value
 
     def choice(
