@@ -77,3 +77,17 @@ def test_every_check_has_a_hint_when_not_passing() -> None:
         for result in run_all(Host.from_snapshot(snapshot)):
             if str(result.verdict) != "PASS":
                 assert result.hint, f"{snapshot.name}: {result.name} is {result.verdict} without a hint"
+
+
+def test_a_nested_host_is_named_once_in_the_summary_and_per_check_in_evidence() -> None:
+    from harness.report.properties import check_properties
+    from harness.report.summary import render_summary
+
+    host = Host.from_snapshot(FIXTURES / "synthetic-nested-qemu")
+    assert host.virtual_machine is not None and host.virtual_machine.hypervisor == "QEMU"
+    checks = [dict(check_properties(result)) for result in run_all(host)]
+    summary = render_summary({"virtual_machine": host.virtual_machine.summary()}, checks, [])
+    assert summary.count("this host is a virtual machine (QEMU") == 1, summary
+    bare = Host.from_snapshot(FIXTURES / "synthetic-intel-iommu-on")
+    assert bare.virtual_machine is None
+    assert not any("nested host" in line for result in run_all(bare) for line in result.evidence)
