@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from harness.checks.preparation import CheckPlan, run_check
-from harness.checks.result import CheckResult
+from harness.checks.preparation import PREPARATION_CHECKS, CheckPlan, run_all, run_check
+from harness.checks.result import CheckResult, Verdict
 from harness.host.host import Host
 from tests.synthetic_hosts import ECAP_WITHOUT_INTREMAP, SyntheticHost, synthetic_hosts, write_host
 
@@ -285,10 +285,61 @@ def test_check_branch(
     _expect(_check(tmp_path, check, **changes), verdict, summary, hint)
 
 
+@pytest.mark.parametrize(
+    ("changes", "source"),
+    [
+        ({"unsafe_param": "Y"}, "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts = Y"),
+        (
+            {"cmdline": "intel_iommu=on vfio_iommu_type1.allow_unsafe_interrupts=1"},
+            "/proc/cmdline: vfio_iommu_type1.allow_unsafe_interrupts=1",
+        ),
+        (
+            {"modprobe": {"v.conf": "options vfio_iommu_type1 allow_unsafe_interrupts=1\n"}},
+            "/etc/modprobe.d/v.conf: options vfio_iommu_type1",
+        ),
+    ],
+)
+def test_unsafe_interrupts_name_where_they_are_allowed(
+    changes: dict[str, Any], source: str, tmp_path: Path
+) -> None:
+    result = _check(tmp_path, "interrupt_remapping", **changes)
+    assert f"unsafe interrupts allowed by {source}" in "\n".join(result.evidence), result.explain()
+
+
+def test_results_serialize_whole() -> None:
+    result = CheckResult("n", "Checking n", Verdict.WARN, "s", ["e1", "e2"], "h")
+    assert result.to_dict() == {
+        "name": "n", "title": "Checking n", "verdict": "WARN", "summary": "s", "evidence": ["e1", "e2"], "hint": "h",
+    }  # fmt: skip
+    assert result.explain() == "Checking n: WARN - s\n  evidence: e1\n  evidence: e2\n  hint: h"
+    assert CheckResult("n", "T", Verdict.PASS, "s").explain() == "T: PASS - s"
+
+
+def test_run_all_runs_every_check_with_the_plan(tmp_path: Path) -> None:
+    write_host(replace(HEALTHY, name="t"), tmp_path / "t")
+    host = Host.from_snapshot(tmp_path / "t")
+    results = run_all(host, CheckPlan(planned_devices=10**6))
+    assert [r.name for r in results] == list(PREPARATION_CHECKS)
+    assert {r.name: str(r.verdict) for r in results}["limits"] == "FAIL", "run_all must pass the plan on"
+    assert all(isinstance(line, str) for r in run_all(host) for line in r.evidence)
+
+
 def test_amd_branches(tmp_path: Path) -> None:
     _expect(_check(tmp_path / "a", "iommu_firmware", AMD), "PASS", "AMD-Vi")
     off = _check(tmp_path / "b", "iommu_kernel", AMD, groups=False, cmdline="amd_iommu=off")
-    _expect(off, "FAIL", "(amd_iommu=off)", "remove amd_iommu=off")
+    _expect(
+        off,
+        "FAIL",
+        "(amd_iommu=off)",
+        "remove amd_iommu=off from the kernel command line; AMD: the IOMMU is on by default",
+    )
+    none = _check(tmp_path / "e", "iommu_kernel", AMD, groups=False, cmdline="quiet")
+    _expect(
+        none,
+        "FAIL",
+        "made no IOMMU groups",
+        "AMD: the IOMMU is on by default; remove amd_iommu=off / iommu=off",
+    )
     assert "amd_iommu=off" in (off.hint or "") and "AMD" in (off.hint or "")
     units_only = _check(
         tmp_path / "c",

@@ -14,7 +14,8 @@ from tests.synthetic_hosts import Pci, base_devices, synthetic_hosts, write_host
 
 PF = "pci0000:00/0000:00:1c.0/0000:01:00.0"
 EXTRA = [
-    # Shares group 9 with 0000:00:1f.6, the NIC with the default route.
+    # Share group 9 with 0000:00:1f.6, the NIC with the default route.
+    Pci("0000:00:1f.4", "pci0000:00/0000:00:1f.4", "8086", "a323", "0x0c0500", "i801_smbus", 9),
     Pci("0000:00:1f.3", "pci0000:00/0000:00:1f.3", "8086", "a348", "0x040300", "snd_hda_intel", 9),
     Pci(
         "0000:01:10.0",
@@ -77,8 +78,21 @@ def test_a_device_off_the_allowlist_is_refused(host: Host) -> None:
 
 def test_a_host_critical_device_is_refused_even_when_allowlisted(host: Host) -> None:
     _refused(host, ["0000:00:1f.6"], "0000:00:1f.6", "host-critical")
-    _refused(host, ["0000:00:1f.6"], "0000:00:1f.6", "cannot override")
-    _refused(host, [], "0000:00:1f.6", "default route")
+    _refused(
+        host, ["0000:00:1f.6"], "0000:00:1f.6", " (it is on --harness-allow, which cannot override this)"
+    )
+    _refused(host, [], "0000:00:1f.6", "carries the default route (eno1)")
+    assert "harness-allow" not in (DeviceGuard(host, []).refusal("0000:00:1f.6") or ""), (
+        "a device not on the allowlist must not be said to be on it"
+    )
+
+
+def test_every_reason_and_every_critical_peer_is_named(host: Host) -> None:
+    refused = Host.from_snapshot(host.root.path, refuse=("0000:00:1f.6", "0000:02:00.0"))
+    _refused(refused, [], "0000:00:1f.6", "carries the default route (eno1), is on the refuse list")
+    _refused(refused, ["0000:00:1f.3"], "0000:00:1f.3", "with host-critical 0000:00:1f.6")
+    twice = Host.from_snapshot(host.root.path, refuse=("0000:00:1f.4",))
+    _refused(twice, ["0000:00:1f.3"], "0000:00:1f.3", "with host-critical 0000:00:1f.4, 0000:00:1f.6")
 
 
 def test_a_device_sharing_a_group_with_a_host_critical_one_is_refused(host: Host) -> None:

@@ -26,20 +26,9 @@ class CheckPlan:
 
 
 CheckFunction = Callable[[Host, CheckPlan], CheckResult]
-PREPARATION_CHECKS: dict[str, CheckFunction] = {}
 # Checks that ask libvirt: on a host without a running libvirtd they wait for a private one to start,
 # so a command line runs them after the others have answered.
-NEEDS_LIBVIRT: set[str] = set()
-
-
-def check(name: str, *, needs_libvirt: bool = False) -> Callable[[CheckFunction], CheckFunction]:
-    def register(function: CheckFunction) -> CheckFunction:
-        PREPARATION_CHECKS[name] = function
-        if needs_libvirt:
-            NEEDS_LIBVIRT.add(name)
-        return function
-
-    return register
+NEEDS_LIBVIRT: frozenset[str] = frozenset({"libvirt_ready"})
 
 
 def run_check(name: str, host: Host, plan: CheckPlan | None = None) -> CheckResult:
@@ -61,7 +50,6 @@ def _iommu_hint(vendor: str | None) -> str:
     return "add intel_iommu=on (optionally iommu=pt) to GRUB_CMDLINE_LINUX, regenerate grub.cfg and reboot"
 
 
-@check("hardware_virtualization")
 def hardware_virtualization(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking for hardware virtualization"
     flags = host.cpu_flags
@@ -104,7 +92,6 @@ def hardware_virtualization(host: Host, plan: CheckPlan) -> CheckResult:
     )
 
 
-@check("iommu_firmware")
 def iommu_firmware(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking for an IOMMU in firmware (ACPI DMAR / IVRS)"
     kernel = host.kernel
@@ -139,7 +126,6 @@ def iommu_firmware(host: Host, plan: CheckPlan) -> CheckResult:
     )
 
 
-@check("iommu_kernel")
 def iommu_kernel(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking that the kernel has the IOMMU active"
     kernel = host.kernel
@@ -213,7 +199,6 @@ def _unsafe_interrupts_sources(host: Host) -> list[str]:
     return sources
 
 
-@check("interrupt_remapping")
 def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking for interrupt remapping"
     kernel = host.kernel
@@ -317,7 +302,6 @@ def _blacklisted(host: Host, module: str) -> str | None:
     return None
 
 
-@check("vfio_ready")
 def vfio_ready(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking that vfio is ready"
     kernel = host.kernel
@@ -371,7 +355,6 @@ def vfio_ready(host: Host, plan: CheckPlan) -> CheckResult:
     )
 
 
-@check("libvirt_ready", needs_libvirt=True)
 def libvirt_ready(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking that libvirt offers VFIO hostdev"
     facts = host.libvirt
@@ -406,7 +389,6 @@ def libvirt_ready(host: Host, plan: CheckPlan) -> CheckResult:
     )
 
 
-@check("next_boot")
 def next_boot(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking the boot loader configuration for the next boot"
     loader = host.bootloader
@@ -511,7 +493,6 @@ def next_boot(host: Host, plan: CheckPlan) -> CheckResult:
     return CheckResult("next_boot", title, Verdict.PASS, "the next boot keeps the IOMMU arguments", evidence)
 
 
-@check("limits")
 def limits(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking open-file and locked-memory limits"
     current = host.limits
@@ -559,3 +540,16 @@ def limits(host: Host, plan: CheckPlan) -> CheckResult:
             "in /etc/security/limits.conf",
         )
     return CheckResult("limits", title, Verdict.PASS, "limits cover the planned devices", evidence)
+
+
+# The checks in report order. A plain table, not decorators: mutmut (make mutation) skips decorated functions.
+PREPARATION_CHECKS: dict[str, CheckFunction] = {
+    "hardware_virtualization": hardware_virtualization,
+    "iommu_firmware": iommu_firmware,
+    "iommu_kernel": iommu_kernel,
+    "interrupt_remapping": interrupt_remapping,
+    "vfio_ready": vfio_ready,
+    "libvirt_ready": libvirt_ready,
+    "next_boot": next_boot,
+    "limits": limits,
+}
