@@ -192,3 +192,55 @@ def test_rhel8_kernelopts_come_from_grubenv_with_their_line() -> None:
         "quiet",
     ]
     assert config.next_boot.words[0].origin == Origin("/boot/grub2/grubenv", 2)
+
+
+def _tree(root: Path, files: dict[str, str]) -> HostRoot:
+    for path, text in files.items():
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/")).write_text(text)
+    return HostRoot(root)
+
+
+def test_systemd_boot_follows_loader_conf_default_pattern(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "/efi/loader/loader.conf": "default old-*\n",
+            "/efi/loader/entries/new-6.12.conf": "options root=/dev/vda1 intel_iommu=on\n",
+            "/efi/loader/entries/old-6.1.conf": "options root=/dev/vda1\n",
+        },
+    )
+    config = read_boot_configuration(root)
+    assert config.path is BootPath.SYSTEMD_BOOT and config.next_boot is not None
+    assert config.next_boot.where == "/efi/loader/entries/old-6.1.conf", config.next_boot
+    assert config.regenerate_command().startswith("kernel-install add")
+
+
+def test_bls_entries_without_saved_entry_boot_the_newest_version(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "/etc/default/grub": 'GRUB_CMDLINE_LINUX="quiet"\n',
+            "/boot/grub2/grubenv": "# GRUB Environment Block\n",
+            "/boot/loader/entries/m-5.14.0-9.el9.x86_64.conf": "options a\n",
+            "/boot/loader/entries/m-5.14.0-10.el9.x86_64.conf": "options b\n",
+        },
+    )
+    config = read_boot_configuration(root)
+    assert config.next_boot is not None and config.next_boot.arguments == ["b"], config.next_boot
+    assert config.add_command("x=1") == 'grubby --update-kernel=ALL --args="x=1"'
+    assert config.remove_command("x=1") == 'grubby --update-kernel=ALL --remove-args="x=1"'
+
+
+def test_grub2_without_bls_entries_reads_grub_cfg(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "/etc/default/grub": 'GRUB_CMDLINE_LINUX="intel_iommu=on"\n',
+            "/boot/grub2/grub.cfg": "menuentry 'x' {\n\tlinux16 /vmlinuz-3.10 root=/dev/sda1 ro intel_iommu=on\n}\n",
+        },
+    )
+    config = read_boot_configuration(root)
+    assert config.path is BootPath.GRUB_BLS and config.next_boot is not None
+    assert config.next_boot.arguments == ["root=/dev/sda1", "ro", "intel_iommu=on"]
+    assert config.next_boot.words[0].origin == Origin("/boot/grub2/grub.cfg", 2)

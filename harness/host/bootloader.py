@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import fnmatch
 import re
 from dataclasses import dataclass, field
 
@@ -159,7 +160,7 @@ class BootConfiguration:
         if self.path is BootPath.GRUB_DEBIAN:
             return "update-grub"
         if self.path is BootPath.GRUB_BLS:
-            return "grubby --update-kernel=ALL"
+            return "grub2-mkconfig -o /boot/grub2/grub.cfg (RHEL 9.3+: add --update-bls-cmdline)"
         if self.path is BootPath.SYSTEMD_BOOT:
             return 'kernel-install add "$(uname -r)" "/boot/vmlinuz-$(uname -r)"'
         return "the boot loader's own tool"
@@ -273,8 +274,7 @@ def _version_key(path: str) -> list[tuple[int, str]]:
 
 
 def _distribution(root: HostRoot) -> str:
-    for number, key, value in _key_values(root.read_text("/etc/os-release") or ""):
-        del number
+    for _number, key, value in _key_values(root.read_text("/etc/os-release") or ""):
         if key == "PRETTY_NAME":
             return value.strip("\"'")
     return ""
@@ -322,20 +322,21 @@ def read_boot_configuration(root: HostRoot) -> BootConfiguration:
             config.sources.append(
                 CommandLine(" + ".join(variables.sourced), tuple(variables.words(*CMDLINE_KEYS)))
             )
-    if path is BootPath.GRUB_DEBIAN:
+    entries = [f"{BLS_ENTRIES}/{n}" for n in root.listdir(BLS_ENTRIES) if n.endswith(".conf")]
+    if path is BootPath.GRUB_DEBIAN or (path is BootPath.GRUB_BLS and not entries):
+        # Without BootLoaderSpec entries (Debian, RHEL 7) the kernel lines are in grub.cfg itself.
         for cfg in GRUB_CFG_FILES:
             lines = _linux_lines(root, cfg)
             if lines:
                 number, line = lines[0]
                 config.files_read.append(cfg)
-                # The first menu entry is GRUB_DEFAULT=0's; its arguments follow the kernel and root=.
+                # The first menu entry is GRUB_DEFAULT=0's; its arguments follow `linux` and the kernel path.
                 config.next_boot = CommandLine(
                     f"{cfg} line {number} (first menu entry)", _words(cfg, number, " ".join(line.split()[2:]))
                 )
                 break
     elif path is BootPath.GRUB_BLS:
         env_path, grubenv = _grubenv(root)
-        entries = [f"{BLS_ENTRIES}/{n}" for n in root.listdir(BLS_ENTRIES) if n.endswith(".conf")]
         if env_path:
             config.files_read.append(env_path)
         if entries:
@@ -362,7 +363,7 @@ def read_boot_configuration(root: HostRoot) -> BootConfiguration:
             chosen = [
                 e
                 for e in entries
-                if default_pattern and re.fullmatch(default_pattern.replace("*", ".*"), e.rsplit("/", 1)[-1])
+                if default_pattern and fnmatch.fnmatch(e.rsplit("/", 1)[-1], default_pattern)
             ]
             default = sorted(chosen or entries, key=_version_key)[-1]
             config.files_read.append(default)
