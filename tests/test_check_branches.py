@@ -361,6 +361,24 @@ def test_iommu_kernel_notes(tmp_path: Path) -> None:
     assert any("CONFIG_INTEL_IOMMU_DEFAULT_ON" in line for line in result.evidence), result.explain()
 
 
+def test_limits_boundaries_and_unknowns(tmp_path: Path) -> None:
+    exactly = {"/etc/libvirt/qemu.conf": "max_files = 288\n"}  # 256 + 32 for one device
+    _expect(_check(tmp_path / "a", "limits", files=exactly), "PASS", "cover")
+    _expect(_check(tmp_path / "b", "limits", file_max="288"), "PASS", "cover")
+    _expect(_check(tmp_path / "c", "limits", file_max="287"), "FAIL", "system-wide")
+    unlimited = SMALL_LIMITS.replace("64                   64  ", "unlimited            unlimited")
+    result = _check(
+        tmp_path / "d",
+        "limits",
+        limits=unlimited.replace("65536                65536", "unlimited            unlimited"),
+    )
+    assert "open files: unlimited from /proc/self/limits (Max open files)" in result.evidence[0], (
+        result.explain()
+    )
+    unknown = _check(tmp_path / "e", "limits", limits="Limit  Soft Limit  Hard Limit  Units\n")
+    assert "locked memory: unknown bytes" in unknown.evidence[1], unknown.explain()
+
+
 def test_limits_scale_with_the_plan(tmp_path: Path) -> None:
     conf = {"/etc/libvirt/qemu.conf": "max_files = 300\n"}
     _expect(_check(tmp_path / "a", "limits", plan=CheckPlan(planned_devices=1), files=conf), "PASS", "cover")
