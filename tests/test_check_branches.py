@@ -177,6 +177,14 @@ CASES: list[tuple[str, dict[str, Any], str, str, str | None]] = [
     ),
     ("libvirt_ready", {"libvirt": {"subsys_types": ["usb"]}}, "FAIL", "no VFIO backend", None),
     ("libvirt_ready", {"libvirt": {"hostdev_supported": False}}, "FAIL", "no VFIO backend", None),
+    (
+        "libvirt_ready",
+        {"libvirt": {"subsys_types": [], "pci_backends": [], "error": "domcapabilities: no QEMU binary"}},
+        "FAIL",
+        "no VFIO backend",
+        None,
+    ),
+    ("libvirt_ready", {"libvirt": {"reachable": False, "error": None}}, "FAIL", "not reachable", None),
     ("next_boot", {}, "PASS", "keeps the IOMMU", None),
     (
         "next_boot",
@@ -282,7 +290,10 @@ CASES: list[tuple[str, dict[str, Any], str, str, str | None]] = [
 def test_check_branch(
     check: str, changes: dict[str, Any], verdict: str, summary: str, hint: str | None, tmp_path: Path
 ) -> None:
-    _expect(_check(tmp_path, check, **changes), verdict, summary, hint)
+    result = _check(tmp_path, check, **changes)
+    assert result.name == check, f"{check} reported itself as {result.name!r}"
+    assert all(isinstance(line, str) and line for line in result.evidence), result.evidence
+    _expect(result, verdict, summary, hint)
 
 
 @pytest.mark.parametrize(

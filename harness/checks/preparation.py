@@ -364,7 +364,7 @@ def libvirt_ready(host: Host, plan: CheckPlan) -> CheckResult:
             title,
             Verdict.FAIL,
             f"libvirt is not reachable at {facts.uri}",
-            [facts.error or ""],
+            [facts.error or f"no answer from {facts.uri}"],
             "start libvirtd (systemctl start libvirtd, or virtqemud on modular daemons) or pass --harness-uri",
         )
     evidence = [
