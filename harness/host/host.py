@@ -14,8 +14,8 @@ from harness.host.kernel import KernelFacts
 from harness.host.kvm import KvmProbe
 from harness.host.limits import Limits
 from harness.host.pci import PciInventory, enumerate_pci
-from harness.libvirt.connection import DEFAULT_URI
 from harness.host.virt import VirtualMachine, detect_virtual_machine
+from harness.libvirt.connection import DEFAULT_URI
 from harness.libvirt.facts import LibvirtFacts
 
 SNAPSHOT_HOSTNAME = "/proc/sys/kernel/hostname"
