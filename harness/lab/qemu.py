@@ -27,7 +27,13 @@ from harness.lab.kernel import (
 from harness.lab.l1_qemu import L1Qemu, QemuBinary, available_device_models, qemu_version
 from harness.lab.spec import DeviceSpec, LabSpec
 
-MODEL_OF_KIND = {"nvme-sriov": "nvme", "pci-bridge": "pcie-pci-bridge", "root-port": "pcie-root-port"}
+# The model a kind needs; a multifunction device's own models are its functions (see wanted_models).
+MODEL_OF_KIND = {
+    "nvme-sriov": "nvme",
+    "pci-bridge": "pcie-pci-bridge",
+    "root-port": "pcie-root-port",
+    "multifunction": "pcie-root-port",
+}
 IOMMU_DEVICE = {"intel": "intel-iommu", "amd": "amd-iommu"}
 GUEST_LIBVIRTD_PORT = 16509
 GUEST_AGENT_PORT = 7000
@@ -100,6 +106,7 @@ def wanted_models(spec: LabSpec) -> set[str]:
     """The QEMU device models a spec needs (bridge endpoints and the IOMMU included)."""
     models = {MODEL_OF_KIND.get(device.kind, device.kind) for device in spec.devices}
     models |= {endpoint for device in spec.devices for endpoint in device.endpoints}
+    models |= {function for device in spec.devices for function in device.functions}
     if spec.iommu.model != "none":
         models.add(IOMMU_DEVICE[spec.iommu.model])
     return models
