@@ -41,6 +41,9 @@ def _check(args: argparse.Namespace) -> int:
     # Checks that need libvirt last: the others answer at once even when libvirt must be started first.
     order = sorted(PREPARATION_CHECKS, key=lambda name: name in NEEDS_LIBVIRT)
     with _open(args) as host:
+        vm = host.virtual_machine
+        if vm is not None and not args.json:  # said once here; each check's evidence says what it means
+            print(f"Note: {vm.summary()}", flush=True)
         for name in order:
             results[name] = run_check(name, host, plan)
             if not args.json:
@@ -69,6 +72,8 @@ def _inventory(args: argparse.Namespace) -> int:
             "virtfns": list(a.device.virtfns),
             "verdict": a.verdict,
             "reasons": a.reasons,
+            "acs_path": a.acs_path,
+            "group_reason": a.group_reason,
         }
         for a in assessments
     ]
@@ -80,6 +85,9 @@ def _inventory(args: argparse.Namespace) -> int:
                 f"{row['address']}  {row['nodedev']}  {row['driver'] or '-':<12} group {row['iommu_group']}  "
                 f"{row['verdict']}: {'; '.join(row['reasons']) or 'can be assigned'}"
             )
+            print(f"    isolation: {row['acs_path']}")
+            if row["group_reason"]:
+                print(f"    shares group {row['iommu_group']}: {row['group_reason']}")
     return EXIT_READY
 
 

@@ -24,6 +24,8 @@ def test_preparation(
     record_property("harness.host.hostname", harness_host.name)
     record_property("harness.host.kernel", harness_host.kernel.release)
     record_property("harness.host.cmdline", harness_host.kernel.cmdline_text)
+    if harness_host.virtual_machine is not None:  # the summary says it once; each check's evidence says more
+        record_property("harness.host.virtual_machine", harness_host.virtual_machine.summary())
     if check_name == "libvirt_ready" and harness_host.libvirt.reachable:
         record_property("harness.host.libvirt", harness_host.libvirt.library_version)
         record_property("harness.host.qemu", harness_host.libvirt.hypervisor_version)

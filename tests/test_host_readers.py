@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.host.bootloader import parse_grub_defaults
 from harness.host.critical import pci_ancestor
 from harness.host.kernel import parse_cmdline
 from harness.host.limits import Limit
@@ -35,23 +34,6 @@ def test_bdf_forms(text: str, expected: str) -> None:
 def test_bad_bdf_names_what_is_wrong(text: str) -> None:
     with pytest.raises(UnknownDeviceError, match=r"PCI address|out of range"):
         normalize_bdf(text)
-
-
-def test_grub_misspelling_is_found_with_its_line() -> None:
-    parsed = parse_grub_defaults(
-        "/etc/sysconfig/grub", 'GRUB_TIMEOUT=5\nGRUB_CMDLINX_LINUX="intel_iommu=on"\n'
-    )
-    assert [(m.line_number, m.key, m.suggestion) for m in parsed.misspellings] == [
-        (2, "GRUB_CMDLINX_LINUX", "GRUB_CMDLINE_LINUX")
-    ]
-    assert parsed.kernel_arguments == []
-
-
-def test_grub_arguments_are_unquoted() -> None:
-    parsed = parse_grub_defaults(
-        "/etc/default/grub", 'GRUB_CMDLINE_LINUX="rhgb quiet intel_iommu=on iommu=pt"\n'
-    )
-    assert parsed.kernel_arguments == ["rhgb", "quiet", "intel_iommu=on", "iommu=pt"]
 
 
 def test_pci_ancestor_is_the_nearest_pci_device() -> None:

@@ -25,7 +25,13 @@ def test_snapshot_verdicts(snapshot: Path) -> None:
             f"{snapshot.name}: check {name} expected {verdict}, found {results[name].verdict}\n{results[name].explain()}"
         )
     for name, fragment in expected.get("hints", {}).items():
-        assert fragment in (results[name].hint or ""), f"{snapshot.name}: hint of {name} lacks {fragment!r}"
+        assert fragment in (results[name].hint or ""), (
+            f"{snapshot.name}: hint of {name} lacks {fragment!r}\n{results[name].explain()}"
+        )
+    for name, fragment in expected.get("evidence", {}).items():
+        assert any(fragment in line for line in results[name].evidence), (
+            f"{snapshot.name}: evidence of {name} lacks {fragment!r}\n{results[name].explain()}"
+        )
     assessments = {a.device.address: a for a in assess_all(host)}
     for address, verdict in expected.get("devices", {}).items():
         assert assessments[address].verdict == verdict, (
@@ -34,6 +40,15 @@ def test_snapshot_verdicts(snapshot: Path) -> None:
         )
     for address, fragment in expected.get("reasons", {}).items():
         assert fragment in assessments[address].explain()
+    for address, fragment in expected.get("acs_path", {}).items():
+        assert fragment in assessments[address].acs_path, (
+            f"{snapshot.name}: {address} isolation should say {fragment!r}: {assessments[address].acs_path}"
+        )
+    for address, reason in expected.get("group_reason", {}).items():
+        found = assessments[address].group_reason
+        assert (reason is None and found is None) or (reason is not None and reason in (found or "")), (
+            f"{snapshot.name}: {address} group reason should be {reason!r}, found {found!r}"
+        )
 
 
 @pytest.mark.parametrize("synthetic", synthetic_hosts(), ids=lambda host: host.name)
@@ -53,7 +68,7 @@ def _entries(root: Path) -> dict[str, str]:
         if path.is_symlink():
             entries[str(path.relative_to(root))] = "-> " + str(path.readlink())
         elif path.is_file():
-            entries[str(path.relative_to(root))] = path.read_text()
+            entries[str(path.relative_to(root))] = path.read_bytes().hex()
     return entries
 
 
@@ -62,3 +77,17 @@ def test_every_check_has_a_hint_when_not_passing() -> None:
         for result in run_all(Host.from_snapshot(snapshot)):
             if str(result.verdict) != "PASS":
                 assert result.hint, f"{snapshot.name}: {result.name} is {result.verdict} without a hint"
+
+
+def test_a_nested_host_is_named_once_in_the_summary_and_per_check_in_evidence() -> None:
+    from harness.report.properties import check_properties
+    from harness.report.summary import render_summary
+
+    host = Host.from_snapshot(FIXTURES / "synthetic-nested-qemu")
+    assert host.virtual_machine is not None and host.virtual_machine.hypervisor == "QEMU"
+    checks = [dict(check_properties(result)) for result in run_all(host)]
+    summary = render_summary({"virtual_machine": host.virtual_machine.summary()}, checks, [])
+    assert summary.count("this host is a virtual machine (QEMU") == 1, summary
+    bare = Host.from_snapshot(FIXTURES / "synthetic-intel-iommu-on")
+    assert bare.virtual_machine is None
+    assert not any("nested host" in line for result in run_all(bare) for line in result.evidence)

@@ -3,6 +3,7 @@ device discovery from a sysfs listing. Nothing here boots a machine."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -414,3 +415,29 @@ def test_junit_host_properties_say_which_qemu_runs_l1(monkeypatch: pytest.Monkey
     properties = host_properties()
     assert properties["lab_l1_qemu"] == "QEMU 10.0.13 (fetched): the machine's QEMU 7.2.22 has no igb"
     assert properties["lab_skipped_devices"] == "sriovnic0: QEMU 7.2.22 has no 'igb' device"
+
+
+def test_isolation_spec_has_ports_with_and_without_acs_and_a_multifunction_device(tmp_path: Path) -> None:
+    plan, _ = _build("isolation.toml", tmp_path)
+    ports = {d.split(",")[1]: d for d in _devices(plan.argv) if d.startswith("pcie-root-port")}
+    assert "disable-acs=on" not in ports["id=rp-acs0"] and "disable-acs=on" in ports["id=rp-noacs0"], ports
+    functions = [d for d in _devices(plan.argv) if "bus=rp-mf0" in d]
+    assert [f.split(",")[3] for f in functions] == ["addr=00.0", "addr=00.1"], functions
+    assert "multifunction=on" in functions[0] and "multifunction=on" not in functions[1], functions
+    assert {d.id: d.topology for d in plan.devices if d.kind == "multifunction"} == {
+        "mf0-f0": ["0a.0", "00.0"],
+        "mf0-f1": ["0a.0", "00.1"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("device", "named"),
+    [
+        ({"kind": "multifunction", "functions": ["e1000e"]}, "'devices[0].functions' = ['e1000e']"),
+        ({"kind": "multifunction", "functions": ["nvme", "e1000"]}, "'devices[0].functions'"),
+        ({"kind": "e1000e", "root_port_acs": "no"}, "'devices[0].root_port_acs' = 'no'"),
+    ],
+)
+def test_bad_isolation_keys_are_named(device: dict[str, object], named: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(named)):
+        parse_spec({"name": "t", "devices": [device]}, source="inline.toml")

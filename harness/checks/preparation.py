@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.checks.result import CheckResult, Verdict
+from harness.host.bootloader import BLS_ENTRIES, KERNEL_CMDLINE, BootPath
 from harness.host.host import Host
 from harness.host.limits import UNLIMITED
 
@@ -25,24 +26,16 @@ class CheckPlan:
 
 
 CheckFunction = Callable[[Host, CheckPlan], CheckResult]
-PREPARATION_CHECKS: dict[str, CheckFunction] = {}
 # Checks that ask libvirt: on a host without a running libvirtd they wait for a private one to start,
 # so a command line runs them after the others have answered.
-NEEDS_LIBVIRT: set[str] = set()
-
-
-def check(name: str, *, needs_libvirt: bool = False) -> Callable[[CheckFunction], CheckFunction]:
-    def register(function: CheckFunction) -> CheckFunction:
-        PREPARATION_CHECKS[name] = function
-        if needs_libvirt:
-            NEEDS_LIBVIRT.add(name)
-        return function
-
-    return register
+NEEDS_LIBVIRT: frozenset[str] = frozenset({"libvirt_ready"})
 
 
 def run_check(name: str, host: Host, plan: CheckPlan | None = None) -> CheckResult:
-    return PREPARATION_CHECKS[name](host, plan or CheckPlan())
+    result = PREPARATION_CHECKS[name](host, plan or CheckPlan())
+    vm = host.virtual_machine
+    note = vm.note_for(name) if vm is not None else None
+    return replace(result, evidence=[*result.evidence, note]) if note else result
 
 
 def run_all(host: Host, plan: CheckPlan | None = None) -> list[CheckResult]:
@@ -57,7 +50,6 @@ def _iommu_hint(vendor: str | None) -> str:
     return "add intel_iommu=on (optionally iommu=pt) to GRUB_CMDLINE_LINUX, regenerate grub.cfg and reboot"
 
 
-@check("hardware_virtualization")
 def hardware_virtualization(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking for hardware virtualization"
     flags = host.cpu_flags
@@ -100,7 +92,6 @@ def hardware_virtualization(host: Host, plan: CheckPlan) -> CheckResult:
     )
 
 
-@check("iommu_firmware")
 def iommu_firmware(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking for an IOMMU in firmware (ACPI DMAR / IVRS)"
     kernel = host.kernel
@@ -135,7 +126,6 @@ def iommu_firmware(host: Host, plan: CheckPlan) -> CheckResult:
     )
 
 
-@check("iommu_kernel")
 def iommu_kernel(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking that the kernel has the IOMMU active"
     kernel = host.kernel
@@ -209,7 +199,6 @@ def _unsafe_interrupts_sources(host: Host) -> list[str]:
     return sources
 
 
-@check("interrupt_remapping")
 def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking for interrupt remapping"
     kernel = host.kernel
@@ -313,7 +302,6 @@ def _blacklisted(host: Host, module: str) -> str | None:
     return None
 
 
-@check("vfio_ready")
 def vfio_ready(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking that vfio is ready"
     kernel = host.kernel
@@ -367,7 +355,6 @@ def vfio_ready(host: Host, plan: CheckPlan) -> CheckResult:
     )
 
 
-@check("libvirt_ready", needs_libvirt=True)
 def libvirt_ready(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking that libvirt offers VFIO hostdev"
     facts = host.libvirt
@@ -377,7 +364,7 @@ def libvirt_ready(host: Host, plan: CheckPlan) -> CheckResult:
             title,
             Verdict.FAIL,
             f"libvirt is not reachable at {facts.uri}",
-            [facts.error or ""],
+            [facts.error or f"no answer from {facts.uri}"],
             "start libvirtd (systemctl start libvirtd, or virtqemud on modular daemons) or pass --harness-uri",
         )
     evidence = [
@@ -402,91 +389,110 @@ def libvirt_ready(host: Host, plan: CheckPlan) -> CheckResult:
     )
 
 
-@check("next_boot")
 def next_boot(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking the boot loader configuration for the next boot"
     loader = host.bootloader
     vendor = host.kernel.firmware_iommu_vendor
     regenerate = loader.regenerate_command()
-    evidence = [
-        f'{d.path}: GRUB_CMDLINE_LINUX="{d.values.get("GRUB_CMDLINE_LINUX", "")}"' for d in loader.defaults
-    ]
+    evidence = [f"boot path: {loader.path}" + (f" on {loader.distribution}" if loader.distribution else "")]
+    if loader.next_boot is not None:
+        evidence.append(
+            f"next boot ({loader.next_boot.where}): {' '.join(loader.next_boot.arguments) or '(none)'}"
+        )
     evidence += [
-        f"{path}: {len(lines)} kernel entries" for path, lines in loader.generated_kernel_lines.items()
+        f"written by the next regeneration ({s.where}): {' '.join(s.arguments) or '(none)'}"
+        for s in loader.sources
     ]
-    misspelled = [m for d in loader.defaults for m in d.misspellings]
-    if misspelled:
-        first = misspelled[0]
+    evidence += loader.unevaluated
+    if loader.misspellings:
+        first = loader.misspellings[0]
         return CheckResult(
             "next_boot",
             title,
             Verdict.FAIL,
-            f"{first.path} line {first.line_number} sets {first.key}, which grub never reads",
+            f"{first.origin} sets {first.key}, which grub never reads",
             evidence,
-            f"rename {first.key} to {first.suggestion} in {first.path}, then run {regenerate}",
+            f"rename {first.key} to {first.suggestion} in {first.origin.path} (line {first.origin.line}), then run {regenerate}",
         )
     if not loader.is_configured:
         return CheckResult(
             "next_boot",
             title,
             Verdict.WARN,
-            "no GRUB configuration on this host",
-            [*evidence, "looked for /etc/default/grub, /etc/sysconfig/grub, grub.cfg"],
-            "the kernel command line comes from elsewhere (direct kernel boot, systemd-boot's /etc/kernel/cmdline, "
-            "PXE, the hypervisor): make the IOMMU arguments persistent there",
+            "no boot loader configuration on this host",
+            [
+                *evidence,
+                f"looked for /etc/default/grub, grub.cfg, {BLS_ENTRIES}, systemd-boot's loader.conf, {KERNEL_CMDLINE}",
+            ],
+            "the kernel command line comes from elsewhere (direct kernel boot, PXE, the hypervisor): "
+            "make the IOMMU arguments persistent there",
         )
-    configured = [arg for d in loader.defaults for arg in d.kernel_arguments]
+    # The boot loader reads the generated configuration; the sources only matter once it is regenerated.
+    effective = loader.next_boot or next(iter(loader.sources), None)
+    lines = [line for line in (effective, *loader.sources) if line is not None]
+    for line in lines:
+        state = line.iommu_state()
+        off = [(key, word) for key, (value, word) in state.items() if value == "off"]
+        intremap = line.last("intremap")
+        if intremap is not None and intremap.text.partition("=")[2] == "off":
+            off.append(("intremap", intremap))
+        if not off:
+            continue
+        key, word = off[0]
+        source = loader.source_of(word)
+        when = (
+            "the next boot"
+            if line is effective
+            else f"the next {regenerate.split()[0]} (a kernel update runs it)"
+        )
+        switch = "interrupt remapping" if key == "intremap" else "the IOMMU"
+        return CheckResult(
+            "next_boot",
+            title,
+            Verdict.FAIL if line is effective else Verdict.WARN,
+            f"{when} disables {switch}: {word.text} written in {source} (the last {key}= wins)",
+            evidence,
+            f"remove {word.text} from {source.path} (line {source.line}), then run "
+            + (loader.remove_command(word.text) if loader.path is BootPath.GRUB_BLS else regenerate),
+        )
+    # Debian's kernel turns VT-d on by default too, but only intel_iommu=on says so on every kernel.
     wanted = ["intel_iommu=on"] if vendor == "intel" else []
-    missing = [arg for arg in wanted if arg not in configured]
-    disabling = [a for a in configured if a in ("intel_iommu=off", "amd_iommu=off", "iommu=off")]
-    if disabling:
-        return CheckResult(
-            "next_boot",
-            title,
-            Verdict.FAIL,
-            f"the next boot disables the IOMMU ({', '.join(disabling)})",
-            evidence,
-            f"remove {', '.join(disabling)} from GRUB_CMDLINE_LINUX, then run {regenerate}",
-        )
-    if missing and not loader.defaults:
-        missing_in_cfg = [
-            a
-            for a in wanted
-            if not any(a in line for lines in loader.generated_kernel_lines.values() for line in lines)
-        ]
-        if not missing_in_cfg:
-            return CheckResult(
-                "next_boot", title, Verdict.PASS, "grub.cfg boots with the IOMMU enabled", evidence
-            )
+    missing = [arg for arg in wanted if effective is None or not effective.switched_on(arg)]
     if missing:
-        verdict = Verdict.WARN if host.kernel.iommu_group_count else Verdict.FAIL
+        arguments = " ".join([*missing, "iommu=pt"])
+        undone = loader.undone(missing[0])
+        if undone is not None:
+            earlier, later = undone
+            evidence.append(
+                f"{earlier.key} had {missing[0]} in {earlier.origin}, but {later.origin} sets it again without it"
+            )
+        has_it = [s for s in loader.sources if all(s.switched_on(arg) for arg in missing)]
+        if has_it and effective is not None and effective is not has_it[0]:
+            hint = f"{has_it[0].where} has it but {effective.where} was not regenerated: run {loader.add_command(arguments)}"
+        else:
+            hint = f"append {arguments} to {loader.where_to_edit()}, then run {loader.add_command(arguments)}"
         return CheckResult(
             "next_boot",
             title,
-            verdict,
-            f"{' '.join(missing)} is not in GRUB_CMDLINE_LINUX",
+            Verdict.WARN if host.kernel.iommu_group_count else Verdict.FAIL,
+            f"{' '.join(missing)} is not on the next boot's command line ({effective.where if effective else 'none found'})",
             evidence,
-            f"append {' '.join(missing)} iommu=pt inside the quotes of GRUB_CMDLINE_LINUX in "
-            f"{loader.defaults[0].path if loader.defaults else '/etc/default/grub'}, then run {regenerate}",
+            hint,
         )
-    stale = [
-        path
-        for path, lines in loader.generated_kernel_lines.items()
-        if lines and any(arg not in line for arg in wanted for line in lines)
-    ]
-    if stale:
+    dropped = [s for s in loader.sources if s is not effective and not all(s.switched_on(a) for a in wanted)]
+    if dropped:
         return CheckResult(
             "next_boot",
             title,
             Verdict.WARN,
-            f"{stale[0]} was not regenerated after the change",
+            f"the next boot keeps the IOMMU, but the next {regenerate.split()[0]} drops {' '.join(wanted)} "
+            f"({dropped[0].where})",
             evidence,
-            f"run {regenerate}",
+            f"append {' '.join(wanted)} to {loader.where_to_edit()} so that kernel updates keep it",
         )
     return CheckResult("next_boot", title, Verdict.PASS, "the next boot keeps the IOMMU arguments", evidence)
 
 
-@check("limits")
 def limits(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking open-file and locked-memory limits"
     current = host.limits
@@ -534,3 +540,16 @@ def limits(host: Host, plan: CheckPlan) -> CheckResult:
             "in /etc/security/limits.conf",
         )
     return CheckResult("limits", title, Verdict.PASS, "limits cover the planned devices", evidence)
+
+
+# The checks in report order. A plain table, not decorators: mutmut (make mutation) skips decorated functions.
+PREPARATION_CHECKS: dict[str, CheckFunction] = {
+    "hardware_virtualization": hardware_virtualization,
+    "iommu_firmware": iommu_firmware,
+    "iommu_kernel": iommu_kernel,
+    "interrupt_remapping": interrupt_remapping,
+    "vfio_ready": vfio_ready,
+    "libvirt_ready": libvirt_ready,
+    "next_boot": next_boot,
+    "limits": limits,
+}

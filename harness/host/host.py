@@ -8,12 +8,13 @@ from pathlib import Path
 from types import TracebackType
 
 from harness.host.backends import HostBackend, LiveBackend, SnapshotBackend
-from harness.host.bootloader import BootLoader
+from harness.host.bootloader import BootConfiguration, read_boot_configuration
 from harness.host.critical import find_host_critical
 from harness.host.kernel import KernelFacts
 from harness.host.kvm import KvmProbe
 from harness.host.limits import Limits
 from harness.host.pci import PciInventory, enumerate_pci
+from harness.host.virt import VirtualMachine, detect_virtual_machine
 from harness.libvirt.connection import DEFAULT_URI
 from harness.libvirt.facts import LibvirtFacts
 
@@ -86,8 +87,8 @@ class Host:
         return Limits.read(self.root)
 
     @cached_property
-    def bootloader(self) -> BootLoader:
-        return BootLoader.read(self.root)
+    def bootloader(self) -> BootConfiguration:
+        return read_boot_configuration(self.root)
 
     @cached_property
     def critical(self) -> dict[str, list[str]]:
@@ -99,6 +100,11 @@ class Host:
             if line.startswith("flags"):
                 return set(line.partition(":")[2].split())
         return set()
+
+    @cached_property
+    def virtual_machine(self) -> VirtualMachine | None:
+        """Set when this host is itself a VM (a nested host); None on bare metal."""
+        return detect_virtual_machine(self.root, self.cpu_flags, list(self.pci), self.kernel.iommu_units)
 
     @cached_property
     def kvm(self) -> KvmProbe:

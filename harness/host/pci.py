@@ -8,6 +8,7 @@ from functools import cache
 from pathlib import Path
 
 from harness.errors import HarnessInputError
+from harness.host.pcicaps import PciConfig, parse_config
 from harness.host.root import HostRoot
 from harness.xml.address import PciAddress
 
@@ -67,6 +68,8 @@ class PciDevice:
     virtfns: tuple[str, ...] = ()
     reset_method: str | None = None
     driver_override: str | None = None
+    # Isolation facts from the configuration space (None: not readable or not captured).
+    config: PciConfig | None = field(default=None, compare=False)
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -81,6 +84,10 @@ class PciDevice:
     def is_bridge(self) -> bool:
         # Base class 0x06: host, ISA, PCI-to-PCI bridges and PCIe ports.
         return self.base_class == 0x06
+
+    @property
+    def is_multifunction(self) -> bool:
+        return self.config is not None and self.config.multifunction
 
     @property
     def is_sriov_pf(self) -> bool:
@@ -193,6 +200,7 @@ def read_device(root: HostRoot, sys_path: str) -> PciDevice:
         virtfns=tuple(root.link_name(f"{sys_path}/{name}") or name for name in virtfns),
         reset_method=attr("reset_method"),
         driver_override=None if override in (None, "(null)") else override,
+        config=parse_config(root.read_bytes(f"{sys_path}/config") or b""),
     )
 
 

@@ -36,6 +36,12 @@ class HostRoot:
         except OSError:
             return None
 
+    def read_bytes(self, host_path: str) -> bytes | None:
+        try:
+            return self.resolve(host_path).read_bytes()
+        except OSError:
+            return None
+
     def read_stripped(self, host_path: str) -> str | None:
         text = self.read_text(host_path)
         return None if text is None else text.strip()

@@ -46,7 +46,24 @@ CAPTURED_FILES = (
     "proc/sys/kernel/hostname",
     "proc/sys/fs/file-max",
     "etc/default/grub",
+    "etc/default/grub.d/*.cfg",
     "etc/sysconfig/grub",
+    "etc/kernel/cmdline",
+    "etc/os-release",
+    "boot/loader/entries/*.conf",
+    "boot/grub2/grubenv",
+    "boot/efi/EFI/*/grubenv",
+    "efi/loader/loader.conf",
+    "efi/loader/entries/*.conf",
+    "boot/efi/loader/loader.conf",
+    "boot/efi/loader/entries/*.conf",
+    "boot/loader/loader.conf",
+    "sys/class/dmi/id/sys_vendor",
+    "sys/class/dmi/id/product_name",
+    "sys/class/dmi/id/bios_vendor",
+    "sys/class/dmi/id/chassis_vendor",
+    "sys/module/kvm_intel/parameters/nested",
+    "sys/module/kvm_amd/parameters/nested",
     "etc/libvirt/qemu.conf",
     "etc/modprobe.d/*.conf",
     "boot/grub/grub.cfg",
@@ -61,7 +78,7 @@ CAPTURED_FILES = (
 )
 PCI_ATTRIBUTES = (
     "vendor", "device", "class", "subsystem_vendor", "subsystem_device", "sriov_totalvfs", "sriov_numvfs",
-    "reset_method", "driver_override", "boot_vga",
+    "reset_method", "driver_override", "boot_vga", "config",
 )  # fmt: skip
 # Symlinks whose target's last component the readers use.
 PCI_LINKS = ("driver", "iommu_group", "physfn")

@@ -27,7 +27,13 @@ from harness.lab.kernel import (
 from harness.lab.l1_qemu import L1Qemu, QemuBinary, available_device_models, qemu_version
 from harness.lab.spec import DeviceSpec, LabSpec
 
-MODEL_OF_KIND = {"nvme-sriov": "nvme", "pci-bridge": "pcie-pci-bridge", "root-port": "pcie-root-port"}
+# The model a kind needs; a multifunction device's own models are its functions (see wanted_models).
+MODEL_OF_KIND = {
+    "nvme-sriov": "nvme",
+    "pci-bridge": "pcie-pci-bridge",
+    "root-port": "pcie-root-port",
+    "multifunction": "pcie-root-port",
+}
 IOMMU_DEVICE = {"intel": "intel-iommu", "amd": "amd-iommu"}
 GUEST_LIBVIRTD_PORT = 16509
 GUEST_AGENT_PORT = 7000
@@ -100,6 +106,7 @@ def wanted_models(spec: LabSpec) -> set[str]:
     """The QEMU device models a spec needs (bridge endpoints and the IOMMU included)."""
     models = {MODEL_OF_KIND.get(device.kind, device.kind) for device in spec.devices}
     models |= {endpoint for device in spec.devices for endpoint in device.endpoints}
+    models |= {function for device in spec.devices for function in device.functions}
     if spec.iommu.model != "none":
         models.add(IOMMU_DEVICE[spec.iommu.model])
     return models
@@ -151,7 +158,7 @@ def _plan_devices(
     skipped: dict[str, str] = {}
     slot = FIRST_ROOT_PORT_SLOT
 
-    def root_port(name: str) -> tuple[str, str]:
+    def root_port(name: str, acs: bool = True) -> tuple[str, str]:
         nonlocal slot
         if slot > LAST_ROOT_PORT_SLOT:
             raise QemuError(
@@ -159,7 +166,11 @@ def _plan_devices(
             )
         port_id = f"rp-{name}"
         argv.extend(
-            ["-device", f"pcie-root-port,id={port_id},bus=pcie.0,addr={slot:#04x},chassis={slot},slot={slot}"]
+            [
+                "-device",
+                f"pcie-root-port,id={port_id},bus=pcie.0,addr={slot:#04x},chassis={slot},slot={slot}"
+                + ("" if acs else ",disable-acs=on"),
+            ]
         )
         topology = f"{slot:02x}.0"
         slot += 1
@@ -184,7 +195,7 @@ def _plan_devices(
 
 def _plan_one(
     device: DeviceSpec,
-    root_port: Callable[[str], tuple[str, str]],
+    root_port: Callable[[str, bool], tuple[str, str]],
     argv: list[str],
     devices: list[LabDevice],
 ) -> None:
@@ -208,10 +219,10 @@ def _plan_one(
     if device.kind == "root-port":
         for index in range(device.count):
             name = f"{device.id}-{index}" if device.count > 1 else device.id
-            port_id, topology = root_port(name)
+            port_id, topology = root_port(name, device.root_port_acs)
             add(name, "root-port", "pcie-root-port", "free-root-port", port_id, [topology])
         return
-    port_id, topology = root_port(device.id)
+    port_id, topology = root_port(device.id, device.root_port_acs)
     if device.kind == "nvme-sriov":
         subsys = f"{device.id}-subsys"
         argv += ["-device", f"nvme-subsys,id={subsys},nqn={subsys}"]
@@ -243,6 +254,25 @@ def _plan_one(
                 port_id,
                 [topology, "00.0", f"{slot}.0"],
                 behind=device.id,
+            )
+    elif device.kind == "multifunction":
+        # Functions 0..n of one device below the port; function 0 carries multifunction=on.
+        for index, model in enumerate(device.functions):
+            function = f"{device.id}-f{index}"
+            flag = ",multifunction=on" if index == 0 else ""
+            argv += _nic_backend(function)
+            argv += [
+                "-device",
+                f"{model},id={function},bus={port_id},addr=00.{index}{flag},netdev=net-{function}",
+            ]
+            add(
+                function,
+                "multifunction",
+                model,
+                "test",
+                port_id,
+                [topology, f"00.{index}"],
+                function_of=device.id,
             )
     else:  # pragma: no cover - spec validation rejects other kinds
         raise QemuError(f"unknown device kind {device.kind!r}")

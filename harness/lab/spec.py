@@ -22,7 +22,8 @@ MACHINE_TYPES = ("q35",)
 IOMMU_MODELS = ("intel", "amd", "none")
 # Which QEMU runs L1: auto = the machine's unless it lacks a device model the spec uses (see l1_qemu).
 QEMU_CHOICES = ("auto", "machine", "newer")
-DEVICE_KINDS = ("nvme-sriov", "e1000e", "e1000", "igb", "pci-bridge", "root-port")
+DEVICE_KINDS = ("nvme-sriov", "e1000e", "e1000", "igb", "pci-bridge", "root-port", "multifunction")
+MULTIFUNCTION_MODELS = ("e1000e", "e1000")
 BRIDGE_ENDPOINT_MODELS = ("e1000", "e1000e", "rtl8139")
 _ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
@@ -37,8 +38,10 @@ _DEVICE_KEYS: dict[str, set[str]] = {
     "igb": set(),
     "pci-bridge": {"endpoints"},
     "root-port": {"count"},
+    "multifunction": {"functions"},
 }
-_COMMON_DEVICE_KEYS = {"kind", "id", "optional"}
+# root_port_acs = false: the device's root port without ACS (QEMU's pcie-root-port,disable-acs=on).
+_COMMON_DEVICE_KEYS = {"kind", "id", "optional", "root_port_acs"}
 
 
 class SpecError(HarnessInputError):
@@ -82,6 +85,8 @@ class DeviceSpec:
     max_vfs: int = 0
     endpoints: tuple[str, ...] = ()
     count: int = 1
+    root_port_acs: bool = True
+    functions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,24 +182,25 @@ def _parse_device(where: _Where, index: int, raw: Mapping[str, Any]) -> DeviceSp
     if not _ID_PATTERN.match(device_id):
         raise where.error(f"{prefix}.id", device_id, "use lowercase letters, digits and '-'")
     optional = where.boolean(raw, "optional", prefix, default=False)
+    acs = where.boolean(raw, "root_port_acs", prefix, default=True)
     if kind == "nvme-sriov":
         max_vfs = where.integer(raw, "max_vfs", prefix, 1, 8, default=4)
-        return DeviceSpec(kind=kind, id=device_id, optional=optional, max_vfs=max_vfs)
+        return DeviceSpec(kind=kind, id=device_id, optional=optional, max_vfs=max_vfs, root_port_acs=acs)
     if kind == "pci-bridge":
-        endpoints = raw.get("endpoints", ["e1000", "e1000"])
-        if (
-            not isinstance(endpoints, list)
-            or not 1 <= len(endpoints) <= 8
-            or not all(model in BRIDGE_ENDPOINT_MODELS for model in endpoints)
-        ):
-            raise where.error(
-                f"{prefix}.endpoints", endpoints, f"expected 1-8 of {', '.join(BRIDGE_ENDPOINT_MODELS)}"
-            )
-        return DeviceSpec(kind=kind, id=device_id, optional=optional, endpoints=tuple(endpoints))
+        endpoints = where.models(raw, "endpoints", prefix, BRIDGE_ENDPOINT_MODELS, 1, ["e1000", "e1000"])
+        return DeviceSpec(
+            kind=kind, id=device_id, optional=optional, endpoints=tuple(endpoints), root_port_acs=acs
+        )
+    if kind == "multifunction":
+        functions = where.models(raw, "functions", prefix, MULTIFUNCTION_MODELS, 2, ["e1000e", "e1000e"])
+        return DeviceSpec(
+            kind=kind, id=device_id, optional=optional, functions=tuple(functions), root_port_acs=acs
+        )
     if kind == "root-port":
         count = where.integer(raw, "count", prefix, 1, 8, default=1)
-        return DeviceSpec(kind=kind, id=device_id, optional=optional, count=count)
-    return DeviceSpec(kind=kind, id=device_id, optional=optional, max_vfs=7 if kind == "igb" else 0)
+        return DeviceSpec(kind=kind, id=device_id, optional=optional, count=count, root_port_acs=acs)
+    max_vfs = 7 if kind == "igb" else 0
+    return DeviceSpec(kind=kind, id=device_id, optional=optional, max_vfs=max_vfs, root_port_acs=acs)
 
 
 def _read_merged(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
@@ -270,6 +276,21 @@ class _Where:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise self.error(_full(prefix, key), value, f"expected an integer from {low} to {high}")
+        return value
+
+    def models(
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        prefix: str,
+        choices: tuple[str, ...],
+        low: int,
+        default: list[str],
+    ) -> list[str]:
+        """A list of ``low`` to 8 device models, each one of ``choices``."""
+        value = data.get(key, default)
+        if not isinstance(value, list) or not low <= len(value) <= 8 or not all(m in choices for m in value):
+            raise self.error(_full(prefix, key), value, f"expected {low}-8 of {', '.join(choices)}")
         return value
 
     def choice(

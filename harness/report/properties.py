@@ -37,6 +37,8 @@ def device_properties(assessment: DeviceAssessment) -> list[tuple[str, str]]:
         ("harness.sriov", _sriov_text(assessment)),
         ("harness.assignable", assessment.verdict),
         ("harness.reasons", assessment.explain()),
+        ("harness.acs_path", assessment.acs_path),
+        *([("harness.group_reason", assessment.group_reason)] if assessment.group_reason else []),
     ]
 
 

@@ -25,6 +25,8 @@ def render_summary(
     lines = [
         f"hostdev-harness: {host_properties.get('hostname', '?')} ({host_properties.get('kernel', '?')})"
     ]
+    if host_properties.get("virtual_machine"):
+        lines.append(f"Note: {host_properties['virtual_machine']}")
     if checks:
         lines.append("")
         lines.append("Preparation checks")

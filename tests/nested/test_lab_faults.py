@@ -216,6 +216,10 @@ def test_check_gives_the_expected_verdicts(fault_lab: tuple[Fault, Lab]) -> None
         f"{command} 2>/tmp/check.err; echo; echo {STDERR_MARK}; cat /tmp/check.err", cwd=str(REPO)
     )
     stdout, _, stderr = output.partition(STDERR_MARK)
+    # A missing subcommand is a broken build, never a reason to skip.
+    assert "invalid choice" not in stderr, (
+        f"`{command}` in lab {fault.spec} is not a command:\n{stderr[-1500:]}"
+    )
     try:
         results = json.loads(stdout)
     except ValueError:

@@ -1,0 +1,413 @@
+"""Every FAIL and WARN branch of every preparation check, each on a synthesized host that differs from a
+healthy one in the one fact the branch is about: a check that stops telling them apart fails here."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.checks.preparation import PREPARATION_CHECKS, CheckPlan, run_all, run_check
+from harness.checks.result import CheckResult, Verdict
+from harness.host.host import Host
+from tests.synthetic_hosts import ECAP_WITHOUT_INTREMAP, SyntheticHost, synthetic_hosts, write_host
+
+HEALTHY = next(host for host in synthetic_hosts() if host.name == "synthetic-intel-iommu-on")
+AMD = next(host for host in synthetic_hosts() if host.name == "synthetic-amd-iommu-on")
+SMALL_LIMITS = (
+    "Limit                     Soft Limit           Hard Limit           Units     \n"
+    "Max open files            64                   64                   files     \n"
+    "Max locked memory         65536                65536                bytes     \n"
+)
+
+
+def _check(
+    tmp_path: Path, name: str, base: SyntheticHost = HEALTHY, plan: CheckPlan | None = None, **changes: Any
+) -> CheckResult:
+    host = replace(base, name="t", **changes)
+    write_host(host, tmp_path / "t")
+    return run_check(name, Host.from_snapshot(tmp_path / "t"), plan)
+
+
+def _expect(result: CheckResult, verdict: str, summary: str, hint: str | None = None) -> None:
+    assert str(result.verdict) == verdict and summary in result.summary, (
+        f"{result.name}: expected {verdict} with {summary!r} in the summary, found:\n{result.explain()}"
+    )
+    if verdict != "PASS":
+        assert result.hint, f"{result.name} {verdict} without a hint:\n{result.explain()}"
+    if hint is not None:
+        assert hint in (result.hint or ""), f"{result.name}: hint lacks {hint!r}:\n{result.explain()}"
+
+
+CASES: list[tuple[str, dict[str, Any], str, str, str | None]] = [
+    # (check, changes to the healthy host, verdict, summary fragment, hint fragment)
+    ("hardware_virtualization", {}, "PASS", "KVM runs guests", None),
+    ("hardware_virtualization", {"flags": "fpu x2apic"}, "WARN", "shows no vmx/svm", "boot a real guest"),
+    (
+        "hardware_virtualization",
+        {"kvm_usable": False, "flags": "fpu hypervisor"},
+        "WARN",
+        "under TCG",
+        "nested",
+    ),
+    ("hardware_virtualization", {"kvm_usable": False, "flags": "fpu vmx"}, "FAIL", "not usable", "VT-x"),
+    ("iommu_firmware", {}, "PASS", "Intel VT-d", None),
+    ("iommu_firmware", {"vendor": "none", "groups": False}, "FAIL", "no IOMMU", "enable VT-d"),
+    ("iommu_kernel", {}, "PASS", "IOMMU groups", None),
+    (
+        "iommu_kernel",
+        {"groups": False, "cmdline": "intel_iommu=off"},
+        "FAIL",
+        "(intel_iommu=off)",
+        "remove intel_iommu=off",
+    ),
+    ("iommu_kernel", {"groups": False, "cmdline": "iommu=off"}, "FAIL", "(iommu=off)", "remove iommu=off"),
+    (
+        "iommu_kernel",
+        {"groups": False, "cmdline": "quiet"},
+        "FAIL",
+        "made no IOMMU groups",
+        "add intel_iommu=on",
+    ),
+    (
+        "iommu_kernel",
+        {"groups": False, "vendor": "none"},
+        "FAIL",
+        "no IOMMU for the kernel",
+        "iommu_firmware",
+    ),
+    ("interrupt_remapping", {}, "PASS", "enabled", None),
+    ("interrupt_remapping", {"dmesg": []}, "PASS", "enabled", None),  # the ecap bit alone says so
+    (
+        "interrupt_remapping",
+        {"vendor": "none", "groups": False, "dmesg": []},
+        "FAIL",
+        "no IOMMU",
+        "enable VT-d",
+    ),
+    ("interrupt_remapping", {"ecap": ECAP_WITHOUT_INTREMAP, "dmesg": []}, "FAIL", "not supported", "x2APIC"),
+    (
+        "interrupt_remapping",
+        {"cmdline": "intel_iommu=on intremap=off"},
+        "FAIL",
+        "intremap=off",
+        "remove intremap=off",
+    ),
+    ("interrupt_remapping", {"unsafe_param": "Y"}, "WARN", "works, yet unsafe", "remove it"),
+    (
+        "interrupt_remapping",
+        {"cmdline": "intel_iommu=on vfio_iommu_type1.allow_unsafe_interrupts=1"},
+        "WARN",
+        "works, yet unsafe",
+        None,
+    ),
+    (
+        "interrupt_remapping",
+        {"modprobe": {"v.conf": "options vfio_iommu_type1 allow_unsafe_interrupts=1\n"}},
+        "WARN",
+        "works, yet unsafe",
+        None,
+    ),
+    (
+        "interrupt_remapping",
+        {"ecap": ECAP_WITHOUT_INTREMAP, "dmesg": [], "unsafe_param": "1"},
+        "WARN",
+        "only works because unsafe",
+        "never changes",
+    ),
+    ("vfio_ready", {}, "PASS", "ready", None),
+    (
+        "vfio_ready",
+        {"cmdline": "intel_iommu=on module_blacklist=vfio_pci"},
+        "FAIL",
+        "vfio_pci is blacklisted",
+        "module_blacklist",
+    ),
+    (
+        "vfio_ready",
+        {"modprobe": {"b.conf": "blacklist vfio-pci\n"}},
+        "FAIL",
+        "vfio_pci is blacklisted",
+        "/etc/modprobe.d/b.conf",
+    ),
+    (
+        "vfio_ready",
+        {"modprobe": {"b.conf": "install vfio_iommu_type1 /bin/false\n"}},
+        "FAIL",
+        "vfio_iommu_type1 is blacklisted",
+        None,
+    ),
+    (
+        "vfio_ready",
+        {"loaded_modules": ("kvm",), "modules_dep": ""},
+        "FAIL",
+        "not in this kernel",
+        "CONFIG_VFIO",
+    ),
+    (
+        "vfio_ready",
+        {"loaded_modules": ("kvm",), "cmdline": "intel_iommu=on nomodule"},
+        "FAIL",
+        "module loading is disabled",
+        "nomodule",
+    ),
+    (
+        "vfio_ready",
+        {"loaded_modules": ("kvm",), "vfio_node": False},
+        "WARN",
+        "does not exist yet",
+        "modprobe vfio-pci",
+    ),
+    ("libvirt_ready", {}, "PASS", "vfio backend is offered", None),
+    (
+        "libvirt_ready",
+        {"libvirt": {"reachable": False, "error": "refused"}},
+        "FAIL",
+        "not reachable",
+        "start libvirtd",
+    ),
+    (
+        "libvirt_ready",
+        {"libvirt": {"pci_backends": ["default"]}},
+        "FAIL",
+        "no VFIO backend",
+        "domcapabilities",
+    ),
+    ("libvirt_ready", {"libvirt": {"subsys_types": ["usb"]}}, "FAIL", "no VFIO backend", None),
+    ("libvirt_ready", {"libvirt": {"hostdev_supported": False}}, "FAIL", "no VFIO backend", None),
+    (
+        "libvirt_ready",
+        {"libvirt": {"subsys_types": [], "pci_backends": [], "error": "domcapabilities: no QEMU binary"}},
+        "FAIL",
+        "no VFIO backend",
+        None,
+    ),
+    ("libvirt_ready", {"libvirt": {"reachable": False, "error": None}}, "FAIL", "not reachable", None),
+    ("next_boot", {}, "PASS", "keeps the IOMMU", None),
+    (
+        "next_boot",
+        {"grub_text": 'GRUB_CMDLINE_LINUX="intel_iommu=on intel_iommu=off"\n'},
+        "FAIL",
+        "disables the IOMMU",
+        "remove intel_iommu=off from /etc/default/grub (line 1)",
+    ),
+    (
+        "next_boot",
+        {"grub_text": 'GRUB_CMDLINE_LINUX="intel_iommu=on"\nGRUB_CMDLINE_LINUX_DEFAULT="amd_iommu=off"\n'},
+        "FAIL",
+        "amd_iommu=off",
+        "(line 2)",
+    ),
+    (
+        "next_boot",
+        {"grub_text": 'GRUB_CMDLINE_LINUX="intel_iommu=on intremap=off"\n'},
+        "FAIL",
+        "disables interrupt remapping",
+        "remove intremap=off",
+    ),
+    (
+        "next_boot",
+        {"grub_text": 'GRUB_CMDLINE_LINUX="quiet"\n'},
+        "WARN",
+        "intel_iommu=on is not on",
+        "append intel_iommu=on iommu=pt to GRUB_CMDLINE_LINUX in /etc/default/grub (line 1), then run update-grub",
+    ),
+    (
+        "next_boot",
+        {"grub_text": 'GRUB_CMDLINE_LINUX="quiet"\n', "groups": False},
+        "FAIL",
+        "intel_iommu=on is not on",
+        None,
+    ),
+    (
+        "next_boot",
+        {"grub_text": 'GRUB_CMDLINE_LINUX="intel_iommu=off intel_iommu=on"\n'},
+        "PASS",
+        "keeps the IOMMU",
+        None,
+    ),
+    (
+        "next_boot",
+        {
+            "grub_text": 'GRUB_CMDLINE_LINUX="quiet"\n',
+            "files": {"/boot/grub/grub.cfg": "linux /vmlinuz root=/dev/sda ro intel_iommu=on\n"},
+        },
+        "WARN",
+        "next update-grub drops intel_iommu=on",
+        "GRUB_CMDLINE_LINUX in /etc/default/grub (line 1)",
+    ),
+    (
+        "next_boot",
+        {
+            "grub_text": 'GRUB_CMDLINE_LINUX="intel_iommu=on"\n',
+            "files": {
+                "/boot/grub/grub.cfg": "linux /vmlinuz root=/dev/sda ro intel_iommu=on intel_iommu=off\n"
+            },
+        },
+        "FAIL",
+        "next boot disables",
+        None,
+    ),
+    (
+        "next_boot",
+        {
+            "grub_text": 'GRUB_CMDLINE_LINUX="intel_iommu=on intel_iommu=off"\n',
+            "files": {"/boot/grub/grub.cfg": "linux /vmlinuz root=/dev/sda ro intel_iommu=on\n"},
+        },
+        "WARN",
+        "next update-grub",
+        "remove intel_iommu=off",
+    ),
+    ("next_boot", {"grub_text": "", "files": {}}, "WARN", "no boot loader configuration", "persistent"),
+    (
+        "next_boot",
+        {"grub_text": 'GRUB_CMDLINE_LINUX_DEFUALT="intel_iommu=on"\n'},
+        "FAIL",
+        "which grub never reads",
+        "rename GRUB_CMDLINE_LINUX_DEFUALT to GRUB_CMDLINE_LINUX_DEFAULT",
+    ),
+    ("limits", {}, "PASS", "cover", None),
+    ("limits", {"limits": SMALL_LIMITS}, "FAIL", "may open only 64 files", "max_files"),
+    (
+        "limits",
+        {"files": {"/etc/libvirt/qemu.conf": "max_files = 100\n"}},
+        "FAIL",
+        "may open only 100 files",
+        None,
+    ),
+    ("limits", {"file_max": "100"}, "FAIL", "system-wide", "fs.file-max"),
+    ("limits", {"limits": SMALL_LIMITS.replace("64 ", "1048576 ")}, "WARN", "locked memory", "memlock"),
+]
+
+
+@pytest.mark.parametrize(
+    ("check", "changes", "verdict", "summary", "hint"),
+    CASES,
+    ids=[f"{c[0]}-{c[2]}-{i}" for i, c in enumerate(CASES)],
+)
+def test_check_branch(
+    check: str, changes: dict[str, Any], verdict: str, summary: str, hint: str | None, tmp_path: Path
+) -> None:
+    result = _check(tmp_path, check, **changes)
+    assert result.name == check, f"{check} reported itself as {result.name!r}"
+    assert all(isinstance(line, str) and line for line in result.evidence), result.evidence
+    _expect(result, verdict, summary, hint)
+
+
+@pytest.mark.parametrize(
+    ("changes", "source"),
+    [
+        ({"unsafe_param": "Y"}, "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts = Y"),
+        (
+            {"cmdline": "intel_iommu=on vfio_iommu_type1.allow_unsafe_interrupts=1"},
+            "/proc/cmdline: vfio_iommu_type1.allow_unsafe_interrupts=1",
+        ),
+        (
+            {"modprobe": {"v.conf": "options vfio_iommu_type1 allow_unsafe_interrupts=1\n"}},
+            "/etc/modprobe.d/v.conf: options vfio_iommu_type1",
+        ),
+    ],
+)
+def test_unsafe_interrupts_name_where_they_are_allowed(
+    changes: dict[str, Any], source: str, tmp_path: Path
+) -> None:
+    result = _check(tmp_path, "interrupt_remapping", **changes)
+    assert f"unsafe interrupts allowed by {source}" in "\n".join(result.evidence), result.explain()
+
+
+def test_results_serialize_whole() -> None:
+    result = CheckResult("n", "Checking n", Verdict.WARN, "s", ["e1", "e2"], "h")
+    assert result.to_dict() == {
+        "name": "n", "title": "Checking n", "verdict": "WARN", "summary": "s", "evidence": ["e1", "e2"], "hint": "h",
+    }  # fmt: skip
+    assert result.explain() == "Checking n: WARN - s\n  evidence: e1\n  evidence: e2\n  hint: h"
+    assert CheckResult("n", "T", Verdict.PASS, "s").explain() == "T: PASS - s"
+
+
+def test_run_all_runs_every_check_with_the_plan(tmp_path: Path) -> None:
+    write_host(replace(HEALTHY, name="t"), tmp_path / "t")
+    host = Host.from_snapshot(tmp_path / "t")
+    results = run_all(host, CheckPlan(planned_devices=10**6))
+    assert [r.name for r in results] == list(PREPARATION_CHECKS)
+    assert {r.name: str(r.verdict) for r in results}["limits"] == "FAIL", "run_all must pass the plan on"
+    assert all(isinstance(line, str) for r in run_all(host) for line in r.evidence)
+
+
+def test_amd_branches(tmp_path: Path) -> None:
+    _expect(_check(tmp_path / "a", "iommu_firmware", AMD), "PASS", "AMD-Vi")
+    off = _check(tmp_path / "b", "iommu_kernel", AMD, groups=False, cmdline="amd_iommu=off")
+    _expect(
+        off,
+        "FAIL",
+        "(amd_iommu=off)",
+        "remove amd_iommu=off from the kernel command line; AMD: the IOMMU is on by default",
+    )
+    none = _check(tmp_path / "e", "iommu_kernel", AMD, groups=False, cmdline="quiet")
+    _expect(
+        none,
+        "FAIL",
+        "made no IOMMU groups",
+        "AMD: the IOMMU is on by default; remove amd_iommu=off / iommu=off",
+    )
+    assert "amd_iommu=off" in (off.hint or "") and "AMD" in (off.hint or "")
+    units_only = _check(
+        tmp_path / "c",
+        "iommu_firmware",
+        AMD,
+        vendor="none",
+        files={"/sys/class/iommu/ivhd0/amd-iommu/cap": "0x190\n"},
+    )
+    _expect(units_only, "PASS", "IOMMU units registered by the kernel (amd)")
+    assert any(
+        "amd_iommu=on is not a real switch" in line
+        for line in _check(tmp_path / "d", "iommu_kernel", AMD).evidence
+    )
+
+
+def test_iommu_kernel_notes(tmp_path: Path) -> None:
+    result = _check(tmp_path, "iommu_kernel", cmdline="iommu=pt")
+    assert any(line.startswith("iommu=pt:") for line in result.evidence), result.explain()
+    assert any("CONFIG_INTEL_IOMMU_DEFAULT_ON" in line for line in result.evidence), result.explain()
+
+
+def test_limits_boundaries_and_unknowns(tmp_path: Path) -> None:
+    exactly = {"/etc/libvirt/qemu.conf": "max_files = 288\n"}  # 256 + 32 for one device
+    _expect(_check(tmp_path / "a", "limits", files=exactly), "PASS", "cover")
+    _expect(_check(tmp_path / "b", "limits", file_max="288"), "PASS", "cover")
+    _expect(_check(tmp_path / "c", "limits", file_max="287"), "FAIL", "system-wide")
+    unlimited = SMALL_LIMITS.replace("64                   64  ", "unlimited            unlimited")
+    result = _check(
+        tmp_path / "d",
+        "limits",
+        limits=unlimited.replace("65536                65536", "unlimited            unlimited"),
+    )
+    assert "open files: unlimited from /proc/self/limits (Max open files)" in result.evidence[0], (
+        result.explain()
+    )
+    unknown = _check(tmp_path / "e", "limits", limits="Limit  Soft Limit  Hard Limit  Units\n")
+    assert "locked memory: unknown bytes" in unknown.evidence[1], unknown.explain()
+
+
+def test_limits_scale_with_the_plan(tmp_path: Path) -> None:
+    conf = {"/etc/libvirt/qemu.conf": "max_files = 300\n"}
+    _expect(_check(tmp_path / "a", "limits", plan=CheckPlan(planned_devices=1), files=conf), "PASS", "cover")
+    _expect(
+        _check(tmp_path / "b", "limits", plan=CheckPlan(planned_devices=2), files=conf),
+        "FAIL",
+        "2 device(s) need about 320",
+    )
+    memlock = SMALL_LIMITS.replace("64 ", "1048576 ").replace(
+        "65536                65536", "2147483648           2147483648"
+    )
+    _expect(
+        _check(tmp_path / "c", "limits", plan=CheckPlan(guest_memory_mib=1024), limits=memlock),
+        "PASS",
+        "cover",
+    )
+    _expect(
+        _check(tmp_path / "d", "limits", plan=CheckPlan(guest_memory_mib=1025), limits=memlock),
+        "WARN",
+        "locked memory",
+    )
