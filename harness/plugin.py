@@ -38,6 +38,9 @@ from harness.report.properties import check_properties
 from harness.report.reporter import HarnessReporter
 from harness.xml.domain import DomainType
 
+# One concern per module: how much of a test × device matrix runs is harness.matrix.
+pytest_plugins = ["harness.matrix"]
+
 register_profiles()
 
 ALLOW_ENV = "HARNESS_ALLOW"

@@ -51,7 +51,8 @@ from suites.steps import (
     throwaway_guest,
 )
 
-pytestmark = pytest.mark.harness_destructive
+# Every test on every allowlisted device; --harness-matrix=cover: each test once, each device at least once.
+pytestmark = [pytest.mark.harness_destructive, pytest.mark.harness_matrix("address")]
 
 
 def _shared_groups(config: pytest.Config) -> tuple[list[str], list[list[str]]]:
