@@ -15,7 +15,13 @@ from harness.changes import HostChanges
 from harness.devices import VFIO_DRIVER, current_driver, wait_for_driver
 from harness.guard import DeviceGuard, DeviceRefusedError
 from harness.host.pci import PciDevice
-from harness.libvirt.guests import TransientGuest, guest_with_hostdevs, qemu_pci_devices
+from harness.libvirt.guests import (
+    GuestChange,
+    GuestStartError,
+    TransientGuest,
+    guest_with_hostdevs,
+    qemu_pci_devices,
+)
 from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType
 from harness.xml.hostdev import PciHostdev
@@ -126,3 +132,35 @@ def managed_guest_cycle(
         with log.step("destroy", f"virsh destroy {guest.name}"):
             changes.undo(guest)
     assert_driver(changes, device, before, f"after destroying {guest.name}")
+
+
+def libvirt_error_name(code: int) -> str:
+    """libvirt's name for an error code (``VIR_ERR_OPERATION_INVALID``), as its documentation spells it."""
+    names = (name for name in dir(libvirt) if name.startswith("VIR_ERR_") and getattr(libvirt, name) == code)
+    return next(names, str(code))
+
+
+def refused_start(
+    changes: HostChanges,
+    guest: GuestChange,
+    log: StepLog,
+    *,
+    step: str,
+    command: str,
+    says: str,
+    expected: str,
+    code: int | None = None,
+) -> str:
+    """Start a guest that libvirt must refuse, and check libvirt's own error (its code and words).
+
+    Returns libvirt's message; whether anything changed is the caller's to check."""
+    with pytest.raises(GuestStartError) as refused, log.step(step, command):
+        changes.make(guest)
+    error = refused.value
+    log.record_property("harness.libvirt_error", error.libvirt_message)
+    wanted_code = f" ({libvirt_error_name(code)})" if code is not None else ""
+    assert (code is None or error.code == code) and says in error.libvirt_message, (
+        f"expected libvirt's {expected!r}{wanted_code}, got {libvirt_error_name(error.code)}: "
+        f"{error.libvirt_message}; reproduce: {command}"
+    )
+    return error.libvirt_message

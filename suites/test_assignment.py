@@ -33,7 +33,6 @@ from harness.libvirt.facts import read_node_device
 from harness.libvirt.guests import (
     GUEST_PREFIX,
     DefinedGuest,
-    GuestStartError,
     TransientGuest,
     VirtInstalledGuest,
 )
@@ -48,6 +47,7 @@ from suites.steps import (
     hostdev,
     managed_guest_cycle,
     permitted,
+    refused_start,
     throwaway_guest,
 )
 
@@ -228,19 +228,16 @@ def test_unmanaged_hostdev_guest_needs_a_detached_device(
     with held(address, harness_guard, harness_leases, request, log) as (device, changes, before):
         early = TransientGuest.of(throwaway_guest((hostdev(device, managed=False),), harness_guest_type))
         if before != VFIO_DRIVER:
-            with (
-                pytest.raises(GuestStartError) as refused,
-                log.step("start_refused", "virsh create unmanaged.xml"),
-            ):
-                changes.make(early)
-            log.record_property("harness.libvirt_error", refused.value.libvirt_message)
             # libvirt's virHostdevPreparePCIDevices: an unmanaged device must already be on a stub driver.
-            assert refused.value.code == libvirt.VIR_ERR_OPERATION_INVALID and (
-                f"Unmanaged PCI device {device.address} must be manually detached"
-                in refused.value.libvirt_message
-            ), (
-                f"expected libvirt's 'Unmanaged PCI device {device.address} must be manually detached from the "
-                f"host' (VIR_ERR_OPERATION_INVALID), got code {refused.value.code}: {refused.value.libvirt_message}"
+            refused_start(
+                changes,
+                early,
+                log,
+                step="start_refused",
+                command="virsh create unmanaged.xml",
+                says=f"Unmanaged PCI device {device.address} must be manually detached",
+                expected=f"Unmanaged PCI device {device.address} must be manually detached from the host",
+                code=libvirt.VIR_ERR_OPERATION_INVALID,
             )
             assert_driver(changes, device, before, "after the refused unmanaged guest")
         detach = DriverDetach.of(device)
@@ -270,16 +267,15 @@ def test_device_in_use_is_refused_to_a_second_guest(
         first = TransientGuest.of(throwaway_guest((hostdev(device, managed=True),), harness_guest_type))
         with changes.holding(first):
             second = TransientGuest.of(throwaway_guest((hostdev(device, managed=True),), harness_guest_type))
-            with (
-                pytest.raises(GuestStartError) as refused,
-                log.step("start_second", "virsh create second.xml"),
-            ):
-                changes.make(second)
-            message = refused.value.libvirt_message
-            log.record_property("harness.libvirt_error", message)
-            assert refused.value.code == libvirt.VIR_ERR_OPERATION_INVALID and "in use" in message, (
-                f"expected libvirt's 'in use by ... domain {first.name}' (VIR_ERR_OPERATION_INVALID), "
-                f"got code {refused.value.code}: {message}"
+            refused_start(
+                changes,
+                second,
+                log,
+                step="start_second",
+                command="virsh create second.xml",
+                says="in use",
+                expected=f"PCI device {device.address} is in use by driver QEMU, domain {first.name}",
+                code=libvirt.VIR_ERR_OPERATION_INVALID,
             )
             domain = first.domain(changes.context)
             assert domain.isActive(), f"the first guest {first.name} stopped when the second was refused"
@@ -348,15 +344,14 @@ def test_shared_group_goes_only_as_a_whole(
     drivers = {d.address: current_driver(changes.root, d.address) for d in devices}
     with harness_leases.hold(devices):
         alone = TransientGuest.of(throwaway_guest((hostdev(first, managed=True),), harness_guest_type))
-        with (
-            pytest.raises(GuestStartError) as refused,
-            log.step("start_alone", "virsh create one-endpoint.xml"),
-        ):
-            changes.make(alone)
-        message = refused.value.libvirt_message
-        log.record_property("harness.libvirt_error", message)
-        assert "not viable" in message, (
-            f"expected QEMU's 'group {first.iommu_group} is not viable', got: {message}"
+        refused_start(
+            changes,
+            alone,
+            log,
+            step="start_alone",
+            command="virsh create one-endpoint.xml",
+            says="not viable",
+            expected=f"group {first.iommu_group} is not viable (QEMU's words, passed on by libvirt)",
         )
         for device in devices:
             assert_driver(changes, device, drivers[device.address], "after the refused guest")
