@@ -95,6 +95,8 @@ supervise() {{
 supervise libvirtd setsid -w libvirtd --listen
 setsid nice -n 5 virtlogd </dev/null >/dev/console 2>&1 &
 supervise "the exec agent" setsid -w nice -n 5 {q(python)} -I -S {q(str(AGENT_SCRIPT))} {GUEST_IP} {GUEST_AGENT_PORT}
+# The lab's sshd, when L0 wrote its start script (hostdev-lab up --ssh; see harness/lab/sshd.py).
+if [ -f {GUEST_LAB_DIR}/sshd.sh ]; then supervise sshd setsid -w sh {GUEST_LAB_DIR}/sshd.sh; fi
 say "libvirtd and agent started"
 # Drivers and udev's coldplug run at the lowest priority so libvirtd and the agent answer first; the
 # discovery step renices udevd once it has settled.
