@@ -40,7 +40,7 @@ venv: $(VENV)/.stamp
 $(VENV)/.stamp: pyproject.toml .cache/deps.stamp
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -qq -U pip
-	@$(BIN)/pip install -qq -e '.[dev]'
+	@$(BIN)/pip install -qq -e '.[dev,fleet]'  # fleet: tmt, for the fleet plan's tests
 	@touch $@
 
 # The main job: every suite against the built-in nested host, reports in reports/.

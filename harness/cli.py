@@ -137,7 +137,7 @@ def _restore(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from harness.suites_runner import run_suites
 
-    return run_suites(args.snapshot, args.uri, args.report_dir, args.pytest_args)
+    return run_suites(args.snapshot, args.uri, args.report_dir, args.pytest_args, args.suite or ())
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--uri", default=DEFAULT_URI, help="libvirt URI (default %(default)s)")
     validate.add_argument("--snapshot", help="check a host snapshot directory instead of this host")
     validate.add_argument("--report-dir", help="where the reports go (default reports/)")
+    validate.add_argument(
+        "--suite",
+        action="append",
+        metavar="NAME",
+        help="run only this suite (repeatable; e.g. preparation, inventory); default: every suite",
+    )
     validate.add_argument("pytest_args", nargs="*", help="-- further pytest arguments")
     validate.set_defaults(run=_validate)
     merge = commands.add_parser(

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from harness.command import EXIT_INTERRUPTED
-from harness.errors import EXIT_INTERNAL, EXIT_NOT_READY, EXIT_READY, EXIT_USAGE, HarnessEnvironmentError
+from harness.errors import (
+    EXIT_INTERNAL,
+    EXIT_NOT_READY,
+    EXIT_READY,
+    EXIT_USAGE,
+    HarnessEnvironmentError,
+    HarnessInputError,
+)
 
 SUITES_PACKAGE = "hostdev_harness_suites"  # the wheel's name for the checkout's suites/ folder
 _EXIT_CODES: dict[int, int] = {
@@ -38,14 +45,38 @@ def suites_dir() -> Path:
     )
 
 
+def suite_names(folder: Path) -> list[str]:
+    """The shipped suites by short name: ``test_preparation.py`` is ``preparation``."""
+    return sorted(path.stem.removeprefix("test_") for path in folder.glob("test_*.py"))
+
+
+def suite_paths(names: Sequence[str]) -> list[Path]:
+    """The suite files for ``names`` (all of them when empty); an unknown name is a usage error."""
+    folder = suites_dir()
+    if not names:
+        return [folder]
+    known = suite_names(folder)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise HarnessInputError(
+            f"no shipped suite named {', '.join(unknown)}; the suites are {', '.join(known)}"
+        )
+    return [folder / f"test_{name}.py" for name in names]
+
+
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_suites(
-    snapshot: str | None, uri: str, report_dir: str | None, pytest_args: Sequence[str] = ()
+    snapshot: str | None,
+    uri: str,
+    report_dir: str | None,
+    pytest_args: Sequence[str] = (),
+    suites: Sequence[str] = (),
 ) -> int:
-    """Run every shipped suite; reports go to ``report_dir`` (default ``./reports``), never into the package.
+    """Run the shipped suites (every one, or those named in ``suites``, e.g. ``preparation``); reports go
+    to ``report_dir`` (default ``./reports``), never into the package.
 
     pytest runs in a process of its own: in this one the harness is imported already, too late for
     pytest's assertion rewriting.
@@ -55,7 +86,7 @@ def run_suites(
         sys.executable,
         "-m",
         "pytest",
-        str(suites_dir()),
+        *map(str, suite_paths(suites)),
         f"--rootdir={Path.cwd()}",
         f"--harness-report-dir={reports}",
         f"--harness-uri={uri}",

@@ -58,3 +58,18 @@ def test_tmt_metadata_is_well_formed() -> None:
     for name in ("/validate", "/validate-snapshot"):
         script = tests[name]["test"].split()[0]
         assert (REPO / "fleet" / script).stat().st_mode & 0o111, f"{script} is not executable"
+
+
+def test_tmt_accepts_the_fleet_metadata() -> None:
+    """tmt's own linter on the plans and tests (tmt comes with the `fleet` extra, which `make venv` installs)."""
+    tmt = BIN / "tmt"
+    assert tmt.exists(), f"no {tmt}: pip install -e '.[fleet]' (make venv does)"
+    linted = subprocess.run([tmt, "lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert linted.returncode == 0, linted.stdout[-3000:] + linted.stderr[-2000:]
+    for name in (
+        "/plans/fleet/nightly",
+        "/plans/fleet/self-check",
+        "/fleet/validate",
+        "/fleet/validate-snapshot",
+    ):
+        assert name in linted.stdout, f"tmt lint did not see {name}"

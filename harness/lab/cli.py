@@ -1,9 +1,9 @@
 """``hostdev-lab``: boot, use and stop the built-in nested host.
 
-hostdev-lab up SPEC [--name NAME]          boot detached; prints the libvirt URI
+hostdev-lab up SPEC [--name NAME] [--ssh]  boot detached; prints the libvirt URI (and ssh access)
 hostdev-lab status [NAME] [--json]         list labs (or one lab's lab.json)
 hostdev-lab exec [--name NAME] -- CMD...   run CMD in L1, stream its output, exit with its code
-hostdev-lab run SPEC [--name NAME] -- CMD  up, exec, down in one go
+hostdev-lab run SPEC [--name NAME] [--ssh] -- CMD  up, exec, down in one go
 hostdev-lab console [NAME] [-n LINES]      tail of L1's serial console
 hostdev-lab down [NAME | --all]            stop a lab (--all: every lab of this user and checkout)
 
@@ -28,6 +28,7 @@ from harness.lab.lab import Lab, LabError, list_labs, start_lab
 from harness.lab.spec import load_spec
 
 PROG = "hostdev-lab"
+_SSH_HELP = "an sshd in L1 on a loopback port of this machine (as the spec's [access] ssh = true)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,10 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="boot a lab and leave it running")
     up.add_argument("spec", help="lab spec (TOML), e.g. fixtures/labs/default.toml")
     up.add_argument("--name", help="lab name (default: the spec's name); two labs need two names")
+    up.add_argument("--ssh", action="store_true", help=_SSH_HELP)
 
     run = commands.add_parser("run", help="boot a lab, run a command in it, stop it")
     run.add_argument("spec")
     run.add_argument("--name", help="lab name (default: <spec name>-run<pid>)")
+    run.add_argument("--ssh", action="store_true", help=_SSH_HELP)
     run.add_argument("cmd", nargs="*", help="-- command to run inside the lab")
 
     exec_ = commands.add_parser("exec", help="run a command in a running lab")
@@ -90,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     command = _command(args.cmd)
     spec = load_spec(args.spec)  # a bad spec fails here, before anything starts
     # A run's lab is ephemeral: a name of its own lets several runs (and an `up` lab) coexist.
-    lab = start_lab(spec, name=args.name or f"{spec.name}-run{os.getpid()}")
+    lab = start_lab(spec, name=args.name or f"{spec.name}-run{os.getpid()}", ssh=args.ssh)
     try:
         print(
             f"hostdev-lab: {lab.name} ready ({lab.libvirt_uri}); running {' '.join(command)}", file=sys.stderr
@@ -125,9 +128,11 @@ def _main(words: list[str]) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
-        lab = start_lab(load_spec(args.spec), name=args.name, detach=True)
+        lab = start_lab(load_spec(args.spec), name=args.name, detach=True, ssh=args.ssh)
         print(f"{lab.name} ready: {lab.libvirt_uri}  (state: {lab.state_dir})")
         print(f"HARNESS_ALLOW={','.join(lab.allowed_bdfs)}")
+        if lab.ssh is not None:
+            print(f"ssh: {lab.ssh.to_json()['command']}")
         return 0
     if args.command == "run":
         return _run(args)
@@ -144,6 +149,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             state = lab.status if lab.is_running() else f"{lab.status}, not running"
             print(f"{lab.name}: {state}, pid {lab.pid}, {lab.libvirt_uri}, accel {lab.accel}")
             print(f"  L1 runs on {lab.l1_qemu_text}")
+            if lab.ssh is not None:
+                print(f"  ssh: port {lab.ssh.port}, user {lab.ssh.user}, key {lab.ssh.key}")
+                print(f"       {lab.ssh.to_json()['command']}")
         return 0
     if args.command == "console":
         print(_pick(args.name).console_tail(args.lines))

@@ -74,6 +74,10 @@ rm -rf "$root"/etc/libvirt/qemu/*.xml "$root/etc/libvirt/qemu/autostart" \\
     "$root/etc/libvirt/qemu/networks/autostart" "$root/etc/libvirt/storage/autostart"
 cp "$root{GUEST_LAB_DIR}/libvirt/qemu.conf" "$root{GUEST_LAB_DIR}/libvirt/libvirtd.conf" "$root/etc/libvirt/"
 printf 'blacklist %s\\n' {" ".join(UNUSED_MODULES)} > "$root/etc/modprobe.d/hostdev-lab-unused.conf"
+# L1 reaches nothing (restrict=on): with no name server a lookup fails at once instead of timing out
+# (apt, which tmt runs on a connected host, waited minutes for each of L0's sources).
+rm -f "$root/etc/resolv.conf"
+echo "# hostdev-lab: L1 has no network beyond L0's loopback forwards" > "$root/etc/resolv.conf"
 """
 
 
@@ -95,6 +99,8 @@ supervise() {{
 supervise libvirtd setsid -w libvirtd --listen
 setsid nice -n 5 virtlogd </dev/null >/dev/console 2>&1 &
 supervise "the exec agent" setsid -w nice -n 5 {q(python)} -I -S {q(str(AGENT_SCRIPT))} {GUEST_IP} {GUEST_AGENT_PORT}
+# The lab's sshd, when L0 wrote its start script (hostdev-lab up --ssh; see harness/lab/sshd.py).
+if [ -f {GUEST_LAB_DIR}/sshd.sh ]; then supervise sshd setsid -w sh {GUEST_LAB_DIR}/sshd.sh; fi
 say "libvirtd and agent started"
 # Drivers and udev's coldplug run at the lowest priority so libvirtd and the agent answer first; the
 # discovery step renices udevd once it has settled.

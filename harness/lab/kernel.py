@@ -114,6 +114,32 @@ def _package_size(package: str) -> int | None:
     return None
 
 
+def download_debs(packages: list[str], scratch_dir: Path) -> list[Path]:
+    """``apt-get download`` the packages into ``scratch_dir`` (saying how far it is); their .deb files.
+
+    Nothing is installed: the lab unpacks them (``dpkg-deb -x``) into its cache.
+    """
+    os.chmod(scratch_dir, 0o755)  # apt's _apt user writes the download here
+    sizes = [_package_size(package) for package in packages]
+    total = None if None in sizes else sum(size or 0 for size in sizes)
+    argv = ["apt-get", "download", "-q", *packages]
+    with Progress(
+        f"downloading {' '.join(packages)} with apt-get",
+        prefix="hostdev-lab",
+        total_bytes=total,
+        bytes_done=lambda: sum(f.stat().st_size for f in scratch_dir.rglob("*") if f.is_file()),
+    ):
+        try:
+            _run(argv, cwd=scratch_dir)
+        except KernelError:  # stale package lists name a version the archive no longer has
+            _run(["apt-get", "update", "-qq"])
+            _run(argv, cwd=scratch_dir)
+    debs = sorted(scratch_dir.glob("*.deb"))
+    if len(debs) < len(packages):
+        raise KernelError(f"`{' '.join(argv)}` produced {len(debs)} .deb file(s) in {scratch_dir}")
+    return debs
+
+
 def ensure_kernel(cache: Path, log: Log = print) -> KernelImage:
     """Return the cached kernel, fetching and unpacking it the first time."""
     kernel_root = cache / "kernel"
@@ -131,21 +157,7 @@ def ensure_kernel(cache: Path, log: Log = print) -> KernelImage:
         kernel_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=kernel_root, prefix=".download-") as scratch:
             scratch_dir = Path(scratch)
-            os.chmod(scratch_dir, 0o755)
-            with Progress(
-                f"downloading {package} with apt-get",
-                prefix="hostdev-lab",
-                total_bytes=_package_size(package),
-                bytes_done=lambda: sum(f.stat().st_size for f in scratch_dir.rglob("*") if f.is_file()),
-            ):
-                try:
-                    _run(["apt-get", "download", "-q", package], cwd=scratch_dir)
-                except KernelError:  # stale package lists name a version the archive no longer has
-                    _run(["apt-get", "update", "-qq"])
-                    _run(["apt-get", "download", "-q", package], cwd=scratch_dir)
-            debs = list(scratch_dir.glob("*.deb"))
-            if not debs:
-                raise KernelError(f"apt-get download {package} produced no .deb in {scratch_dir}")
+            debs = download_debs([package], scratch_dir)
             unpacked = scratch_dir / "root"
             _run(["dpkg-deb", "-x", str(debs[0]), str(unpacked)])
             _run(["depmod", "-b", str(unpacked), release])

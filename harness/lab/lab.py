@@ -36,6 +36,7 @@ from harness.lab.l1_qemu import choose_l1_qemu
 from harness.lab.paths import cache_dir, reports_dir, state_root
 from harness.lab.qemu import LabDevice, Ports, RuntimePaths, build_machine, wanted_models
 from harness.lab.spec import LabSpec, load_spec
+from harness.lab.sshd import SshAccess, ensure_sshd, read_banner, write_ssh_files
 from harness.progress import Progress
 
 BOOT_TIMEOUT_ENV = "HOSTDEV_LAB_BOOT_TIMEOUT"
@@ -109,6 +110,8 @@ class Lab:
     timings: dict[str, float] = field(default_factory=dict)
     # The answering L2 guest's image (kernel + initramfs), built on L0 and visible in L1 at this path.
     guest_image: str | None = None
+    # How to log in to L1 over SSH (port, user, key, known_hosts) when the lab has an sshd.
+    ssh: SshAccess | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # --- what other tools use -------------------------------------------------------------------
@@ -228,7 +231,11 @@ class Lab:
             "accel": self.accel,
             "detached": self.detached,
             "state_dir": str(self.state_dir),
-            "ports": {"libvirtd": self.ports.libvirtd, "agent": self.ports.agent},
+            "ports": {
+                "libvirtd": self.ports.libvirtd,
+                "agent": self.ports.agent,
+                **({"ssh": self.ports.ssh} if self.ports.ssh is not None else {}),
+            },
             "libvirt_uri": self.libvirt_uri,
             "qmp_socket": str(self.state_dir / "qmp.sock"),
             "console_log": str(self.state_dir / "console.log"),
@@ -240,6 +247,7 @@ class Lab:
             "l1_qemu": self.l1_qemu,
             "timings": self.timings,
             "guest_image": self.guest_image,
+            "ssh": self.ssh.to_json() if self.ssh else None,
         }
 
     def save(self) -> None:
@@ -273,6 +281,7 @@ class Lab:
             detached=data.get("detached", False),
             timings=data.get("timings", {}),
             guest_image=data.get("guest_image"),
+            ssh=SshAccess.from_json(data["ssh"]) if data.get("ssh") else None,
         )
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -343,9 +352,12 @@ def start_lab(
     name: str | None = None,
     detach: bool = False,
     boot_timeout: float | None = None,
+    ssh: bool = False,
     log: Log = _stderr_log,
 ) -> Lab:
     """Boot a lab and return it once L1's libvirtd answers on the forwarded port and udev has settled.
+
+    ``ssh`` (or the spec's ``[access] ssh``) adds an sshd in L1 on a loopback port (:mod:`harness.lab.sshd`).
 
     Raises :class:`~harness.lab.spec.SpecError` for a bad spec (before anything starts) and
     :class:`LabError` with the console tail when the boot fails.
@@ -378,11 +390,18 @@ def start_lab(
     qemu_cache.mkdir(parents=True, exist_ok=True)
     reports = reports_dir()
     reports.mkdir(parents=True, exist_ok=True)
-    ports = Ports(libvirtd=_free_port(), agent=_free_port())
+    with_ssh = ssh or lab_spec.access.ssh
+    sshd_tree = ensure_sshd(cache, log) if with_ssh else None
+    ports = Ports(libvirtd=_free_port(), agent=_free_port(), ssh=_free_port() if with_ssh else None)
     paths = RuntimePaths(state_dir, reports, qemu_cache, kernel.vmlinuz, initramfs)
     l1_qemu = choose_l1_qemu(wanted_models(lab_spec), cache, log, choice=lab_spec.machine.qemu)
     plan = build_machine(lab_spec, paths, ports, accel=accel, l1_qemu=l1_qemu, warn=log)
     write_guest_files(state_dir, lab_name, kernel, reports, [device.model for device in plan.devices])
+    ssh_access = (
+        write_ssh_files(state_dir, lab_name, ports.ssh, sshd_tree)
+        if sshd_tree is not None and ports.ssh is not None
+        else None
+    )
     (state_dir / "qemu.argv").write_text(shlex.join(plan.argv) + "\n")
     lab = Lab(
         name=lab_name,
@@ -398,6 +417,7 @@ def start_lab(
         kernel_cmdline=plan.argv[plan.argv.index("-append") + 1],
         detached=detach,
         guest_image=str(guest_image),
+        ssh=ssh_access,
     )
     lab.timings["prepare_s"] = round(time.monotonic() - prepare_started, 2)
     lab.save()
@@ -450,7 +470,8 @@ def _wait_ready(lab: Lab, timeout: float, stage: Callable[[str], None] = lambda 
     deadline = started + timeout
     console = lab.state_dir / "console.log"
     agent_up = libvirtd_up = False
-    while not (agent_up and libvirtd_up):
+    sshd_up = lab.ssh is None
+    while not (agent_up and libvirtd_up and sshd_up):
         assert lab.process is not None
         if lab.process.poll() is not None:
             raise _boot_failure(lab, f"QEMU exited with status {lab.process.returncode} during boot")
@@ -458,7 +479,8 @@ def _wait_ready(lab: Lab, timeout: float, stage: Callable[[str], None] = lambda 
         if "Kernel panic" in text or BOOT_FAILED_MARKER in text:
             raise _boot_failure(lab, "the nested kernel failed to boot")
         if time.monotonic() > deadline:
-            missing = [what for what, up in (("agent", agent_up), ("libvirtd", libvirtd_up)) if not up]
+            waited = (("agent", agent_up), ("libvirtd", libvirtd_up), ("sshd", sshd_up))
+            missing = [what for what, up in waited if not up]
             raise _boot_failure(lab, f"{' and '.join(missing)} did not answer within {timeout:.0f}s")
         if not agent_up and agent.ping(lab.ports.agent, timeout=1.0):
             agent_up = True
@@ -472,7 +494,11 @@ def _wait_ready(lab: Lab, timeout: float, stage: Callable[[str], None] = lambda 
                 stage(f"L1's libvirtd answers at {lab.libvirt_uri}")
             except libvirt.libvirtError:
                 pass
-        if not (agent_up and libvirtd_up):
+        if not sshd_up and lab.ssh is not None and (banner := read_banner(lab.ssh.port)):
+            sshd_up = True
+            lab.timings["sshd_s"] = round(time.monotonic() - started, 2)
+            stage(f"L1's sshd answers on 127.0.0.1:{lab.ssh.port} ({banner})")
+        if not (agent_up and libvirtd_up and sshd_up):
             time.sleep(0.2)
     stage("udev settles; finding the planned devices in L1's sysfs")
     rc, listing = lab.exec(_DISCOVER, timeout=120)
@@ -500,10 +526,10 @@ def stop_lab(name: str) -> bool:
 
 @contextlib.contextmanager
 def booted_lab(
-    spec: LabSpec | str | Path, *, name: str | None = None, log: Log = _stderr_log
+    spec: LabSpec | str | Path, *, name: str | None = None, ssh: bool = False, log: Log = _stderr_log
 ) -> Iterator[Lab]:
     """Boot a lab for the duration of a ``with`` block; it also dies if this process dies."""
-    lab = start_lab(spec, name=name, log=log)
+    lab = start_lab(spec, name=name, ssh=ssh, log=log)
     try:
         yield lab
     finally:

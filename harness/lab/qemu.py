@@ -37,6 +37,7 @@ MODEL_OF_KIND = {
 IOMMU_DEVICE = {"intel": "intel-iommu", "amd": "amd-iommu"}
 GUEST_LIBVIRTD_PORT = 16509
 GUEST_AGENT_PORT = 7000
+GUEST_SSH_PORT = 22
 LAB_NIC_MAC = "52:54:00:4c:41:42"
 FIRST_ROOT_PORT_SLOT = 0x08
 LAST_ROOT_PORT_SLOT = 0x1E
@@ -87,6 +88,7 @@ class RuntimePaths:
 class Ports:
     libvirtd: int
     agent: int
+    ssh: int | None = None  # L1's sshd, when the lab has one (spec [access] ssh, hostdev-lab up --ssh)
 
 
 @dataclass
@@ -322,14 +324,14 @@ def build_machine(
         "-pidfile", str(state / "qemu.pid"),
     ]  # fmt: skip
     argv += iommu_args(spec)
-    forwards = ",".join(
-        [
-            f"hostfwd=tcp:127.0.0.1:{ports.libvirtd}-{GUEST_IP}:{GUEST_LIBVIRTD_PORT}",
-            f"hostfwd=tcp:127.0.0.1:{ports.agent}-{GUEST_IP}:{GUEST_AGENT_PORT}",
-        ]
-    )
-    # restrict=on: the guest reaches nothing outside; only the two loopback forwards come in.
-    argv += ["-netdev", f"user,id=labnet,restrict=on,{forwards}"]
+    forwards = [
+        f"hostfwd=tcp:127.0.0.1:{ports.libvirtd}-{GUEST_IP}:{GUEST_LIBVIRTD_PORT}",
+        f"hostfwd=tcp:127.0.0.1:{ports.agent}-{GUEST_IP}:{GUEST_AGENT_PORT}",
+    ]
+    if ports.ssh is not None:
+        forwards.append(f"hostfwd=tcp:127.0.0.1:{ports.ssh}-{GUEST_IP}:{GUEST_SSH_PORT}")
+    # restrict=on: the guest reaches nothing outside; only the loopback forwards come in.
+    argv += ["-netdev", f"user,id=labnet,restrict=on,{','.join(forwards)}"]
     argv += ["-device", f"virtio-net-pci,netdev=labnet,mac={LAB_NIC_MAC},bus=pcie.0,addr=0x02"]
     argv += _fsdev("root", ROOT_TAG, Path("/"), 0x03, readonly=True, remap=True)
     argv += _fsdev("lab", LAB_TAG, state, 0x04, readonly=True)

@@ -27,7 +27,8 @@ MULTIFUNCTION_MODELS = ("e1000e", "e1000")
 BRIDGE_ENDPOINT_MODELS = ("e1000", "e1000e", "rtl8139")
 _ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
-_TOP_KEYS = {"name", "description", "base", "machine", "iommu", "kernel", "devices"}
+_TOP_KEYS = {"name", "description", "base", "machine", "iommu", "kernel", "access", "devices"}
+_ACCESS_KEYS = {"ssh"}
 _MACHINE_KEYS = {"type", "memory_mib", "cpus", "tcg_tb_size_mib", "qemu"}
 _IOMMU_KEYS = {"model", "intremap", "caching_mode", "xtsup"}
 _KERNEL_KEYS = {"cmdline", "extra_args"}
@@ -78,6 +79,13 @@ class KernelSpec:
 
 
 @dataclass(frozen=True)
+class AccessSpec:
+    # An sshd in L1 on a loopback port of L0 (see harness/lab/sshd.py): for tools that drive hosts over
+    # SSH, such as tmt's provision --how connect.
+    ssh: bool = False
+
+
+@dataclass(frozen=True)
 class DeviceSpec:
     kind: str
     id: str
@@ -97,6 +105,7 @@ class LabSpec:
     machine: MachineSpec = field(default_factory=MachineSpec)
     iommu: IommuSpec = field(default_factory=IommuSpec)
     kernel: KernelSpec = field(default_factory=KernelSpec)
+    access: AccessSpec = field(default_factory=AccessSpec)
     devices: tuple[DeviceSpec, ...] = ()
 
 
@@ -154,6 +163,10 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>", path: Path | 
             raise where.error("kernel", arg, "quotes, newlines, init= and console= are reserved for the lab")
     kernel = KernelSpec(cmdline=cmdline, extra_args=tuple(extra))
 
+    access_data = where.table(data, "access")
+    where.unknown_keys(access_data, _ACCESS_KEYS, "access")
+    access = AccessSpec(ssh=where.boolean(access_data, "ssh", "access", default=False))
+
     raw_devices = data.get("devices", [])
     if not isinstance(raw_devices, list) or not all(isinstance(d, dict) for d in raw_devices):
         raise where.error("devices", raw_devices, "expected an array of tables ([[devices]])")
@@ -170,6 +183,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>", path: Path | 
         machine=machine,
         iommu=iommu,
         kernel=kernel,
+        access=access,
         devices=devices,
     )
 
