@@ -232,7 +232,7 @@ def test_generated_mac_is_set_and_survives_a_guest_restart(sriov_nic: SriovNic, 
 
 
 def test_vlan_trunk_on_a_vf_is_refused(sriov_nic: SriovNic, log: StepLog) -> None:
-    nic, changes, vf = sriov_nic, sriov_nic.changes, sriov_nic.vfs[2]
+    nic, changes, vf = sriov_nic, sriov_nic.changes, sriov_nic.vfs[-1]
     before, driver = nic.link(vf), current_driver(changes.root, vf.address)
     trunk = Vlan((VlanTag(VLAN_ID), VlanTag(VLAN_ID + 1)), trunk=True)
     interface = HostdevInterface(
@@ -251,7 +251,7 @@ def test_vlan_trunk_on_a_vf_is_refused(sriov_nic: SriovNic, log: StepLog) -> Non
 
 def test_8021qbh_virtualport_on_a_nic_without_port_profiles(sriov_nic: SriovNic, log: StepLog) -> None:
     """igb has no port profiles (no ndo_set_vf_port): libvirt's association request fails."""
-    nic, changes, vf = sriov_nic, sriov_nic.changes, sriov_nic.vfs[2]
+    nic, changes, vf = sriov_nic, sriov_nic.changes, sriov_nic.vfs[-1]
     before, driver = nic.link(vf), current_driver(changes.root, vf.address)
     mac = _mac(4)
     interface = HostdevInterface(
@@ -327,7 +327,7 @@ def test_vf_interface_on_a_device_that_is_not_a_vf_is_refused(
 def test_interface_settings_inside_a_plain_hostdev(sriov_nic: SriovNic, child: str, log: StepLog) -> None:
     """`virsh define --validate` refuses them (libvirt's schema); without --validate libvirt's parser takes
     the guest and drops them: the VF would get no MAC or VLAN. Only definitions, no guest starts."""
-    changes, vf = sriov_nic.changes, sriov_nic.vfs[2]
+    changes, vf = sriov_nic.changes, sriov_nic.vfs[-1]
     plain = sriov_nic.guest(hostdev(vf, managed=True))
     document = etree.fromstring(plain.to_xml().encode())
     hostdev_element = document.find("devices/hostdev")
