@@ -61,8 +61,13 @@ def vf_links(pf_netdev: str) -> dict[int, VfLink]:
         raise ChangeError(f"`ip` did not run: {exc} (iproute2 is needed to read VF MACs)") from None
     if done.returncode != 0:
         raise ChangeError(f"`ip -j link show {pf_netdev}` exited {done.returncode}: {done.stderr.strip()}")
+    return parse_vf_links(done.stdout)
+
+
+def parse_vf_links(ip_json: str) -> dict[int, VfLink]:
+    """``vfinfo_list`` of ``ip -j link show <pf>``; a VF without a VLAN has ``vlan_list: [{}]``."""
     links: dict[int, VfLink] = {}
-    for entry in json.loads(done.stdout)[0].get("vfinfo_list", []):
+    for entry in json.loads(ip_json)[0].get("vfinfo_list", []):
         vlans = [v["vlan"] for v in entry.get("vlan_list", []) if v.get("vlan")]
         links[int(entry["vf"])] = VfLink(int(entry["vf"]), entry["address"], vlans[0] if vlans else None)
     return links
