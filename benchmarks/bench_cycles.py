@@ -23,7 +23,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.lab.lab import Lab, booted_lab  # noqa: E402
+from benchmarks.in_lab import chosen_lab, run_inside  # noqa: E402
+from harness.lab.lab import Lab  # noqa: E402
 
 INSIDE = r"""
 import json, os, statistics, subprocess, sys, time, tempfile
@@ -73,15 +74,7 @@ print(json.dumps({"device": device.address, "driver": device.driver,
 
 
 def measure(lab: Lab, cycles: int, rounds: int) -> dict[str, Any]:
-    script = REPO / "reports" / ".bench_cycles_inside.py"
-    script.write_text(INSIDE)
-    try:
-        rc, output = lab.exec(f"{sys.executable} {script} {cycles} {rounds}", cwd=str(REPO), timeout=3600)
-    finally:
-        script.unlink()
-    if rc != 0:
-        raise SystemExit(f"the benchmark failed inside L1 (exit {rc}):\n{output[-3000:]}")
-    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    result = run_inside(lab, "bench_cycles", INSIDE, cycles, rounds)
     per = result["per_cycle_s"]
     result["harness_over_libvirt"] = round(per["harness"] / per["libvirt"], 3)
     result["virsh_over_harness"] = round(per["virsh"] / per["harness"], 3)
@@ -96,11 +89,8 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if args.lab:
-        result = measure(Lab.load(args.lab), args.cycles, args.rounds)
-    else:
-        with booted_lab(REPO / "fixtures" / "labs" / "default.toml", name="bench-cycles") as lab:
-            result = measure(lab, args.cycles, args.rounds)
+    with chosen_lab(args.lab, "bench-cycles") as lab:
+        result = measure(lab, args.cycles, args.rounds)
     print(json.dumps(result, indent=2))
 
 

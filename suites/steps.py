@@ -15,6 +15,7 @@ from harness.changes import HostChanges
 from harness.devices import VFIO_DRIVER, current_driver, wait_for_driver
 from harness.guard import DeviceGuard, DeviceRefusedError
 from harness.host.pci import PciDevice
+from harness.leases import GroupLeases
 from harness.libvirt.guests import (
     GuestChange,
     GuestStartError,
@@ -45,6 +46,19 @@ def permitted(address: str, guard: DeviceGuard, record_property: RecordProperty)
             "assigned (see test_preparation[iommu_firmware] and [iommu_kernel] for why and the fix)"
         )
     return device
+
+
+@contextmanager
+def held(
+    address: str, guard: DeviceGuard, leases: GroupLeases, request: pytest.FixtureRequest, log: StepLog
+) -> Iterator[tuple[PciDevice, HostChanges, str | None]]:
+    """The allowlisted device (a refusal fails the test, nothing changed), its IOMMU group leased for the
+    block, the changes fixture, and the host driver it had before."""
+    device = permitted(address, guard, log.record_property)
+    # Refusal comes first, so it is reported even where nothing could be changed (a snapshot).
+    changes: HostChanges = request.getfixturevalue("harness_changes")
+    with leases.hold([device]):
+        yield device, changes, current_driver(changes.root, device.address)
 
 
 @dataclass

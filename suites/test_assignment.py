@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import libvirt
 import pytest
@@ -44,6 +42,7 @@ from suites.steps import (
     StepLog,
     assert_driver,
     assert_guest_has,
+    held,
     hostdev,
     managed_guest_cycle,
     permitted,
@@ -96,19 +95,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             [pytest.param(g, id="+".join(g)) for g in groups]
             or [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
         )
-
-
-@contextmanager
-def held(
-    address: str, guard: DeviceGuard, leases: GroupLeases, request: pytest.FixtureRequest, log: StepLog
-) -> Iterator[tuple[PciDevice, HostChanges, str | None]]:
-    """The allowlisted device (a refusal fails the test, nothing changed), its IOMMU group leased for the
-    block, the changes fixture, and the host driver it had before."""
-    device = permitted(address, guard, log.record_property)
-    # Refusal comes first, so it is reported even where nothing could be changed (a snapshot).
-    changes: HostChanges = request.getfixturevalue("harness_changes")
-    with leases.hold([device]):
-        yield device, changes, current_driver(changes.root, device.address)
 
 
 def _fd_count(name: str) -> int:

@@ -1,21 +1,28 @@
 """SR-IOV: VFs made on an allowlisted PF appear in sysfs and in libvirt, can be assigned, and go away.
 
-VFs are made with sriov_drivers_autoprobe off, as for VFs meant for guests; the VF count and the
-autoprobe setting are journaled and put back even when a step fails.
+VFs are made with sriov_drivers_autoprobe off, as for VFs meant for guests: they get no host driver and
+so no netdev. On a NIC PF they are made again with autoprobe on: the VF driver (igbvf) binds and each VF has
+a netdev that libvirt lists under the VF. (An NVMe VF needs its secondary controller online first, so
+autoprobe on is tried on NICs only.) The VF count and the autoprobe setting are journaled and put back
+even when a step fails; libvirt lists no VFs once the count is back to 0.
 """
 
 from __future__ import annotations
 
 import time
 
+import libvirt
 import pytest
+from lxml import etree
 
 from harness.changes import HostChanges
-from harness.devices import VfAutoprobe, VfCount
+from harness.devices import VfAutoprobe, VfCount, current_driver
 from harness.guard import DeviceGuard
-from harness.host.pci import enumerate_pci, nodedev_name
+from harness.host.host import Host
+from harness.host.pci import PciDevice, enumerate_pci, nodedev_name
 from harness.host.root import HostRoot
 from harness.leases import GroupLeases
+from harness.netdevs import netdev_names
 from harness.plugin import allowlist
 from harness.xml.address import PciAddress
 from harness.xml.domain import DomainType
@@ -41,6 +48,63 @@ def _libvirt_vfs(changes: HostChanges, pf: str) -> tuple[str, ...]:
     pf_xml = NodeDevice.parse(changes.connection.nodeDeviceLookupByName(nodedev_name(pf)).XMLDesc(0))
     functions = pf_xml.capability.virt_functions
     return tuple(a.bdf for a in functions.addresses) if functions else ()
+
+
+def _wait_for_libvirt_vfs(changes: HostChanges, pf: str, vfs: tuple[str, ...]) -> None:
+    """libvirt learns of VFs (and of their removal) through udev: wait until it lists what sysfs has."""
+    deadline = time.monotonic() + LIBVIRT_SEES_VFS_WITHIN
+    while sorted(_libvirt_vfs(changes, pf)) != sorted(vfs) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    listed = _libvirt_vfs(changes, pf)
+    assert sorted(listed) == sorted(vfs), (
+        f"libvirt lists VFs {listed} under {nodedev_name(pf)}, sysfs has {vfs} (is udevd running?); "
+        f"reproduce: virsh nodedev-dumpxml {nodedev_name(pf)}"
+    )
+
+
+def _libvirt_netdevs(changes: HostChanges, vf: str) -> list[str]:
+    """Interfaces libvirt lists with the VF as their parent (``virsh nodedev-list --cap net``)."""
+    flags = libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_NET
+    return sorted(
+        etree.fromstring(d.XMLDesc(0).encode()).findtext("capability[@type='net']/interface") or d.name()
+        for d in changes.connection.listAllDevices(flags)
+        if d.parent() == nodedev_name(vf)
+    )
+
+
+def _vfs_with_autoprobe_on(changes: HostChanges, pf: PciDevice, host: Host, log: StepLog) -> None:
+    """A NIC's VFs made with autoprobe on: a VF driver binds and each VF has a netdev libvirt lists."""
+    for change in (VfAutoprobe.of(changes.root, pf, enabled=True), VfCount.of(changes.root, pf, VF_COUNT)):
+        with log.step(change.kind, change.reproduce()):
+            changes.make(change)
+    host.refresh_devices()
+    vfs = host.pci.get(pf.address).virtfns
+    _wait_for_libvirt_vfs(changes, pf.address, vfs)
+    for vf in vfs:
+        driver = _wait_for_netdev(changes, vf)
+        names = netdev_names(changes.root, vf)
+        assert driver and names, (
+            f"{vf} with autoprobe on: expected a VF driver and a netdev, found driver {driver or 'none'} and "
+            f"netdevs {list(names)} (ls -l /sys/bus/pci/devices/{vf}/driver /sys/bus/pci/devices/{vf}/net)"
+        )
+        log.record_property(f"harness.vf_netdev.{vf}", f"{driver} {' '.join(names)}")
+        deadline = time.monotonic() + LIBVIRT_SEES_VFS_WITHIN
+        while _libvirt_netdevs(changes, vf) != list(names) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _libvirt_netdevs(changes, vf) == list(names), (
+            f"libvirt lists interfaces {_libvirt_netdevs(changes, vf)} under {nodedev_name(vf)}, sysfs has "
+            f"{list(names)}; reproduce: virsh nodedev-list --cap net; virsh nodedev-dumpxml net_{names[0]}_..."
+        )
+
+
+def _wait_for_netdev(changes: HostChanges, vf: str) -> str | None:
+    """The VF's driver once it has bound and made its netdev (None if neither happened in time)."""
+    deadline = time.monotonic() + LIBVIRT_SEES_VFS_WITHIN
+    while current_driver(changes.root, vf) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    while not netdev_names(changes.root, vf) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the driver's probe makes the netdev a moment after it binds
+    return current_driver(changes.root, vf)
 
 
 def test_vfs_are_made_listed_assigned_and_removed(
@@ -72,30 +136,42 @@ def test_vfs_are_made_listed_assigned_and_removed(
                 assert device.iommu_group is not None and device.iommu_group != pf.iommu_group, (
                     f"{vf} should have an IOMMU group of its own; PF group {pf.iommu_group}, VF {device.iommu_group}"
                 )
-            deadline = time.monotonic() + LIBVIRT_SEES_VFS_WITHIN
-            while sorted(_libvirt_vfs(changes, pf.address)) != sorted(vfs) and time.monotonic() < deadline:
-                time.sleep(0.5)
-            listed = _libvirt_vfs(changes, pf.address)
-            assert sorted(listed) == sorted(vfs), (
-                f"libvirt lists VFs {listed} under {nodedev_name(pf.address)}, sysfs has {vfs} (is udevd running?); "
-                f"reproduce: virsh nodedev-dumpxml {nodedev_name(pf.address)}"
-            )
-            vf_xml = NodeDevice.parse(
-                changes.connection.nodeDeviceLookupByName(nodedev_name(vfs[0])).XMLDesc(0)
-            )
-            phys = vf_xml.capability.phys_function
-            assert phys == PciAddress.from_bdf(pf.address), (
-                f"{vf_xml.name}: phys_function {phys}, expected {pf.address}"
-            )
+            _wait_for_libvirt_vfs(changes, pf.address, vfs)
+            for vf in vfs:
+                vf_xml = NodeDevice.parse(
+                    changes.connection.nodeDeviceLookupByName(nodedev_name(vf)).XMLDesc(0)
+                )
+                phys, group = vf_xml.capability.phys_function, vf_xml.capability.iommu_group
+                found = (phys, group.number if group else None)
+                expected = (PciAddress.from_bdf(pf.address), host.pci.get(vf).iommu_group)
+                assert found == expected, (
+                    f"{vf_xml.name}: expected phys_function and IOMMU group {expected} (sysfs), libvirt says "
+                    f"{found}; reproduce: virsh nodedev-dumpxml {vf_xml.name}"
+                )
             vf_device = host.pci.get(vfs[0])
             with harness_leases.hold([vf_device]):
                 managed_guest_cycle(changes, vf_device, harness_guest_type, log)
+            is_nic = bool(netdev_names(changes.root, pf.address))  # NVMe VFs stay: no autoprobe-on part
+            for vf in vfs:
+                assert not netdev_names(changes.root, vf), (
+                    f"{vf} has netdevs {netdev_names(changes.root, vf)} although autoprobe is off "
+                    f"(ls /sys/bus/pci/devices/{vf}/net; cat {pf.sys_path}/sriov_drivers_autoprobe)"
+                )
+            if is_nic and count.before == 0:
+                with log.step("remove_vfs", f"echo 0 > {pf.sys_path}/sriov_numvfs"):
+                    changes.undo(count)
+                _wait_for_libvirt_vfs(changes, pf.address, ())
+                _vfs_with_autoprobe_on(changes, pf, host, log)
         finally:
-            for change in (count, autoprobe):
-                if any(made.change is change for made in changes.made):
-                    changes.undo(change)
+            for made in reversed(list(changes.made)):
+                if made.change.kind in (VfCount.kind, VfAutoprobe.kind) and made.change.touches() == (
+                    count.device,
+                ):
+                    changes.undo(made.change)
             host.refresh_devices()
         after = host.pci.get(pf.address)
         assert after.sriov_numvfs == count.before, (
             f"{pf.address}: sriov_numvfs {after.sriov_numvfs}, expected {count.before} again"
         )
+        if count.before == 0:
+            _wait_for_libvirt_vfs(changes, pf.address, ())

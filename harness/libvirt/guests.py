@@ -19,8 +19,8 @@ import libvirt
 
 from harness.changes import Change, ChangeContext, ChangeError
 from harness.xml.address import PciAddress
-from harness.xml.domain import Domain, DomainType
-from harness.xml.hostdev import PciHostdev
+from harness.xml.base import parse_document
+from harness.xml.domain import Device, Domain, DomainType
 
 GUEST_MEMORY_KIB = 128 * 1024
 GUEST_PREFIX = "hostdev-harness-"
@@ -35,7 +35,8 @@ def choose_virt_type(requested: str, kvm_usable: bool) -> DomainType:
     return "kvm" if kvm_usable else "qemu"
 
 
-def guest_with_hostdevs(hostdevs: tuple[PciHostdev, ...], virt_type: DomainType) -> Domain:
+def guest_with_hostdevs(hostdevs: tuple[Device, ...], virt_type: DomainType) -> Domain:
+    """A no-OS guest with these devices (hostdevs, VF interfaces, pool interfaces) and a name of its own."""
     name = f"{GUEST_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:6]}"
     return Domain(name=name, memory_kib=GUEST_MEMORY_KIB, virt_type=virt_type, devices=hostdevs)
 
@@ -65,8 +66,16 @@ def destroy_guest(connection: libvirt.virConnect, name: str) -> bool:
 
 
 def hostdev_sources(xml: str) -> tuple[PciAddress, ...]:
-    """The host PCI devices a guest's XML assigns: the guard must permit each before the guest starts."""
-    return tuple(d.source for d in Domain.parse(xml).devices if isinstance(d, PciHostdev))
+    """The host PCI devices a guest's XML assigns (``<hostdev>`` and ``<interface type='hostdev'>``): the
+    guard must permit each before the guest starts. Read from the document, not the models, so that XML the
+    models refuse (a test of libvirt's own refusal) is still guarded. A pool interface's VF is libvirt's
+    choice, not listed."""
+    document = parse_document(xml)
+    paths = (
+        "devices/hostdev[@type='pci']/source/address",
+        "devices/interface[@type='hostdev']/source/address",
+    )
+    return tuple(PciAddress.from_element(address) for path in paths for address in document.iterfind(path))
 
 
 def qemu_pci_devices(domain: libvirt.virDomain) -> list[dict[str, Any]]:
@@ -139,14 +148,16 @@ class TransientGuest(GuestChange, kind="guest"):
 
 @dataclass(frozen=True)
 class DefinedGuest(GuestChange, kind="defined_guest"):
-    """``virsh define`` (the ``virsh edit`` path): a persistent guest; undone by destroy and undefine."""
+    """``virsh define`` (the ``virsh edit`` path): a persistent guest; undone by destroy and undefine.
+    ``validate``: ``virsh define --validate``, libvirt checks the XML against its schema first."""
 
     name: str
     xml: str
+    validate: bool = False
 
     @classmethod
-    def of(cls, guest: Domain) -> DefinedGuest:
-        return cls(guest.name, guest.to_xml())
+    def of(cls, guest: Domain, *, validate: bool = False) -> DefinedGuest:
+        return cls(guest.name, guest.to_xml(), validate)
 
     def touches(self) -> tuple[PciAddress, ...]:
         return hostdev_sources(self.xml)
@@ -155,15 +166,14 @@ class DefinedGuest(GuestChange, kind="defined_guest"):
         return f"define guest {self.name}"
 
     def reproduce(self) -> str:
-        return "virsh define guest.xml"
+        return f"virsh define{' --validate' if self.validate else ''} guest.xml"
 
     def apply(self, context: ChangeContext) -> None:
+        flags = libvirt.VIR_DOMAIN_DEFINE_VALIDATE if self.validate else 0
         try:
-            context.connection.defineXML(self.xml)
+            context.connection.defineXMLFlags(self.xml, flags)
         except libvirt.libvirtError as exc:
-            raise ChangeError(
-                f"virsh define {self.name} failed: {exc.get_error_message()} (reproduce: virsh define guest.xml)"
-            ) from None
+            raise GuestStartError(self.name, exc, step="define", reproduce=self.reproduce()) from None
 
     def verify(self, context: ChangeContext) -> None:
         domain = lookup_guest(context.connection, self.name)
@@ -235,11 +245,16 @@ class VirtInstalledGuest(GuestChange, kind="virt_install_guest"):
 
 
 class GuestStartError(ChangeError):
-    """libvirt refused to start a guest; keeps libvirt's error code and message for the suites to check."""
+    """libvirt refused to start (or define) a guest; keeps libvirt's error code and message for the suites."""
 
-    def __init__(self, name: str, error: libvirt.libvirtError) -> None:
+    def __init__(
+        self,
+        name: str,
+        error: libvirt.libvirtError,
+        *,
+        step: str = "start",
+        reproduce: str = "virsh create guest.xml",
+    ) -> None:
         self.code = error.get_error_code()
         self.libvirt_message = error.get_error_message() or ""
-        super().__init__(
-            f"guest {name} did not start: {self.libvirt_message} (reproduce: virsh create guest.xml)"
-        )
+        super().__init__(f"guest {name} did not {step}: {self.libvirt_message} (reproduce: {reproduce})")

@@ -1,12 +1,21 @@
-"""libvirt networks the harness makes (VF pools: ``<forward mode='hostdev'>``) as changes that undo themselves."""
+"""libvirt networks the harness makes (VF pools: ``<forward mode='hostdev'>``) as changes that undo themselves,
+and what a running pool says about itself: its connection count and, through its network ports
+(``virsh net-port-list`` / ``net-port-dumpxml``), which VF each guest holds."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass
 
 import libvirt
+from lxml import etree
 
 from harness.changes import Change, ChangeContext, ChangeError
+from harness.xml.address import PciAddress
+from harness.xml.network import Forward, Network
+
+NETWORK_PREFIX = "hostdev-harness-net-"
 
 
 def lookup_network(connection: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
@@ -18,28 +27,71 @@ def lookup_network(connection: libvirt.virConnect, name: str) -> libvirt.virNetw
         return None
 
 
+def vf_pool(*, pf: str | None = None, addresses: tuple[PciAddress, ...] = ()) -> Network:
+    """A hostdev network (managed VFs) by PF netdev name or by VF addresses, with a name of its own."""
+    name = f"{NETWORK_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return Network(name=name, forward=Forward(mode="hostdev", managed=True, pf=pf, addresses=addresses))
+
+
+def pool_ports(network: libvirt.virNetwork) -> dict[str, PciAddress]:
+    """Guest name -> the VF its port plugs (``virsh net-port-dumpxml``): which VFs of the pool are in use."""
+    held: dict[str, PciAddress] = {}
+    for port in network.listAllPorts(0):
+        document = etree.fromstring(port.XMLDesc(0).encode())
+        owner, address = document.findtext("owner/name"), document.find("plug[@type='hostdev-pci']/address")
+        if owner is not None and address is not None:
+            held[owner] = PciAddress.from_element(address)
+    return held
+
+
+class NetworkError(ChangeError):
+    """libvirt refused a network step; keeps libvirt's error code and message for the suites to check."""
+
+    def __init__(self, message: str, error: libvirt.libvirtError) -> None:
+        self.code = error.get_error_code()
+        self.libvirt_message = error.get_error_message() or ""
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class DefinedNetwork(Change, kind="network"):
-    """``virsh net-define`` and ``net-start``; undone by ``net-destroy`` and ``net-undefine``."""
+    """``virsh net-define``, ``net-start`` and ``net-autostart``; undone by ``net-autostart --disable``,
+    ``net-destroy`` and ``net-undefine``."""
 
     name: str
     xml: str
     start: bool = True
+    autostart: bool = False
+
+    @classmethod
+    def of(cls, network: Network, *, start: bool = True, autostart: bool = False) -> DefinedNetwork:
+        return cls(network.name, network.to_xml(), start, autostart)
+
+    def touches(self) -> tuple[PciAddress, ...]:
+        forward = Network.parse(self.xml).forward
+        return forward.addresses if forward is not None else ()
 
     def describe(self) -> str:
-        return f"define {'and start ' if self.start else ''}network {self.name}"
+        steps = ["define"] + ["start"] * self.start + ["autostart"] * self.autostart
+        return f"{', '.join(steps)} network {self.name}"
 
     def reproduce(self) -> str:
-        return f"virsh net-define network.xml{f'; virsh net-start {self.name}' if self.start else ''}"
+        return "; ".join(
+            ["virsh net-define network.xml"]
+            + [f"virsh net-start {self.name}"] * self.start
+            + [f"virsh net-autostart {self.name}"] * self.autostart
+        )
 
     def apply(self, context: ChangeContext) -> None:
         try:
             network = context.connection.networkDefineXML(self.xml)
             if self.start:
                 network.create()
+            if self.autostart:
+                network.setAutostart(1)
         except libvirt.libvirtError as exc:
-            raise ChangeError(
-                f"network {self.name}: {exc.get_error_message()} (reproduce: {self.reproduce()})"
+            raise NetworkError(
+                f"network {self.name}: {exc.get_error_message()} (reproduce: {self.reproduce()})", exc
             ) from None
 
     def verify(self, context: ChangeContext) -> None:
@@ -48,18 +100,25 @@ class DefinedNetwork(Change, kind="network"):
             raise ChangeError(
                 f"network {self.name} is not {'active' if self.start else 'defined'} (virsh net-list --all)"
             )
+        if self.autostart and not network.autostart():
+            raise ChangeError(
+                f"network {self.name} does not autostart after net-autostart (virsh net-info {self.name})"
+            )
 
     def undo(self, context: ChangeContext) -> str:
         network = lookup_network(context.connection, self.name)
         if network is None:
             return f"network {self.name} is gone already"
         try:
+            if network.autostart():
+                network.setAutostart(0)
             if network.isActive():
                 network.destroy()
             network.undefine()
         except libvirt.libvirtError as exc:
             raise ChangeError(
                 f"removing network {self.name} failed: {exc.get_error_message()} "
-                f"(reproduce: virsh net-destroy {self.name}; virsh net-undefine {self.name})"
+                f"(reproduce: virsh net-autostart --disable {self.name}; virsh net-destroy {self.name}; "
+                f"virsh net-undefine {self.name})"
             ) from None
         return f"removed network {self.name}"

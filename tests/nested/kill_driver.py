@@ -31,8 +31,11 @@ from harness.host.root import HostRoot
 from harness.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
 from harness.libvirt.connection import open_connection
 from harness.libvirt.guests import GUEST_PREFIX, TransientGuest, guest_with_hostdevs
+from harness.libvirt.networks import NETWORK_PREFIX, DefinedNetwork, vf_pool
+from harness.netdevs import LinkState, link_is_up, netdev_names
 from harness.xml.address import PciAddress
 from harness.xml.hostdev import PciHostdev
+from harness.xml.interface import NetworkInterface
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +88,9 @@ def _by_kind(host: Host) -> dict[str, str]:
         device = host.pci.get(address)
         group = host.pci.group_of(device)
         endpoints = [m for m in group.members if not m.is_bridge] if group else []
-        if device.is_sriov_pf and "pf" not in roles:
+        if device.is_sriov_pf and netdev_names(host.root, address):
+            roles.setdefault("netpf", address)  # the SR-IOV NIC (igb): its VF pool
+        elif device.is_sriov_pf and "pf" not in roles:
             roles["pf"] = address
         elif len(endpoints) > 1:
             shared.append(address)
@@ -126,6 +131,17 @@ def scenario(name: str, changes: KillAt, host: Host) -> None:
         changes.undo(guest)
         changes.undo(count)
         changes.undo(autoprobe)
+    elif name == "pool":
+        pf = host.pci.get(roles["netpf"])
+        netdev = netdev_names(host.root, pf.address)[0]
+        autoprobe = changes.make(VfAutoprobe.of(host.root, pf, enabled=False))
+        count = changes.make(VfCount.of(host.root, pf, 1))
+        link = changes.make(LinkState.of(host.root, netdev, up=True))
+        pool = changes.make(DefinedNetwork.of(vf_pool(pf=netdev), autostart=True))
+        interface = NetworkInterface(pool.name, mac="52:54:00:4b:00:01")
+        guest = changes.make(TransientGuest.of(guest_with_hostdevs((interface,), "qemu")))
+        for change in (guest, pool, link, count, autoprobe):
+            changes.undo(change)
     elif name == "group":
         other = changes.make(DriverDetach.of(host.pci.get(roles["ep1"])))
         guest = changes.make(_guest(roles["ep0"], managed=True))
@@ -137,13 +153,16 @@ def scenario(name: str, changes: KillAt, host: Host) -> None:
 
 def plan() -> list[tuple[str, str]]:
     """(scenario, point): checkpoints spread over every scenario, and timed kills mid-call."""
-    counts = {"detach": 4, "managed": 4, "unmanaged": 8, "vf": 12, "group": 8}
+    counts = {"detach": 4, "managed": 4, "unmanaged": 8, "vf": 12, "group": 8, "pool": 20}
     chosen = {
         "detach": [0, 1, 2, 3],
         "managed": [0, 1, 2, 3],
         "unmanaged": [1, 3, 4, 6],
         "vf": [0, 2, 4, 5, 7, 8, 10],
         "group": [1, 2, 4, 7],
+        # The pool network (checkpoints 9-11: recorded, applied = defined, started and autostarting;
+        # verified), the guest on it (12-14), and the network's undo (16).
+        "pool": [10, 11, 13, 16],
     }
     points = [
         (name, str(index)) for name, indexes in chosen.items() for index in indexes if index < counts[name]
@@ -164,10 +183,19 @@ def state() -> dict[str, Any]:
             "numvfs": host.root.read_stripped(f"{base}/sriov_numvfs"),
             "autoprobe": host.root.read_stripped(f"{base}/sriov_drivers_autoprobe"),
         }
+        netdevs = netdev_names(host.root, address)
+        if netdevs and devices[address]["numvfs"] is not None:
+            devices[address]["link_up"] = str(link_is_up(host.root, netdevs[0]))
     guests = subprocess.run(["virsh", "list", "--all", "--name"], capture_output=True, text=True, check=False)
+    networks = subprocess.run(
+        ["virsh", "net-list", "--all", "--name"], capture_output=True, text=True, check=False
+    )
+    autostart = Path("/etc/libvirt/qemu/networks/autostart")
     return {
         "devices": devices,
         "guests": sorted(n for n in guests.stdout.split() if n.startswith(GUEST_PREFIX)),
+        "networks": sorted(n for n in networks.stdout.split() if n.startswith(NETWORK_PREFIX)),
+        "autostart": sorted(p.name for p in autostart.iterdir()) if autostart.is_dir() else [],
         "journal": [e.kind for e in ChangeJournal(DEFAULT_JOURNAL).pending()],
         "vfio": sorted(n for n in os.listdir("/dev/vfio") if n != "vfio")
         if os.path.isdir("/dev/vfio")

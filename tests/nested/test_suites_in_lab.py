@@ -10,10 +10,29 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from harness.lab.lab import Lab
+from harness.lab.lab import LAB_SKIPPED_ENV, Lab
 from tests.nested.conftest import REPO, VENV_BIN, checked_exec
 
 pytestmark = pytest.mark.nested
+# The SR-IOV NIC suite's tests: each must run (and pass) in the default lab, which has an igb.
+NETDEV_TESTS = (
+    "test_vf_interface_sets_mac_and_vlan_on_the_pf",
+    "test_generated_mac_is_set_and_survives_a_guest_restart",
+    "test_vlan_trunk_on_a_vf_is_refused",
+    "test_8021qbh_virtualport_on_a_nic_without_port_profiles",
+    "test_vf_interface_on_a_device_that_is_not_a_vf_is_refused",
+    "test_interface_settings_inside_a_plain_hostdev[mac]",
+    "test_interface_settings_inside_a_plain_hostdev[vlan]",
+    "test_interface_settings_inside_a_plain_hostdev[virtualport]",
+    "test_pf_down_or_missing_is_refused",
+    "test_pf_pool_gives_each_guest_its_own_vf",
+    "test_guests_started_at_once_on_an_address_pool_never_share_a_vf",
+)
+# libvirt 9.0 leaves a refused 802.1Qbh guest's MAC on the VF; the suite marks that xfail, naming it.
+KNOWN_LIBVIRT_LEAK = (
+    "test_8021qbh_virtualport_on_a_nic_without_port_profiles",
+    "libvirt left the refused guest's MAC",
+)
 
 
 def _inventory(lab: Lab) -> dict[str, dict[str, Any]]:
@@ -59,7 +78,13 @@ def test_suites_pass_inside_the_default_lab(default_lab: Lab) -> None:
     report_dir = REPO / "reports" / f"nested-{uuid.uuid4().hex[:8]}"
     suites = " ".join(
         str(REPO / "suites" / name)
-        for name in ("test_preparation.py", "test_inventory.py", "test_assignment.py", "test_sriov.py")
+        for name in (
+            "test_preparation.py",
+            "test_inventory.py",
+            "test_assignment.py",
+            "test_sriov.py",
+            "test_sriov_netdev.py",
+        )
     )
     try:
         rc, output = default_lab.exec(
@@ -88,13 +113,32 @@ def test_suites_pass_inside_the_default_lab(default_lab: Lab) -> None:
         assert (
             f"test_vfs_are_made_listed_assigned_and_removed[{default_lab.device('nvme0').guest_bdf}]" in cases
         )
-        # A skip inside the prepared lab is a test that proved nothing: it counts against the run.
-        failed = [
-            name
-            for name, case in cases.items()
-            if any(case.find(kind) is not None for kind in ("failure", "error", "skipped"))
-        ]
+        igb = (
+            default_lab.device("sriovnic0").guest_bdf
+            if "sriovnic0" not in default_lab.skipped_reasons
+            else None
+        )
+        assert f"test_vfs_are_made_listed_assigned_and_removed[{igb}]" in cases or igb is None, list(cases)
+        # A skip inside the prepared lab is a test that proved nothing: it counts against the run, except
+        # an SR-IOV NIC test where the lab says why it has no igb (the skip must name exactly that), and
+        # libvirt's known 802.1Qbh leak (an xfail that names it).
+        fetch_failed = bool((default_lab.l1_qemu or {}).get("fetch_error"))
+        missing = default_lab.guest_env.get(LAB_SKIPPED_ENV) if fetch_failed else None
+        failed = []
+        for name, case in cases.items():
+            if any(case.find(kind) is not None for kind in ("failure", "error")):
+                failed.append(name)
+            elif (skipped := case.find("skipped")) is not None:
+                reason = skipped.get("message", "")
+                excused = (name == KNOWN_LIBVIRT_LEAK[0] and KNOWN_LIBVIRT_LEAK[1] in reason) or (
+                    missing is not None
+                    and name in NETDEV_TESTS
+                    and f"booted without it ({missing})" in reason
+                )
+                if not excused:
+                    failed.append(f"{name} (skipped: {reason})")
         assert not failed, f"failed or skipped inside L1: {failed}\n{output[-4000:]}"
+        assert sorted(name for name in cases if name in NETDEV_TESTS) == sorted(NETDEV_TESTS), list(cases)
         for test in (
             "test_unmanaged_hostdev_guest_needs_a_detached_device",
             "test_device_in_use_is_refused_to_a_second_guest",

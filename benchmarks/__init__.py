@@ -1,0 +1,1 @@
+"""Benchmarks: speed measured as ratios against a baseline in the same run."""
