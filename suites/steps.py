@@ -162,19 +162,20 @@ def refused_start(
     step: str,
     command: str,
     says: str,
-    expected: str,
+    expected: str | None = None,
     code: int | None = None,
-) -> str:
-    """Start a guest that libvirt must refuse, and check libvirt's own error (its code and words).
+) -> GuestStartError:
+    """Start a guest that libvirt must refuse, and check libvirt's own error (its code and words):
+    ``says`` must be in its message (``expected``, when given, is the whole message a person would see).
 
-    Returns libvirt's message; whether anything changed is the caller's to check."""
+    Returns libvirt's error; whether anything changed is the caller's to check."""
     with pytest.raises(GuestStartError) as refused, log.step(step, command):
         changes.make(guest)
     error = refused.value
     log.record_property("harness.libvirt_error", error.libvirt_message)
     wanted_code = f" ({libvirt_error_name(code)})" if code is not None else ""
     assert (code is None or error.code == code) and says in error.libvirt_message, (
-        f"expected libvirt's {expected!r}{wanted_code}, got {libvirt_error_name(error.code)}: "
+        f"expected libvirt's {expected or says!r}{wanted_code}, got {libvirt_error_name(error.code)}: "
         f"{error.libvirt_message}; reproduce: {command}"
     )
-    return error.libvirt_message
+    return error

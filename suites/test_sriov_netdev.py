@@ -52,7 +52,7 @@ from harness.xml.interface import (
     VlanTag,
 )
 from harness.xml.network import Network
-from suites.steps import StepLog, assert_driver, held, hostdev, permitted
+from suites.steps import StepLog, assert_driver, held, hostdev, permitted, refused_start
 
 pytestmark = pytest.mark.harness_destructive
 POOL_VFS = 2  # guests on a pool: as many as VFs, and one more that is refused
@@ -159,13 +159,8 @@ def _refused(
     changes: HostChanges, guest: TransientGuest | DefinedGuest, log: StepLog, code: int, message: str
 ) -> GuestStartError:
     """libvirt refuses ``guest`` with exactly this error code and message; no guest is left."""
-    with pytest.raises(GuestStartError) as refused, log.step("refused", guest.reproduce()):
-        changes.make(guest)
-    error = refused.value
-    log.record_property("harness.libvirt_error", error.libvirt_message)
-    assert error.code == code and message in error.libvirt_message, (
-        f"expected libvirt's '{message}' (error code {code}), got code {error.code}: {error.libvirt_message}; "
-        f"reproduce: {guest.reproduce()}"
+    error = refused_start(
+        changes, guest, log, step="refused", command=guest.reproduce(), says=message, code=code
     )
     assert lookup_guest(changes.connection, guest.name) is None, (
         f"the refused guest {guest.name} is still there (virsh list --all)"
