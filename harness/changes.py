@@ -7,7 +7,8 @@ its owner *before* applying it, verifies it, and on failure undoes what the chan
 only entries whose owner process is gone: nothing ever undoes a change a live owner holds.
 
 Kinds live next to what they change: ``harness.devices`` (driver detach, VF count, VF autoprobe),
-``harness.libvirt.guests`` (transient and defined guests), ``harness.libvirt.networks`` (networks).
+``harness.libvirt.guests`` (transient and defined guests), ``harness.libvirt.networks`` (networks),
+``harness.libvirt.hotplug`` (devices hotplugged into running guests).
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ if TYPE_CHECKING:
     from harness.guard import DeviceGuard
 
 # Modules that define kinds: imported before a journal record is decoded.
-KIND_MODULES = ("harness.devices", "harness.libvirt.guests", "harness.libvirt.networks")
+KIND_MODULES = (
+    "harness.devices",
+    "harness.libvirt.guests",
+    "harness.libvirt.networks",
+    "harness.libvirt.hotplug",
+)
 
 
 class ChangeError(HostChangeError):
