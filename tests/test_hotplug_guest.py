@@ -270,3 +270,7 @@ def test_host_unplug_report_names_each_party(tmp_path: Path) -> None:
     assert "gone from sysfs" in text and "not listed" in text and "Relaying device request" in text
     assert json.loads(json.dumps(report.to_dict()))["guest"] == "test"
     assert host_unplug_report(context, journal, source, "no-such-guest").guest_state == "gone"
+    assert not report.removal_waits_for_user  # gone from sysfs: the removal completed
+    _fake_device(tmp_path, source.bdf, None)  # still there, its driver link gone: vfio-pci's remove waits
+    waiting = host_unplug_report(context, journal, source, "test")
+    assert waiting.removal_waits_for_user and "has not completed" in waiting.explain()

@@ -505,6 +505,13 @@ class HostUnplugReport:
     def still_assigned(self) -> bool:
         return bool(self.in_live_xml)
 
+    @property
+    def removal_waits_for_user(self) -> bool:
+        """The kernel unbound the driver link but vfio-pci's remove waits: the guest's QEMU still holds it
+        (vfio-pci relays the request to that QEMU every 10 s until it lets go)."""
+        relayed = any("Relaying device request" in line for line in self.kernel_messages)
+        return self.in_sysfs and self.host_driver is None and relayed
+
     def explain(self) -> str:
         lines = [
             f"host-side removal of {self.source} (assigned to {self.guest}):",
@@ -516,6 +523,11 @@ class HostUnplugReport:
             + f"; libvirt nodedev {self.source.nodedev_name} {'listed' if self.nodedev_listed else 'not listed'}",
             "  journal: " + ("; ".join(self.pending) or "nothing pending for it"),
         ]  # fmt: skip
+        if self.removal_waits_for_user:
+            lines.insert(1, (
+                f"  the removal has not completed: vfio-pci waits for {self.guest}'s QEMU to release the device "
+                "(a guest that does not acknowledge the unplug keeps it until it stops)"
+            ))  # fmt: skip
         if self.kernel_messages:
             lines.append("  kernel: " + " | ".join(self.kernel_messages))
         lines.append(
@@ -529,7 +541,8 @@ class HostUnplugReport:
             "source": self.source.bdf, "guest": self.guest, "guest_state": self.guest_state,
             "in_live_xml": self.in_live_xml, "nodedev_listed": self.nodedev_listed, "in_sysfs": self.in_sysfs,
             "host_driver": self.host_driver, "kernel_messages": list(self.kernel_messages),
-            "pending": list(self.pending), "explain": self.explain(),
+            "pending": list(self.pending), "removal_waits_for_user": self.removal_waits_for_user,
+            "explain": self.explain(),
         }  # fmt: skip
 
 

@@ -178,18 +178,19 @@ def test_unplug_of_a_device_a_running_guest_holds_is_reported_and_restored(
         record_property("harness.host_unplug_settled_s", settled_s)
         print(report["explain"])
         # What happens (measured in the default lab, L1 on QEMU 10, L2 on QEMU 7.2): the unplug does not
-        # complete. L1's pciehp starts the removal, vfio-pci blocks it while the guest's QEMU holds the
-        # device and relays the request to that QEMU, which asks its guest to unplug; a guest that never
-        # acks keeps it. Everyone still sees the device, and the journal holds the guest that holds it.
+        # complete, and nothing errors. L1's pciehp starts the removal and the driver link goes, but
+        # vfio-pci's remove blocks while the guest's QEMU holds the device: it relays the request to that
+        # QEMU (#0, then every 10 s), which asks its guest to unplug; a guest that never acks keeps it.
+        # The guest runs on, libvirt's live XML and nodedev still list it, the journal holds the guest.
         assert _in_l1_qemu(default_lab, device_id), (
             f"device_del of {added} completed although guest {guest} held it:\n{report['explain']}"
         )
         assert str(report["guest_state"]).startswith("running"), report["explain"]
         assert report["in_live_xml"] is True and report["in_sysfs"] is True, report["explain"]
-        assert report["host_driver"] == "vfio-pci" and report["nodedev_listed"] is True, report["explain"]
-        messages = report["kernel_messages"]
-        assert isinstance(messages, list) and any("Relaying device request" in m for m in messages), (
-            f"expected vfio-pci to relay the removal request to the guest's QEMU:\n{report['explain']}"
+        assert report["nodedev_listed"] is True, report["explain"]
+        assert report["removal_waits_for_user"] is True, (
+            f"expected vfio-pci to hold the removal (driver link gone, request relayed to the guest's QEMU):\n"
+            f"{report['explain']}"
         )
         pending = report["pending"]
         assert isinstance(pending, list) and any(guest in entry for entry in pending), report["explain"]
