@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 # Modules that define kinds: imported before a journal record is decoded.
 KIND_MODULES = (
     "harness.devices",
+    "harness.netdevs",
     "harness.libvirt.guests",
     "harness.libvirt.networks",
     "harness.libvirt.hotplug",

@@ -10,8 +10,6 @@ arrived, the live XML and the guest lost it, and (managed) the host driver is ba
 from __future__ import annotations
 
 import contextlib
-import json
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from harness.libvirt.hotplug import (
     qemu_pid,
     vfio_nodes,
 )
+from harness.netdevs import LinkState, netdev_names, reproduce_vf_links, vf_index, vf_links
 from harness.plugin import allowlist
 from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType
@@ -474,20 +473,6 @@ def test_repeated_cycles_leak_nothing(
     assert vfio_nodes() == nodes, f"/dev/vfio: {nodes} before, {vfio_nodes()} after {LEAK_CYCLES - 1} cycles"
 
 
-def _vf_macs(root: HostRoot, vf: str) -> tuple[str, int, dict[int, str]]:
-    """The PF's interface, the VF's index, and the MAC of each VF as the PF reports it (``ip -j link``)."""
-    pf = root.link_name(f"/sys/bus/pci/devices/{vf}/physfn") or ""
-    index = next(
-        int(name.removeprefix("virtfn"))
-        for name in root.listdir(f"/sys/bus/pci/devices/{pf}")
-        if name.startswith("virtfn") and root.link_name(f"/sys/bus/pci/devices/{pf}/{name}") == vf
-    )
-    netdev = root.listdir(f"/sys/bus/pci/devices/{pf}/net")[0]
-    shown = subprocess.run(["ip", "-j", "link", "show", netdev], capture_output=True, text=True, check=True)
-    vfs = json.loads(shown.stdout)[0].get("vfinfo_list", [])
-    return netdev, index, {int(v["vf"]): str(v.get("address", "")) for v in vfs}
-
-
 def test_live_hostdev_interface_with_its_mac(
     net_vf_device: HotplugDevice,
     booted_guest: AnsweringGuest,
@@ -500,22 +485,27 @@ def test_live_hostdev_interface_with_its_mac(
     source = PciAddress.from_bdf(net_vf_device.address)
     before = current_driver(root, source)
     mac = "52:54:00:" + ":".join(f"{octet:02x}" for octet in uuid.uuid4().bytes[:3])
-    plugged = _plugged(harness_changes, booted_guest, net_vf_device, record_property, mac=mac)
-    interfaces = [
-        d for d in Domain.parse(booted_guest.domain.XMLDesc(0)).devices
-        if isinstance(d, HostdevInterface) and d.source == source
-    ]  # fmt: skip
-    assert [i.mac for i in interfaces] == [mac], (
-        f"live XML of {booted_guest.name}: expected one <interface type='hostdev'> for {source} with MAC {mac}, "
-        f"found {[(str(i.source), i.mac) for i in interfaces]}; reproduce: virsh dumpxml {booted_guest.name}"
-    )
-    netdev, index, macs = _vf_macs(root, net_vf_device.address)
-    record_property("harness.vf_mac", f"{netdev} vf {index}: {macs.get(index)}")
-    assert macs.get(index, "").lower() == mac, (
-        f"while {source} is attached: expected MAC {mac} on vf {index} of {netdev}, found {macs}; "
-        f"reproduce: ip -j link show {netdev}"
-    )
-    outcome = _unplugged(harness_changes, plugged, net_vf_device, booted_guest)
+    pf = net_vf_device.device.physfn or ""
+    (pf_netdev,) = netdev_names(root, pf)
+    index = vf_index(root, pf, source)
+    # libvirt refuses to set a VF's MAC through a PF that is down ("the PF is not online").
+    with harness_changes.holding(LinkState.of(root, pf_netdev, up=True)):
+        plugged = _plugged(harness_changes, booted_guest, net_vf_device, record_property, mac=mac)
+        interfaces = [
+            d for d in Domain.parse(booted_guest.domain.XMLDesc(0)).devices
+            if isinstance(d, HostdevInterface) and d.source == source
+        ]  # fmt: skip
+        assert [i.mac for i in interfaces] == [mac], (
+            f"live XML of {booted_guest.name}: expected one <interface type='hostdev'> for {source} with MAC "
+            f"{mac}, found {[(str(i.source), i.mac) for i in interfaces]}; reproduce: virsh dumpxml {booted_guest.name}"
+        )
+        link = vf_links(pf_netdev).get(index)
+        record_property("harness.vf_mac", f"{pf_netdev} {link.describe() if link else f'vf {index}: none'}")
+        assert link is not None and link.mac.lower() == mac, (
+            f"while {source} is attached: expected MAC {mac} on vf {index} of {pf_netdev}, found "
+            f"{link.describe() if link else 'no such vf line'}; reproduce: {reproduce_vf_links(pf_netdev)}"
+        )
+        outcome = _unplugged(harness_changes, plugged, net_vf_device, booted_guest)
     record_property("harness.detach_s", round(outcome.seconds, 1))
     found = wait_for_driver(root, source, before)
     assert found == before, (

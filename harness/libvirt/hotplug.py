@@ -398,15 +398,15 @@ class HotpluggedDevice(Change, kind="hotplug"):
         started = time.monotonic()
         # Listening before the call: libvirt may deliver the event while detach-device still runs.
         with open_device_events(context.connection.getURI()) as events:
-            refused = ""
-            try:
-                domain.detachDeviceFlags(self.xml, self.flags)
-            except libvirt.libvirtError as exc:
-                # An unplug already in flight (a run killed mid-detach) makes QEMU refuse a second one,
-                # yet the first may still complete: wait for it all the same.
-                refused = exc.get_error_message() or "refused"
+            refused = self._press_unplug(domain)
             gone = bool(refused) and self.source not in live_hostdev_sources(domain)
-            event = None if gone else events.wait(self.guest, self.alias, self.removal_timeout_s)
+            event = None if gone else events.wait(self.guest, self.alias, self.removal_timeout_s / 2)
+            if event is None and not gone and self.source in live_hostdev_sources(domain):
+                # pciehp ignores a button press while the slot is still powering on (a detach right after
+                # the attach): press once more, as a person would.
+                again = self._press_unplug(domain, LIVE)  # --config took effect with the first
+                refused = refused and again
+                event = events.wait(self.guest, self.alias, self.removal_timeout_s / 2)
         if refused and event != "removed" and self.source in live_hostdev_sources(domain):
             raise ChangeError(
                 f"detach-device of {self.source} from {self.guest} failed: {refused}, and no removal followed "
@@ -422,6 +422,15 @@ class HotpluggedDevice(Change, kind="hotplug"):
             latest = console.latest()
             still_sees = [] if report is not None else (latest.bdfs_with_id(self.pci_id) if latest else ["?"])
         return DetachOutcome(event, in_live_xml, still_sees, time.monotonic() - started)
+
+    def _press_unplug(self, domain: libvirt.virDomain, flags: int | None = None) -> str:
+        """detach-device; libvirt's refusal ('' when accepted). An unplug already in flight (a run killed
+        mid-detach, or the first press) makes QEMU refuse another, yet the first may still complete."""
+        try:
+            domain.detachDeviceFlags(self.xml, self.flags if flags is None else flags)
+        except libvirt.libvirtError as exc:
+            return exc.get_error_message() or "refused"
+        return ""
 
     def undo(self, context: ChangeContext) -> str:
         domain = lookup_guest(context.connection, self.guest)

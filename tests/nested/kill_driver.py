@@ -5,8 +5,9 @@
                                               INDEX+SECONDS after it (in the middle of the call then);
                                               GUEST: the running answering guest the hotplug scenario uses
     kill_driver.py state                      drivers, VF counts, autoprobe, guests, journal, /dev/vfio
-    kill_driver.py loop                       every kill point, each followed by a recovery and a state
-                                              check; one JSON summary (what a test from L0 reads)
+    kill_driver.py loop [SCENARIO...]         every kill point (of those scenarios), each followed by a
+                                              recovery and a state check; one JSON summary (what a test
+                                              from L0 reads)
 
 Small on purpose: the unit under test is the change machinery (journal, owners, undo), so each kill
 interrupts a few real changes, not a whole suite run. Devices come from the lab's HARNESS_ALLOW.
@@ -254,19 +255,19 @@ def _start_answering_guest(changes: HostChanges) -> AnsweringGuest:
     return AnsweringGuest(domain, machine, GuestConsole(Path(machine.serial.path)), time.time())
 
 
-def loop() -> dict[str, Any]:
+def loop(scenarios: set[str] | None = None) -> dict[str, Any]:
     host = _host()
     connection = open_connection("qemu:///system")
     owner = Owner.this_process(worker="kill-loop")
     mine = HostChanges(ChangeContext(host.root, lambda: connection), ChangeJournal(DEFAULT_JOURNAL), owner)
     try:
-        return _loop(_start_answering_guest(mine))
+        return _loop(_start_answering_guest(mine), scenarios)
     finally:
         mine.undo_all()
         connection.close()
 
 
-def _loop(answering: AnsweringGuest) -> dict[str, Any]:
+def _loop(answering: AnsweringGuest, scenarios: set[str] | None) -> dict[str, Any]:
     baseline = state()
     results = []
     restore = [str(BIN / "hostdev-harness"), "restore"]
@@ -279,6 +280,8 @@ def _loop(answering: AnsweringGuest) -> dict[str, Any]:
         "no:cacheprovider",
     ]
     for number, (name, point) in enumerate(plan()):
+        if scenarios and name not in scenarios:
+            continue
         if name == "hotplug" and answering.boot_s is None:
             answering.wait_booted(ANSWERING_BOOT_TIMEOUT_S)
         started = time.monotonic()
@@ -326,7 +329,7 @@ def main() -> None:
     elif command == "state":
         print(json.dumps(state()))
     elif command == "loop":
-        print(json.dumps(loop()))
+        print(json.dumps(loop(set(sys.argv[2:]))))
 
 
 if __name__ == "__main__":
