@@ -8,7 +8,7 @@ only entries whose owner process is gone: nothing ever undoes a change a live ow
 
 Kinds live next to what they change: ``harness.devices`` (driver detach, VF count, VF autoprobe),
 ``harness.netdevs`` (a netdev's link state), ``harness.libvirt.guests`` (transient and defined guests),
-``harness.libvirt.networks`` (networks).
+``harness.libvirt.networks`` (networks), ``harness.libvirt.hotplug`` (devices hotplugged into running guests).
 """
 
 from __future__ import annotations
@@ -34,7 +34,13 @@ if TYPE_CHECKING:
     from harness.guard import DeviceGuard
 
 # Modules that define kinds: imported before a journal record is decoded.
-KIND_MODULES = ("harness.devices", "harness.netdevs", "harness.libvirt.guests", "harness.libvirt.networks")
+KIND_MODULES = (
+    "harness.devices",
+    "harness.netdevs",
+    "harness.libvirt.guests",
+    "harness.libvirt.networks",
+    "harness.libvirt.hotplug",
+)
 
 
 class ChangeError(HostChangeError):

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import libvirt
 import pytest
 
 from harness.changes import HostChanges
@@ -25,7 +24,6 @@ from harness.lab.guest_image import GUEST_IMAGE_ENV, GuestImage
 from harness.libvirt.guests import DefinedGuest
 from harness.libvirt.hotplug import (
     AnsweringGuest,
-    DeviceEvents,
     GuestConsole,
     answering_guest_machine,
     fresh_serial_log,
@@ -70,14 +68,6 @@ def _is_hotplug(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Hotplug tests last: the answering guest boots meanwhile."""
     items.sort(key=_is_hotplug)  # stable: every other test keeps its order
-
-
-@pytest.fixture(scope="session")
-def harness_device_events(harness_libvirt: libvirt.virConnect) -> Iterator[DeviceEvents]:
-    """A second connection with libvirt's event loop: device-removed events for every domain."""
-    events = DeviceEvents.open(harness_libvirt.getURI())
-    yield events
-    events.close()
 
 
 @pytest.fixture(scope="session")

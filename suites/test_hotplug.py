@@ -10,7 +10,6 @@ arrived, the live XML and the guest lost it, and (managed) the host driver is ba
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,39 +17,38 @@ from dataclasses import dataclass
 import libvirt
 import pytest
 
-from harness.changes import HostChanges
+from harness.changes import ChangeError, HostChanges
 from harness.devices import VFIO_DRIVER, DriverDetach, VfAutoprobe, VfCount, current_driver, wait_for_driver
 from harness.guard import DeviceGuard
-from harness.host.pci import PciDevice, enumerate_pci, nodedev_name
+from harness.host.pci import PciDevice, enumerate_pci
 from harness.host.root import HostRoot
 from harness.leases import GroupLeases
 from harness.libvirt.guests import TransientGuest, guest_with_hostdevs
 from harness.libvirt.hotplug import (
-    REMOVAL_TIMEOUT_S,
+    CONFIG,
+    LIVE,
     AnsweringGuest,
     DetachOutcome,
-    DeviceEvents,
-    GuestConsole,
-    GuestPciReport,
+    HotpluggedDevice,
     hostdev_xml,
     live_hostdev_sources,
     open_fd_count,
+    pci_id_of,
     qemu_pid,
     vfio_nodes,
 )
+from harness.netdevs import LinkState, netdev_names, reproduce_vf_links, vf_index, vf_links
 from harness.plugin import allowlist
 from harness.xml.address import PciAddress
-from harness.xml.domain import DomainType
+from harness.xml.domain import Domain, DomainType
 from harness.xml.guest import GuestMachine, q35_root_ports
 from harness.xml.hostdev import PciHostdev
+from harness.xml.interface import HostdevInterface
 from suites.steps import RecordProperty, permitted
 
 pytestmark = pytest.mark.harness_destructive
 
-LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
-CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
 GUEST_BOOT_TIMEOUT_S = 400.0  # TCG inside TCG on a busy 2-core machine: measured 115-160 s
-GUEST_SEES_WITHIN_S = 60.0
 # libvirt gives up waiting for the unplug after 5 s; a guest with no OS never acknowledges it.
 HELD_CHECK_S = 10.0
 LEAK_CYCLES = 3
@@ -66,12 +64,6 @@ class HotplugDevice:
     device: PciDevice
 
 
-def _pci_id(root: HostRoot, address: str) -> str:
-    base = f"/sys/bus/pci/devices/{address}"
-    vendor, device = (root.read_stripped(f"{base}/{name}") or "" for name in ("vendor", "device"))
-    return f"{vendor.removeprefix('0x')}:{device.removeprefix('0x')}"
-
-
 def _candidates(config: pytest.Config) -> tuple[str | None, str | None]:
     """The first allowlisted non-SR-IOV device (the whole-function case) and the first SR-IOV PF (for VFs)."""
     root = HostRoot(config.getoption("harness_snapshot") or "/")
@@ -80,6 +72,16 @@ def _candidates(config: pytest.Config) -> tuple[str | None, str | None]:
     plain = next((a for a in allowed if a in devices and not devices[a].is_sriov_pf), None)
     sriov = next((a for a in allowed if a in devices and devices[a].is_sriov_pf), None)
     return plain, sriov
+
+
+def _net_pfs(root: HostRoot, config: pytest.Config) -> list[str]:
+    """Allowlisted SR-IOV PFs with a network interface (igb): their VFs go in as <interface type='hostdev'>."""
+    allowed = allowlist(config)
+    return [
+        d.address
+        for d in enumerate_pci(root)
+        if d.address in allowed and d.is_sriov_pf and root.listdir(f"/sys/bus/pci/devices/{d.address}/net")
+    ]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -108,6 +110,22 @@ def booted_guest(
     return harness_answering_guest
 
 
+def _one_vf(address: str, changes: HostChanges, guard: DeviceGuard, leases: GroupLeases) -> Iterator[str]:
+    """One VF of the PF ``address``, made with autoprobe off for as long as the generator runs."""
+    host = guard.host
+    pf = guard.permit(address)
+    with (
+        leases.hold([pf]),
+        changes.holding(VfAutoprobe.of(changes.root, pf, enabled=False)),
+        changes.holding(VfCount.of(changes.root, pf, 1)),
+    ):
+        host.refresh_devices()
+        vfs = host.pci.get(pf.address).virtfns
+        assert len(vfs) == 1, f"{pf.address}: expected 1 VF after sriov_numvfs=1, found {vfs}"
+        yield vfs[0]
+    host.refresh_devices()
+
+
 @pytest.fixture(scope="module")
 def vf_source(
     harness_changes: HostChanges,
@@ -119,18 +137,25 @@ def vf_source(
     _, address = _candidates(pytestconfig)
     if address is None:
         pytest.skip("no allowlisted SR-IOV PF")
-    host = harness_guard.host
-    pf = harness_guard.permit(address)
-    with (
-        harness_leases.hold([pf]),
-        harness_changes.holding(VfAutoprobe.of(harness_changes.root, pf, enabled=False)),
-        harness_changes.holding(VfCount.of(harness_changes.root, pf, 1)),
-    ):
-        host.refresh_devices()
-        vfs = host.pci.get(pf.address).virtfns
-        assert len(vfs) == 1, f"{pf.address}: expected 1 VF after sriov_numvfs=1, found {vfs}"
-        yield vfs[0]
-    host.refresh_devices()
+    yield from _one_vf(address, harness_changes, harness_guard, harness_leases)
+
+
+@pytest.fixture(scope="module")
+def net_vf_source(
+    request: pytest.FixtureRequest,
+    harness_changes: HostChanges,
+    harness_guard: DeviceGuard,
+    harness_leases: GroupLeases,
+    pytestconfig: pytest.Config,
+) -> Iterator[str]:
+    """One VF of the first allowlisted SR-IOV NIC (the module's VF when that PF is the same one)."""
+    pfs = _net_pfs(harness_changes.root, pytestconfig)
+    if not pfs:
+        pytest.skip("no allowlisted SR-IOV PF with a network interface (the lab's igb needs QEMU >= 8 in L1)")
+    if pfs[0] == _candidates(pytestconfig)[1]:
+        yield request.getfixturevalue("vf_source")
+    else:
+        yield from _one_vf(pfs[0], harness_changes, harness_guard, harness_leases)
 
 
 def _hotplug_device(
@@ -141,7 +166,7 @@ def _hotplug_device(
     device: PciDevice = permitted(address, guard, record_property)
     record_property("harness.device", f"{role} {device.address}")
     with leases.hold([device]):
-        yield HotplugDevice(role, device.address, _pci_id(guard.host.root, device.address), device)
+        yield HotplugDevice(role, device.address, pci_id_of(guard.host.root, device.address), device)
 
 
 @pytest.fixture
@@ -182,81 +207,63 @@ def vf_device(
     )
 
 
+@pytest.fixture
+def net_vf_device(
+    request: pytest.FixtureRequest,
+    harness_guard: DeviceGuard,
+    harness_leases: GroupLeases,
+    record_property: RecordProperty,
+) -> Iterator[HotplugDevice]:
+    yield from _hotplug_device(
+        "vf", request.getfixturevalue("net_vf_source"), harness_guard, harness_leases, record_property
+    )
+
+
 # --- steps ---------------------------------------------------------------------------------------
-def _reproduce(domain: str, verb: str, flags: str) -> str:
-    return f"reproduce: virsh {verb} {domain} hostdev.xml {flags} (the <hostdev> of this test)"
-
-
-def _accepted(call: Callable[[], object], verb: str, device: HotplugDevice, domain: str) -> None:
-    """A libvirt call that must succeed; its refusal fails the test with the virsh command to retry."""
-    try:
-        call()
-    except libvirt.libvirtError as exc:
-        pytest.fail(
-            f"{verb} of {device.address} ({domain}) failed: {exc.get_error_message()}\n"
-            f"{_reproduce(domain, verb, '--live')}",
-            pytrace=False,
-        )
-
-
-def _attach(domain: libvirt.virDomain, device: HotplugDevice, *, managed: bool, flags: int = LIVE) -> str:
-    """attach-device; returns the user alias the device carries. A refusal fails the test."""
-    alias = f"ua-hotplug-{uuid.uuid4().hex[:8]}"
-    xml = hostdev_xml(PciAddress.from_bdf(device.address), managed=managed, alias=alias)
-    _accepted(lambda: domain.attachDeviceFlags(xml, flags), "attach-device", device, domain.name())
-    return alias
-
-
-def _prove_attached(
-    guest: AnsweringGuest, device: HotplugDevice, root: HostRoot, record_property: RecordProperty
-) -> GuestPciReport:
-    source = PciAddress.from_bdf(device.address)
-    live = live_hostdev_sources(guest.domain)
-    assert source in live, (
-        f"after attach-device --live: expected {source} in the live XML of {guest.name}, found {live}; "
-        f"reproduce: virsh dumpxml {guest.name}"
-    )
-    report = guest.console.wait_for(lambda r: bool(r.bdfs_with_id(device.pci_id)), GUEST_SEES_WITHIN_S)
-    latest = guest.console.latest()
-    record_property("harness.guest_pci", str(latest))
-    assert report is not None, (
-        f"guest {guest.name} does not list {device.pci_id} ({device.address}) {GUEST_SEES_WITHIN_S:.0f}s after "
-        f"attach-device; its PCI tree: {latest}\nconsole tail ({guest.console.path}):\n{guest.console.tail()}"
-    )
-    driver = current_driver(root, device.address)
-    assert driver == VFIO_DRIVER, (
-        f"{device.address} attached to {guest.name}: expected host driver {VFIO_DRIVER}, found {driver}; "
-        f"reproduce: virsh nodedev-dumpxml {nodedev_name(device.address)}"
-    )
-    return report
-
-
-def _detach(
-    guest_domain: libvirt.virDomain,
-    events: DeviceEvents,
+def _plugged(
+    changes: HostChanges,
+    guest: AnsweringGuest,
     device: HotplugDevice,
-    alias: str,
-    *,
-    managed: bool,
-    console: GuestConsole | None,
-    flags: int = LIVE,
-    wait_s: float = REMOVAL_TIMEOUT_S,
-) -> DetachOutcome:
-    """detach-device, then collect what proves it: the event, the live XML, the guest's own tree."""
-    name = guest_domain.name()
-    started = time.monotonic()
-    xml = hostdev_xml(PciAddress.from_bdf(device.address), managed=managed, alias=alias)
-    _accepted(lambda: guest_domain.detachDeviceFlags(xml, flags), "detach-device", device, name)
-    event = events.wait(name, alias, wait_s)
-    in_live_xml = PciAddress.from_bdf(device.address) in live_hostdev_sources(guest_domain)
-    still_sees: list[str] = []
-    if console is not None:
-        report = console.wait_for(
-            lambda r: not r.bdfs_with_id(device.pci_id), GUEST_SEES_WITHIN_S if event else 0
+    record_property: RecordProperty,
+    **options: object,
+) -> HotpluggedDevice:
+    """attach-device --live as a journaled change; its verify proves the live XML, vfio-pci and the guest's
+    own PCI tree (a refusal or a missing proof fails the test with libvirt's words and the console tail)."""
+    source = PciAddress.from_bdf(device.address)
+    mac = options.pop("mac", None)
+    if mac is None:
+        managed = bool(options.pop("managed"))
+        change = HotpluggedDevice.hostdev(
+            changes.root, guest.name, source, managed=managed, console=guest.console.path, **options
         )
-        latest = console.latest()
-        still_sees = [] if report is not None else (latest.bdfs_with_id(device.pci_id) if latest else ["?"])
-    return DetachOutcome(event, in_live_xml, still_sees, time.monotonic() - started)
+    else:
+        change = HotpluggedDevice.interface(
+            changes.root, guest.name, source, mac=str(mac), console=guest.console.path, **options
+        )
+    try:
+        changes.make(change)
+    finally:
+        record_property("harness.guest_pci", str(guest.console.latest()))
+    return change
+
+
+def _assert_gone(outcome: DetachOutcome, device: HotplugDevice, guest: AnsweringGuest) -> None:
+    assert outcome.proved, (
+        f"{outcome.explain(PciAddress.from_bdf(device.address), guest.name)}\n"
+        f"console tail ({guest.console.path}):\n{guest.console.tail()}\n"
+        f"reproduce: virsh detach-device {guest.name} device.xml --live"
+    )
+
+
+def _unplugged(
+    changes: HostChanges, plugged: HotpluggedDevice, device: HotplugDevice, guest: AnsweringGuest
+) -> DetachOutcome:
+    """detach-device --live, judged by the event, the live XML and the guest; then the journal entry is
+    closed (its undo finds the device gone)."""
+    outcome = plugged.detach(changes.context)
+    _assert_gone(outcome, device, guest)
+    changes.undo(plugged)
+    return outcome
 
 
 def _noos_guest(
@@ -286,27 +293,34 @@ def _refused(call: Callable[[], object], what: str) -> libvirt.libvirtError:
 def test_detach_from_a_guest_that_does_not_answer_is_reported_as_held(
     pf_device: HotplugDevice,
     harness_changes: HostChanges,
-    harness_device_events: DeviceEvents,
     harness_guest_type: DomainType,
     record_property: RecordProperty,
 ) -> None:
     """libvirt says "Device detached successfully" after its 5 s wait even when the guest never acked:
-    the harness must call that what it is, not a detach."""
+    the harness must call that what it is, not a detach, and so must the change's undo (what recovery runs)."""
     root = harness_changes.root
+    source = PciAddress.from_bdf(pf_device.address)
     before = current_driver(root, pf_device.address)
     machine = _noos_guest(harness_guest_type)
     with _noos_running(harness_changes, machine) as domain:
-        alias = _attach(domain, pf_device, managed=True)
-        outcome = _detach(
-            domain, harness_device_events, pf_device, alias, managed=True, console=None, wait_s=HELD_CHECK_S
+        plugged = harness_changes.make(
+            HotpluggedDevice.hostdev(root, machine.name, source, managed=True, removal_timeout_s=HELD_CHECK_S)
         )
-        record_property(
-            "harness.detach_outcome", outcome.explain(PciAddress.from_bdf(pf_device.address), machine.name)
-        )
+        outcome = plugged.detach(harness_changes.context)
+        record_property("harness.detach_outcome", outcome.explain(source, machine.name))
         assert outcome.held_by_guest and not outcome.proved, (
             f"a guest with no OS cannot acknowledge an unplug, yet the harness judged: {outcome}"
         )
         assert current_driver(root, pf_device.address) == VFIO_DRIVER, "the held device left vfio-pci"
+        with pytest.raises(ChangeError) as refused:
+            harness_changes.undo(plugged)
+        record_property("harness.undo_of_held", str(refused.value))
+        assert source in live_hostdev_sources(domain), (
+            f"the undo of a held device reported failure ({refused.value}), yet the live XML lost {source}"
+        )
+    # The guest is destroyed: the device leaves with it, and the pending hotplug's undo is now a no-op.
+    said = harness_changes.undo(plugged)
+    assert "not running" in said, said
     found = wait_for_driver(root, pf_device.address, before)
     assert found == before, (
         f"after destroying {machine.name}: expected {pf_device.address} on {before}, found {found}"
@@ -382,21 +396,12 @@ def test_detach_of_a_device_the_guest_lacks_fails(
 
 
 # --- tests with the answering guest --------------------------------------------------------------
-def _assert_gone(outcome: DetachOutcome, device: HotplugDevice, guest: AnsweringGuest) -> None:
-    assert outcome.proved, (
-        f"{outcome.explain(PciAddress.from_bdf(device.address), guest.name)}\n"
-        f"console tail ({guest.console.path}):\n{guest.console.tail()}\n"
-        f"{_reproduce(guest.name, 'detach-device', '--live')}"
-    )
-
-
 @pytest.mark.parametrize("managed", [True, False], ids=["managed", "unmanaged"])
 def test_live_attach_and_detach_proved_by_the_guest(
     role: str,
     managed: bool,
     hotplug_device: HotplugDevice,
     booted_guest: AnsweringGuest,
-    harness_device_events: DeviceEvents,
     harness_changes: HostChanges,
     record_property: RecordProperty,
 ) -> None:
@@ -410,18 +415,9 @@ def test_live_attach_and_detach_proved_by_the_guest(
     if not managed:
         harness_changes.make(detach)  # nodedev-detach, journaled
     try:
-        alias = _attach(booted_guest.domain, hotplug_device, managed=managed)
-        _prove_attached(booted_guest, hotplug_device, root, record_property)
-        outcome = _detach(
-            booted_guest.domain,
-            harness_device_events,
-            hotplug_device,
-            alias,
-            managed=managed,
-            console=booted_guest.console,
-        )
+        plugged = _plugged(harness_changes, booted_guest, hotplug_device, record_property, managed=managed)
+        outcome = _unplugged(harness_changes, plugged, hotplug_device, booted_guest)
         record_property("harness.detach_s", round(outcome.seconds, 1))
-        _assert_gone(outcome, hotplug_device, booted_guest)
         expected = before if managed else VFIO_DRIVER
         found = wait_for_driver(root, hotplug_device.address, expected)
         assert found == expected, (
@@ -437,29 +433,17 @@ def test_live_attach_and_detach_proved_by_the_guest(
 def test_live_and_config_together(
     pf_device: HotplugDevice,
     booted_guest: AnsweringGuest,
-    harness_device_events: DeviceEvents,
     harness_changes: HostChanges,
     record_property: RecordProperty,
 ) -> None:
     """--live --config: the running guest and its persistent definition both gain and lose the device."""
     source = PciAddress.from_bdf(pf_device.address)
     inactive = libvirt.VIR_DOMAIN_XML_INACTIVE
-    alias = _attach(booted_guest.domain, pf_device, managed=True, flags=LIVE | CONFIG)
-    _prove_attached(booted_guest, pf_device, harness_changes.root, record_property)
-    assert source in live_hostdev_sources(booted_guest.domain, inactive), (
-        f"attach-device --live --config: {source} missing from the persistent XML; "
-        f"reproduce: virsh dumpxml --inactive {booted_guest.name}"
+    # The change's verify checks the persistent XML too when it carries --config.
+    plugged = _plugged(
+        harness_changes, booted_guest, pf_device, record_property, managed=True, flags=LIVE | CONFIG
     )
-    outcome = _detach(
-        booted_guest.domain,
-        harness_device_events,
-        pf_device,
-        alias,
-        managed=True,
-        console=booted_guest.console,
-        flags=LIVE | CONFIG,
-    )
-    _assert_gone(outcome, pf_device, booted_guest)
+    _unplugged(harness_changes, plugged, pf_device, booted_guest)
     assert source not in live_hostdev_sources(booted_guest.domain, inactive), (
         f"detach-device --live --config: {source} still in the persistent XML of {booted_guest.name}"
     )
@@ -468,7 +452,6 @@ def test_live_and_config_together(
 def test_repeated_cycles_leak_nothing(
     vf_device: HotplugDevice,
     booted_guest: AnsweringGuest,
-    harness_device_events: DeviceEvents,
     harness_changes: HostChanges,
     record_property: RecordProperty,
 ) -> None:
@@ -476,17 +459,8 @@ def test_repeated_cycles_leak_nothing(
     pid = qemu_pid(booted_guest.name)
 
     def cycle() -> None:
-        alias = _attach(booted_guest.domain, vf_device, managed=True)
-        _prove_attached(booted_guest, vf_device, harness_changes.root, record_property)
-        outcome = _detach(
-            booted_guest.domain,
-            harness_device_events,
-            vf_device,
-            alias,
-            managed=True,
-            console=booted_guest.console,
-        )
-        _assert_gone(outcome, vf_device, booted_guest)
+        plugged = _plugged(harness_changes, booted_guest, vf_device, record_property, managed=True)
+        _unplugged(harness_changes, plugged, vf_device, booted_guest)
 
     cycle()
     fds, nodes = open_fd_count(pid), vfio_nodes()
@@ -497,3 +471,44 @@ def test_repeated_cycles_leak_nothing(
         f"QEMU of {booted_guest.name} (pid {pid}): {fds} open files before, {open_fd_count(pid)} after"
     )
     assert vfio_nodes() == nodes, f"/dev/vfio: {nodes} before, {vfio_nodes()} after {LEAK_CYCLES - 1} cycles"
+
+
+def test_live_hostdev_interface_with_its_mac(
+    net_vf_device: HotplugDevice,
+    booted_guest: AnsweringGuest,
+    harness_changes: HostChanges,
+    record_property: RecordProperty,
+) -> None:
+    """An SR-IOV NIC's VF as <interface type='hostdev' managed='yes'> with a MAC: libvirt sets the MAC on
+    the PF's VF before handing the VF to the guest; the guest lists it, DEVICE_REMOVED takes it out."""
+    root = harness_changes.root
+    source = PciAddress.from_bdf(net_vf_device.address)
+    before = current_driver(root, source)
+    mac = "52:54:00:" + ":".join(f"{octet:02x}" for octet in uuid.uuid4().bytes[:3])
+    pf = net_vf_device.device.physfn or ""
+    (pf_netdev,) = netdev_names(root, pf)
+    index = vf_index(root, pf, source)
+    # libvirt refuses to set a VF's MAC through a PF that is down ("the PF is not online").
+    with harness_changes.holding(LinkState.of(root, pf_netdev, up=True)):
+        plugged = _plugged(harness_changes, booted_guest, net_vf_device, record_property, mac=mac)
+        interfaces = [
+            d for d in Domain.parse(booted_guest.domain.XMLDesc(0)).devices
+            if isinstance(d, HostdevInterface) and d.source == source
+        ]  # fmt: skip
+        assert [i.mac for i in interfaces] == [mac], (
+            f"live XML of {booted_guest.name}: expected one <interface type='hostdev'> for {source} with MAC "
+            f"{mac}, found {[(str(i.source), i.mac) for i in interfaces]}; reproduce: virsh dumpxml {booted_guest.name}"
+        )
+        link = vf_links(pf_netdev).get(index)
+        record_property("harness.vf_mac", f"{pf_netdev} {link.describe() if link else f'vf {index}: none'}")
+        assert link is not None and link.mac.lower() == mac, (
+            f"while {source} is attached: expected MAC {mac} on vf {index} of {pf_netdev}, found "
+            f"{link.describe() if link else 'no such vf line'}; reproduce: {reproduce_vf_links(pf_netdev)}"
+        )
+        outcome = _unplugged(harness_changes, plugged, net_vf_device, booted_guest)
+    record_property("harness.detach_s", round(outcome.seconds, 1))
+    found = wait_for_driver(root, source, before)
+    assert found == before, (
+        f"after the live detach of the <interface type='hostdev'>: expected {source} on {before or 'no driver'}, "
+        f"found {found or 'no driver'}"
+    )

@@ -13,7 +13,12 @@ from typing import cast
 
 import libvirt
 import pytest
+from lxml import etree
 
+from harness.changes import ChangeContext, decode
+from harness.host.kernel import SNAPSHOT_DMESG
+from harness.host.root import HostRoot
+from harness.journal import ChangeJournal, Owner
 from harness.lab.guest_image import (
     PCI_REPORT_MARKER,
     GuestImage,
@@ -22,11 +27,14 @@ from harness.lab.guest_image import (
     guest_init_text,
 )
 from harness.lab.kernel import KernelImage
+from harness.libvirt.guests import TransientGuest
 from harness.libvirt.hotplug import (
     AnsweringGuest,
     DetachOutcome,
     GuestConsole,
+    HotpluggedDevice,
     answering_guest_machine,
+    host_unplug_report,
     hostdev_xml,
     parse_reports,
 )
@@ -34,6 +42,7 @@ from harness.xml.address import PciAddress
 from harness.xml.domain import Domain
 from harness.xml.guest import EmulatedNic, GuestMachine, PciController, q35_root_ports
 from harness.xml.hostdev import PciHostdev
+from harness.xml.interface import HostdevInterface
 
 REPORTS = f"""SeaBIOS (version 1.16.2)
 {PCI_REPORT_MARKER} 1 114.83 0000:00:00.0=8086:29c0 0000:00:01.0=1b36:000c
@@ -196,3 +205,72 @@ def test_boot_time_is_when_the_first_report_was_written(tmp_path: Path) -> None:
     guest = AnsweringGuest(cast(libvirt.virDomain, None), machine, GuestConsole(log), started)
     assert guest.wait_booted(timeout=1).seq == 1
     assert guest.boot_s == 42.0
+
+
+# --- the hotplug change and the host-side unplug report, against libvirt's test driver -------------
+def _test_driver_context(root: Path) -> ChangeContext:
+    connection = libvirt.open("test:///default")  # a running domain "test" with no hostdevs
+    return ChangeContext(HostRoot(str(root)), lambda: connection)
+
+
+def _fake_device(root: Path, bdf: str, driver: str | None) -> None:
+    device = root / "sys/bus/pci/devices" / bdf
+    device.mkdir(parents=True)
+    (device / "vendor").write_text("0x8086\n")
+    (device / "device").write_text("0x10ca\n")
+    if driver:
+        (root / "sys/bus/pci/drivers" / driver).mkdir(parents=True, exist_ok=True)
+        (device / "driver").symlink_to(root / "sys/bus/pci/drivers" / driver)
+
+
+def test_hotplug_change_is_journaled_and_decoded_back(tmp_path: Path) -> None:
+    _fake_device(tmp_path, "0000:03:10.0", None)
+    source = PciAddress.from_bdf("0000:03:10.0")
+    change = HotpluggedDevice.interface(
+        HostRoot(str(tmp_path)), "g1", source, mac="52:54:00:aa:bb:cc", console=tmp_path / "serial.log"
+    )
+    journal = ChangeJournal(tmp_path / "journal.jsonl")
+    journal.record(change.kind, change.to_record(), Owner.this_process())
+    (entry,) = journal.pending()
+    assert entry.kind == "hotplug" and decode(entry) == change
+    assert change.pci_id == "8086:10ca" and change.driver is None and change.managed
+    assert change.element == "interface type='hostdev'"
+    interface = HostdevInterface.from_element(etree.fromstring(change.xml))
+    assert (interface.source, interface.mac) == (source, "52:54:00:aa:bb:cc")
+    assert change.alias in change.xml and "--live" in change.reproduce()
+
+
+def test_hotplug_undo_is_a_no_op_when_the_guest_or_the_device_is_gone(tmp_path: Path) -> None:
+    context = _test_driver_context(tmp_path)
+    source = PciAddress.from_bdf("0000:03:10.0")
+    gone = HotpluggedDevice.hostdev(HostRoot(str(tmp_path)), "no-such-guest", source, managed=True)
+    assert "is not running" in gone.undo(context)
+    absent = HotpluggedDevice.hostdev(HostRoot(str(tmp_path)), "test", source, managed=True)
+    assert "nothing to detach" in absent.undo(context)
+
+
+def test_host_unplug_report_names_each_party(tmp_path: Path) -> None:
+    context = _test_driver_context(tmp_path)
+    source = PciAddress.from_bdf("0000:03:10.0")
+    dmesg = tmp_path / SNAPSHOT_DMESG.lstrip("/")
+    dmesg.parent.mkdir(parents=True)
+    dmesg.write_text(
+        "pcieport 0000:00:02.0: pciehp: Slot(0): Attention button pressed\n"
+        "vfio-pci 0000:03:10.0: Relaying device request to user (#0)\n"
+    )
+    journal = ChangeJournal(tmp_path / "journal.jsonl")
+    guest = TransientGuest("test", "<domain/>")
+    journal.record(guest.kind, guest.to_record(), Owner.this_process())
+    report = host_unplug_report(context, journal, source, "test")
+    assert report.guest_state.startswith("running") and report.in_live_xml is False
+    assert report.removed_from_host and not report.still_assigned and report.host_driver is None
+    assert report.kernel_messages == ("vfio-pci 0000:03:10.0: Relaying device request to user (#0)",)
+    assert len(report.pending) == 1 and "start transient guest test" in report.pending[0]
+    text = report.explain()
+    assert "gone from sysfs" in text and "not listed" in text and "Relaying device request" in text
+    assert json.loads(json.dumps(report.to_dict()))["guest"] == "test"
+    assert host_unplug_report(context, journal, source, "no-such-guest").guest_state == "gone"
+    assert not report.removal_waits_for_user  # gone from sysfs: the removal completed
+    _fake_device(tmp_path, source.bdf, None)  # still there, its driver link gone: vfio-pci's remove waits
+    waiting = host_unplug_report(context, journal, source, "test")
+    assert waiting.removal_waits_for_user and "has not completed" in waiting.explain()

@@ -1,14 +1,20 @@
 """Runs inside L1: drives one scenario of changes and dies by SIGKILL at a chosen moment; then checks.
 
     kill_driver.py plan                       the kill points, one JSON line each
-    kill_driver.py run SCENARIO POINT         run SCENARIO, SIGKILL at checkpoint POINT (an index), or
-                                              INDEX+SECONDS after it (in the middle of the call then)
+    kill_driver.py run SCENARIO POINT [GUEST] run SCENARIO, SIGKILL at checkpoint POINT (an index), or
+                                              INDEX+SECONDS after it (in the middle of the call then);
+                                              GUEST: the running answering guest the hotplug scenario uses
     kill_driver.py state                      drivers, VF counts, autoprobe, guests, journal, /dev/vfio
-    kill_driver.py loop                       every kill point, each followed by a recovery and a state
-                                              check; one JSON summary (what a test from L0 reads)
+    kill_driver.py loop [SCENARIO...]         every kill point (of those scenarios), each followed by a
+                                              recovery and a state check; one JSON summary (what a test
+                                              from L0 reads)
 
 Small on purpose: the unit under test is the change machinery (journal, owners, undo), so each kill
 interrupts a few real changes, not a whole suite run. Devices come from the lab's HARNESS_ALLOW.
+
+The hotplug scenario attaches a device to a running guest that outlives the killed process (as a harness
+run hotplugging into a long-lived guest would): the loop starts the lab's answering guest first, runs the
+other kill points while it boots, and recovery must detach the device from that guest, which acks.
 """
 
 from __future__ import annotations
@@ -25,12 +31,22 @@ from typing import Any
 
 from harness.changes import Change, ChangeContext, HostChanges, recover
 from harness.devices import DriverDetach, VfAutoprobe, VfCount
+from harness.errors import HostChangeError
 from harness.guard import DeviceGuard
 from harness.host.host import Host
 from harness.host.root import HostRoot
 from harness.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
+from harness.lab.guest_image import GUEST_IMAGE_ENV, GuestImage
 from harness.libvirt.connection import open_connection
 from harness.libvirt.guests import GUEST_PREFIX, TransientGuest, guest_with_hostdevs
+from harness.libvirt.hotplug import (
+    SERIAL_LOG_DIR,
+    AnsweringGuest,
+    GuestConsole,
+    HotpluggedDevice,
+    answering_guest_machine,
+    fresh_serial_log,
+)
 from harness.libvirt.networks import NETWORK_PREFIX, DefinedNetwork, vf_pool
 from harness.netdevs import LinkState, link_is_up, netdev_names
 from harness.xml.address import PciAddress
@@ -41,6 +57,8 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
 POINTS = ("recorded", "applied", "verified", "undoing")
 ALLOWED = [a for a in os.environ.get("HARNESS_ALLOW", "").split(",") if a]
+ANSWERING_BOOT_TIMEOUT_S = 400.0  # TCG inside TCG on a busy 2-core machine: 115-160 s measured
+HOTPLUG_GUEST = GUEST_PREFIX + "answering"  # the loop's own long-lived guest, not one a scenario makes
 
 
 class KillAt(HostChanges):
@@ -108,7 +126,7 @@ def _guest(address: str, *, managed: bool) -> TransientGuest:
     return TransientGuest.of(guest_with_hostdevs((hostdev,), "qemu"))
 
 
-def scenario(name: str, changes: KillAt, host: Host) -> None:
+def scenario(name: str, changes: KillAt, host: Host, answering: str = HOTPLUG_GUEST) -> None:
     roles = _by_kind(host)
     if name == "detach":
         detach = changes.make(DriverDetach.of(host.pci.get(roles["nic"])))
@@ -147,6 +165,13 @@ def scenario(name: str, changes: KillAt, host: Host) -> None:
         guest = changes.make(_guest(roles["ep0"], managed=True))
         changes.undo(guest)
         changes.undo(other)
+    elif name == "hotplug":
+        console = SERIAL_LOG_DIR / f"{answering}.serial.log"
+        source = PciAddress.from_bdf(roles["nic"])
+        plugged = changes.make(
+            HotpluggedDevice.hostdev(host.root, answering, source, managed=True, console=str(console))
+        )
+        changes.undo(plugged)
     else:
         raise SystemExit(f"unknown scenario {name}")
 
@@ -170,6 +195,8 @@ def plan() -> list[tuple[str, str]]:
     # Killed at a moment no checkpoint marks, a little after a change was recorded: inside the libvirt
     # call or sysfs write that applies it (guest start, nodedev-detach, VF creation).
     points += [("managed", "0+0.5"), ("detach", "0+0.02"), ("vf", "3+0.05"), ("group", "3+1.0")]
+    # Last, once the answering guest has booted: killed before, after and while hotplugging into it.
+    points += [("hotplug", str(index)) for index in range(4)] + [("hotplug", "3+2.0")]
     return points
 
 
@@ -203,13 +230,13 @@ def state() -> dict[str, Any]:
     }
 
 
-def run(name: str, point: str) -> None:
+def run(name: str, point: str, guest: str = HOTPLUG_GUEST) -> None:
     host = _host()
     changes = _changes(host)
     index, _, delay = point.partition("+")
     changes.kill_at = int(index)
     changes.delay = float(delay) if delay else None
-    scenario(name, changes, host)
+    scenario(name, changes, host, guest)
     print("scenario finished before its kill point", flush=True)
 
 
@@ -229,6 +256,8 @@ def _recover_in_process() -> tuple[int, list[str], str]:
     connection = open_connection("qemu:///system")
     try:
         recovery = recover(ChangeJournal(DEFAULT_JOURNAL), ChangeContext(HostRoot("/"), lambda: connection))
+    except HostChangeError as exc:  # what the CLI would print and exit non-zero for
+        return 1, [], str(exc)[-500:]
     finally:
         connection.close()
     return 0, recovery.undone, ""
@@ -243,7 +272,30 @@ def _recover_with(command: list[str]) -> tuple[int, list[str], str]:
     )
 
 
-def loop() -> dict[str, Any]:
+def _start_answering_guest(changes: HostChanges) -> AnsweringGuest:
+    """The lab's answering guest, owned by the loop (alive throughout), so no recovery touches it."""
+    image = GuestImage.load(Path(os.environ[GUEST_IMAGE_ENV]))
+    machine = answering_guest_machine(image, HOTPLUG_GUEST, "qemu")
+    assert machine.serial is not None
+    fresh_serial_log(machine)
+    guest = changes.make(TransientGuest(machine.name, machine.to_xml()))
+    domain = guest.domain(changes.context)
+    return AnsweringGuest(domain, machine, GuestConsole(Path(machine.serial.path)), time.time())
+
+
+def loop(scenarios: set[str] | None = None) -> dict[str, Any]:
+    host = _host()
+    connection = open_connection("qemu:///system")
+    owner = Owner.this_process(worker="kill-loop")
+    mine = HostChanges(ChangeContext(host.root, lambda: connection), ChangeJournal(DEFAULT_JOURNAL), owner)
+    try:
+        return _loop(_start_answering_guest(mine), scenarios)
+    finally:
+        mine.undo_all()
+        connection.close()
+
+
+def _loop(answering: AnsweringGuest, scenarios: set[str] | None) -> dict[str, Any]:
     baseline = state()
     results = []
     restore = [str(BIN / "hostdev-harness"), "restore"]
@@ -256,6 +308,10 @@ def loop() -> dict[str, Any]:
         "no:cacheprovider",
     ]
     for number, (name, point) in enumerate(plan()):
+        if scenarios and name not in scenarios:
+            continue
+        if name == "hotplug" and answering.boot_s is None:
+            answering.wait_booted(ANSWERING_BOOT_TIMEOUT_S)
         started = time.monotonic()
         status = _in_child(name, point)
         # Every way back is exercised: the next pytest run (its controller recovers before any test),
@@ -264,7 +320,7 @@ def loop() -> dict[str, Any]:
             "next pytest run"
             if number in (0, 13)
             else "hostdev-harness restore"
-            if number % 8 == 1
+            if number % 8 == 1 or (name, point) == ("hotplug", "2")
             else "recover()"
         )
         if how == "next pytest run":
@@ -288,7 +344,7 @@ def loop() -> dict[str, Any]:
                 "seconds": round(time.monotonic() - started, 1),
             }
         )
-    return {"baseline": baseline, "results": results}
+    return {"baseline": baseline, "results": results, "answering_boot_s": answering.boot_s}
 
 
 def main() -> None:
@@ -297,11 +353,11 @@ def main() -> None:
         for item in plan():
             print(json.dumps(item))
     elif command == "run":
-        run(sys.argv[2], sys.argv[3])
+        run(sys.argv[2], sys.argv[3], *sys.argv[4:5])
     elif command == "state":
         print(json.dumps(state()))
     elif command == "loop":
-        print(json.dumps(loop()))
+        print(json.dumps(loop(set(sys.argv[2:]))))
 
 
 if __name__ == "__main__":

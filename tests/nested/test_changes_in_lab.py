@@ -24,9 +24,10 @@ def _state(lab: Lab) -> dict[str, object]:
     return state
 
 
-def test_sigkill_at_any_moment_then_everything_is_put_back(default_lab: Lab) -> None:
-    """Each kill point: a scenario (detach, managed guest, unmanaged guest, VFs, shared group) is killed
-    with SIGKILL; the next run, `hostdev-harness restore`, or the recovery they share puts it all back."""
+def test_sigkill_at_any_moment_then_everything_is_put_back(default_lab: Lab, record_property: object) -> None:
+    """Each kill point: a scenario (detach, managed guest, unmanaged guest, VFs, shared group, a device
+    hotplugged into a running guest) is killed with SIGKILL; the next run, `hostdev-harness restore`, or
+    the recovery they share puts it all back."""
     output = checked_exec(default_lab, f"cd {REPO} && {VENV_BIN}/python {DRIVER} loop")
     summary = json.loads(output.strip().splitlines()[-1])
     results = summary["results"]
@@ -45,6 +46,14 @@ def test_sigkill_at_any_moment_then_everything_is_put_back(default_lab: Lab) -> 
     assert said, f"no recovery said what it restored: {results}"
     ways = {r["recovery"] for r in results}
     assert ways == {"next pytest run", "hostdev-harness restore", "recover()"}, ways
+    # Killed with a device hotplugged into the running answering guest: recovery detached it from the
+    # guest (DEVICE_REMOVED, live XML) and gave it back to its host driver (state_ok above).
+    hotplugged = [r for r in results if r["scenario"] == "hotplug" and r["point"] != "0"]
+    assert len(hotplugged) == 4, f"expected 4 hotplug kill points after the attach, ran {hotplugged}"
+    detached = [r for r in hotplugged if any("DEVICE_REMOVED" in line for line in r["restored"])]
+    assert detached, f"no recovery detached a hotplugged device from the running guest: {hotplugged}"
+    record_property("harness.answering_boot_s", summary["answering_boot_s"])  # type: ignore[operator]
+    record_property("harness.hotplug_kill_s", [r["seconds"] for r in hotplugged])  # type: ignore[operator]
 
 
 def test_two_workers_never_share_a_group_and_all_is_restored(default_lab: Lab) -> None:

@@ -24,6 +24,7 @@ EXPECTED = {
       ("pf-managed", "pf-unmanaged", "vf-managed", "vf-unmanaged")),
     "test_live_and_config_together",
     "test_repeated_cycles_leak_nothing",
+    "test_live_hostdev_interface_with_its_mac",
     "test_more_than_31_devices_get_more_buses[pc]",
     "test_more_than_31_devices_get_more_buses[q35]",
     "test_multifunction_slot_is_defined_and_starts",
@@ -63,6 +64,10 @@ def test_hotplug_suite_passes_inside_the_default_lab(default_lab: Lab, record_pr
         assert "=8086:10d3" in e1000e, f"the guest's own PCI tree lacks the hotplugged e1000e: {e1000e}"
         held = properties["test_detach_from_a_guest_that_does_not_answer_is_reported_as_held"]
         assert "did not acknowledge" in held["harness.detach_outcome"], held
+        assert held["harness.undo_of_held"], held  # the change's undo said so too, instead of passing
+        interface = properties["test_live_hostdev_interface_with_its_mac"]
+        assert "=8086:10ca" in interface["harness.guest_pci"], f"the guest lacks the igb VF: {interface}"
+        assert "MAC 52:54:00:" in interface["harness.vf_mac"], interface
         boot = {p.get("name"): p.get("value") for p in junit.iter("property")}.get("harness.guest_boot_s")
         record_property("harness.guest_boot_s", boot)  # type: ignore[operator]
     finally:

@@ -1,0 +1,50 @@
+"""Runs inside L1 for the rude host-side unplug: assigns a device to a guest, then reports what is left.
+
+unplug_driver.py assign BDF          start a guest with no OS holding BDF (managed hostdev), through
+                                     HostChanges and the default journal; this process then exits, so
+                                     the journal entry's owner is gone (what `hostdev-harness restore`
+                                     recovers); prints {"guest": NAME}
+unplug_driver.py report BDF GUEST    harness.libvirt.hotplug.host_unplug_report as one JSON line
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from harness.changes import ChangeContext, HostChanges
+from harness.guard import DeviceGuard
+from harness.host.host import Host
+from harness.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
+from harness.libvirt.connection import open_connection
+from harness.libvirt.guests import TransientGuest, guest_with_hostdevs
+from harness.libvirt.hotplug import host_unplug_report
+from harness.xml.address import PciAddress
+from harness.xml.hostdev import PciHostdev
+
+ALLOWED = [a for a in os.environ.get("HARNESS_ALLOW", "").split(",") if a]
+
+
+def main() -> None:
+    command, bdf = sys.argv[1], sys.argv[2]
+    source = PciAddress.from_bdf(bdf)
+    host = Host.local()
+    connection = open_connection("qemu:///system")
+    context = ChangeContext(host.root, lambda: connection)
+    journal = ChangeJournal(DEFAULT_JOURNAL)
+    if command == "assign":
+        # The device was hotplugged into L1 by the test itself: allowed for this run only.
+        guard = DeviceGuard(host, [*ALLOWED, bdf])
+        changes = HostChanges(context, journal, Owner.this_process(worker="unplug-driver"), guard)
+        guest = guest_with_hostdevs((PciHostdev(source=source, managed=True),), "qemu")
+        changes.make(TransientGuest.of(guest))
+        print(json.dumps({"guest": guest.name}))
+    elif command == "report":
+        print(json.dumps(host_unplug_report(context, journal, source, sys.argv[3]).to_dict()))
+    else:
+        raise SystemExit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main()
