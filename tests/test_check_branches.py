@@ -3,6 +3,7 @@ healthy one in the one fact the branch is about: a check that stops telling them
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -410,4 +411,119 @@ def test_limits_scale_with_the_plan(tmp_path: Path) -> None:
         _check(tmp_path / "d", "limits", plan=CheckPlan(guest_memory_mib=1025), limits=memlock),
         "WARN",
         "locked memory",
+    )
+
+
+# What a mutation run (make mutation) found no test reading: each test below fails when that line changes.
+RHEL9 = next(host for host in synthetic_hosts() if host.name == "synthetic-rhel9-bls")
+RHEL9_ENTRY = next(path for path in RHEL9.files if path.endswith("el9.x86_64.conf"))
+
+
+def _rhel9_with_options(options: str) -> dict[str, str | bytes]:
+    """The RHEL 9 host's files with the default entry's options replaced and no /etc/kernel/cmdline."""
+    files = {path: text for path, text in RHEL9.files.items() if path != "/etc/kernel/cmdline"}
+    files[RHEL9_ENTRY] = f"title RHEL 9.4\nversion 5.14.0-427.el9.x86_64\nlinux /vmlinuz\noptions {options}\n"
+    return files
+
+
+def test_next_boot_on_bls_removes_an_off_switch_with_grubby(tmp_path: Path) -> None:
+    result = _check(
+        tmp_path, "next_boot", RHEL9, files=_rhel9_with_options("root=/dev/sda ro intel_iommu=off")
+    )
+    _expect(
+        result,
+        "FAIL",
+        f"the next boot disables the IOMMU: intel_iommu=off written in {RHEL9_ENTRY} line 4",
+        f"remove intel_iommu=off from {RHEL9_ENTRY} (line 4), then run "
+        'grubby --update-kernel=ALL --remove-args="intel_iommu=off"',
+    )
+
+
+def test_next_boot_on_bls_adds_the_switch_with_grubby(tmp_path: Path) -> None:
+    result = _check(
+        tmp_path,
+        "next_boot",
+        RHEL9,
+        grub_text='GRUB_CMDLINE_LINUX="rhgb quiet"\n',
+        files=_rhel9_with_options("root=/dev/sda ro"),
+    )
+    _expect(
+        result,
+        "WARN",
+        f"intel_iommu=on is not on the next boot's command line ({RHEL9_ENTRY})",
+        "append intel_iommu=on iommu=pt to GRUB_CMDLINE_LINUX in /etc/default/grub (line 1), then run "
+        'grubby --update-kernel=ALL --args="intel_iommu=on iommu=pt"',
+    )
+
+
+def test_next_boot_names_an_entry_without_arguments(tmp_path: Path) -> None:
+    result = _check(tmp_path, "next_boot", files={"/boot/grub/grub.cfg": "linux /vmlinuz-6.1\n"})
+    assert "next boot (/boot/grub/grub.cfg line 1 (first menu entry)): (none)" in result.evidence, (
+        result.explain()
+    )
+
+
+def test_next_boot_without_any_command_line_says_none_was_found(tmp_path: Path) -> None:
+    # systemd-boot installed, but no entry and no /etc/kernel/cmdline: nothing gives the kernel arguments.
+    result = _check(
+        tmp_path, "next_boot", grub_text="", files={"/boot/efi/loader/loader.conf": "timeout 3\n"}
+    )
+    _expect(
+        result,
+        "WARN",
+        "intel_iommu=on is not on the next boot's command line (none found)",
+        "append intel_iommu=on iommu=pt to /etc/kernel/cmdline, then run kernel-install add",
+    )
+
+
+def test_iommu_firmware_names_every_table_and_unit(tmp_path: Path) -> None:
+    two_units = _check(
+        tmp_path / "a", "iommu_firmware", files={"/sys/class/iommu/dmar1/intel-iommu/ecap": "f020de\n"}
+    )
+    assert two_units.evidence == [
+        "/sys/firmware/acpi/tables: APIC, DMAR, DSDT, FACP, MCFG",
+        "/sys/class/iommu: dmar0 (intel), dmar1 (intel)",
+    ], two_units.explain()
+    host = replace(HEALTHY, name="t", vendor="none", groups=False)
+    write_host(host, tmp_path / "b")
+    shutil.rmtree(tmp_path / "b/sys/firmware/acpi/tables")  # no ACPI at all (a direct kernel boot without it)
+    bare = run_check("iommu_firmware", Host.from_snapshot(tmp_path / "b"))
+    assert bare.evidence == ["/sys/firmware/acpi/tables: empty", "/sys/class/iommu: empty"], bare.explain()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "switch"),
+    [
+        ("intremap=off", "intremap=off"),
+        ("intremap=nosid,off", "intremap=nosid,off"),  # options are comma-separated
+        ("intremap=off intremap=nosid", "intremap=off"),  # nosid says neither on nor off
+        ("nointremap", "nointremap"),
+        ("intremap=on nointremap", "nointremap"),
+        ("intremap=off,on", None),  # the last on/off wins
+        ("nointremap intremap=on", None),
+        ("intremap=on=off", None),  # the value is all after the first '=': "on=off" starts with on
+        ("intremap=nosid", None),
+    ],
+)
+def test_intremap_is_read_the_way_the_kernel_reads_it(
+    arguments: str, switch: str | None, tmp_path: Path
+) -> None:
+    """drivers/iommu/irq_remapping.c: setup_irqremap matches each comma-separated option by prefix."""
+    running = _check(tmp_path / "a", "interrupt_remapping", cmdline=f"intel_iommu=on {arguments}")
+    boot = _check(tmp_path / "b", "next_boot", grub_text=f'GRUB_CMDLINE_LINUX="intel_iommu=on {arguments}"\n')
+    if switch is None:
+        _expect(running, "PASS", "interrupt remapping is enabled")
+        _expect(boot, "PASS", "keeps the IOMMU")
+        return
+    _expect(
+        running,
+        "FAIL",
+        f"interrupt remapping is disabled by {switch}: vfio_iommu_type1 refuses",
+        f"remove {switch} from the kernel command line. Only for trusted guests",
+    )
+    _expect(
+        boot,
+        "FAIL",
+        f"the next boot disables interrupt remapping: {switch} written in /etc/default/grub line 1",
+        f"remove {switch} from /etc/default/grub (line 1), then run update-grub",
     )

@@ -199,6 +199,26 @@ def _unsafe_interrupts_sources(host: Host) -> list[str]:
     return sources
 
 
+def _intremap_off(arguments: list[str]) -> int | None:
+    """The index of the argument (intremap=, nointremap) that leaves interrupt remapping off, else None.
+
+    Read as drivers/iommu/irq_remapping.c reads them: in order, nointremap turns it off, and each
+    intremap='s comma-separated options are matched by prefix, the last "on" or "off" winning
+    (intremap=nosid,off is off; intremap=off intremap=nosid stays off).
+    """
+    deciding, off = None, False
+    for index, argument in enumerate(arguments):
+        key, _, value = argument.partition("=")
+        if argument == "nointremap":
+            deciding, off = index, True
+        if key != "intremap":
+            continue
+        for option in value.split(","):
+            if option.startswith(("on", "off")):
+                deciding, off = index, option.startswith("off")
+    return deciding if off else None
+
+
 def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking for interrupt remapping"
     kernel = host.kernel
@@ -215,7 +235,9 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
     evidence += [f"kernel log: {line}" for line in log[:3]]
     unsafe = _unsafe_interrupts_sources(host)
     evidence += [f"unsafe interrupts allowed by {source}" for source in unsafe]
-    disabled_by_cmdline = kernel.cmdline.get("intremap") == "off"
+    arguments = kernel.cmdline_text.split()
+    switched_off = _intremap_off(arguments)
+    disabled_by_cmdline = switched_off is not None
     enabled_in_log = any(
         ("Enabled IRQ remapping" in entry or "Interrupt remapping enabled" in entry) for entry in log
     )
@@ -256,7 +278,8 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
         return CheckResult(
             "interrupt_remapping", title, Verdict.PASS, "interrupt remapping is enabled", evidence
         )
-    why = "disabled by intremap=off" if disabled_by_cmdline else "not supported by the IOMMU or not enabled"
+    switch = arguments[switched_off] if switched_off is not None else ""
+    why = f"disabled by {switch}" if disabled_by_cmdline else "not supported by the IOMMU or not enabled"
     if unsafe:
         return CheckResult(
             "interrupt_remapping",
@@ -273,7 +296,7 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
         f"interrupt remapping is {why}: vfio_iommu_type1 refuses to attach IOMMU groups (EPERM)",
         evidence,
         (
-            "remove intremap=off from the kernel command line"
+            f"remove {switch} from the kernel command line"
             if disabled_by_cmdline
             else "enable interrupt remapping (x2APIC) in the firmware setup; on QEMU use "
             + (
@@ -433,9 +456,9 @@ def next_boot(host: Host, plan: CheckPlan) -> CheckResult:
     for line in lines:
         state = line.iommu_state()
         off = [(key, word) for key, (value, word) in state.items() if value == "off"]
-        intremap = line.last("intremap")
-        if intremap is not None and intremap.text.partition("=")[2] == "off":
-            off.append(("intremap", intremap))
+        intremap = _intremap_off(line.arguments)
+        if intremap is not None:
+            off.append(("intremap", line.words[intremap]))
         if not off:
             continue
         key, word = off[0]
