@@ -368,9 +368,17 @@ def test_amd_branches(tmp_path: Path) -> None:
 
 
 def test_iommu_kernel_notes(tmp_path: Path) -> None:
-    result = _check(tmp_path, "iommu_kernel", cmdline="iommu=pt")
-    assert any(line.startswith("iommu=pt:") for line in result.evidence), result.explain()
-    assert any("CONFIG_INTEL_IOMMU_DEFAULT_ON" in line for line in result.evidence), result.explain()
+    result = _check(tmp_path, "iommu_kernel", cmdline="quiet iommu=pt intremap=on amd_iommu_dump nosmt")
+    assert result.evidence[1] == "/proc/cmdline IOMMU arguments: iommu=pt intremap=on amd_iommu_dump", (
+        result.explain()
+    )
+    assert "iommu=pt: host-owned devices bypass translation for speed (less isolation of host DMA)" in (
+        result.evidence
+    ), result.explain()
+    assert (
+        "intel_iommu= is not given: this kernel enables VT-d by default (CONFIG_INTEL_IOMMU_DEFAULT_ON)"
+        in result.evidence
+    ), result.explain()
 
 
 def test_limits_boundaries_and_unknowns(tmp_path: Path) -> None:
@@ -526,4 +534,83 @@ def test_intremap_is_read_the_way_the_kernel_reads_it(
         "FAIL",
         f"the next boot disables interrupt remapping: {switch} written in /etc/default/grub line 1",
         f"remove {switch} from /etc/default/grub (line 1), then run update-grub",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "unsafe"),
+    [("1", True), ("Y", True), ("y", True), ("yes", True), ("on", True), ("ON", True), ("", True),
+     ("0", False), ("N", False), ("n", False), ("off", False), ("OFF", False)],
+)  # fmt: skip
+def test_allow_unsafe_interrupts_is_read_as_the_kernel_reads_a_bool(
+    value: str, unsafe: bool, tmp_path: Path
+) -> None:
+    """kstrtobool: y/Y/1/on in any case is true, a bare parameter name too; both on the command line and
+    in an options line of /etc/modprobe.d."""
+    given = f"={value}" if value else ""
+    cmdline = _check(
+        tmp_path / "a",
+        "interrupt_remapping",
+        cmdline=f"intel_iommu=on vfio_iommu_type1.allow_unsafe_interrupts{given}",
+    )
+    options = f"options vfio_iommu_type1 dma_entry_limit=65535 allow_unsafe_interrupts{given}"
+    modprobe = _check(tmp_path / "b", "interrupt_remapping", modprobe={"v.conf": options + "\n"})
+    if not unsafe:
+        _expect(cmdline, "PASS", "interrupt remapping is enabled")
+        _expect(modprobe, "PASS", "interrupt remapping is enabled")
+        return
+    _expect(cmdline, "WARN", "works, yet unsafe interrupts are allowed as well", "remove it")
+    assert (
+        f"unsafe interrupts allowed by /proc/cmdline: vfio_iommu_type1.allow_unsafe_interrupts{given}"
+        in cmdline.evidence
+    ), cmdline.explain()
+    _expect(modprobe, "WARN", "works, yet unsafe interrupts are allowed as well", "remove it")
+    assert f"unsafe interrupts allowed by /etc/modprobe.d/v.conf: {options}" in modprobe.evidence, (
+        modprobe.explain()
+    )
+
+
+def test_the_last_allow_unsafe_interrupts_in_an_options_line_wins(tmp_path: Path) -> None:
+    line = "options vfio_iommu_type1 allow_unsafe_interrupts=1 allow_unsafe_interrupts=0"
+    _expect(_check(tmp_path, "interrupt_remapping", modprobe={"v.conf": line + "\n"}), "PASS", "enabled")
+
+
+def test_intremap_after_the_init_separator_is_not_the_kernels(tmp_path: Path) -> None:
+    result = _check(tmp_path, "interrupt_remapping", cmdline="intel_iommu=on -- intremap=off")
+    _expect(result, "PASS", "interrupt remapping is enabled")
+
+
+@pytest.mark.parametrize(
+    ("conf", "blocked"),
+    [
+        ("blacklist nouveau\nblacklist vfio-pci\n", "/etc/modprobe.d/b.conf: blacklist vfio-pci"),
+        (
+            "install vfio_iommu_type1 /bin/true\n",
+            "/etc/modprobe.d/b.conf: install vfio_iommu_type1 /bin/true",
+        ),
+        ("install vfio_pci /sbin/modprobe --ignore-install vfio_pci\n", None),  # loads it, with extras
+        ("options vfio_pci ids=8086:10ca\n", None),
+    ],
+)
+def test_blacklist_forms_in_modprobe_d(conf: str, blocked: str | None, tmp_path: Path) -> None:
+    result = _check(tmp_path, "vfio_ready", modprobe={"b.conf": conf})
+    if blocked is None:
+        _expect(result, "PASS", "vfio modules ready")
+    else:
+        _expect(
+            result,
+            "FAIL",
+            "is blacklisted: nothing can bind to vfio-pci",
+            f"remove the blacklist ({blocked})",
+        )
+
+
+def test_every_blacklisted_vfio_module_is_named(tmp_path: Path) -> None:
+    result = _check(tmp_path, "vfio_ready", modprobe={"b.conf": "blacklist vfio\nblacklist vfio_pci\n"})
+    _expect(
+        result,
+        "FAIL",
+        "vfio, vfio_pci are blacklisted: nothing can bind to vfio-pci",
+        "remove the blacklist (/etc/modprobe.d/b.conf: blacklist vfio; /etc/modprobe.d/b.conf: blacklist "
+        "vfio_pci) and load the module: modprobe vfio-pci",
     )

@@ -184,17 +184,29 @@ def iommu_kernel(host: Host, plan: CheckPlan) -> CheckResult:
     )
 
 
+def _kernel_true(value: str | None) -> bool:
+    """How the kernel reads a bool parameter (param_set_bool, kstrtobool): y, Y, 1 or on in any case, and
+    a bare name without a value; None (not given) is false."""
+    if value is None:
+        return False
+    return value == "" or value[0] in "yY1" or value[:2].lower() == "on"
+
+
 def _unsafe_interrupts_sources(host: Host) -> list[str]:
     kernel = host.kernel
     sources = []
     value = kernel.module_parameter("vfio_iommu_type1", "allow_unsafe_interrupts")
-    if value in ("Y", "1"):
+    if value in ("Y", "1"):  # sysfs shows a bool parameter as Y or N
         sources.append(f"/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts = {value}")
     argument = kernel.cmdline.get("vfio_iommu_type1.allow_unsafe_interrupts")
-    if argument in ("1", "Y", "y", "on"):
-        sources.append(f"/proc/cmdline: vfio_iommu_type1.allow_unsafe_interrupts={argument}")
+    if _kernel_true(argument):
+        shown = f"={argument}" if argument else ""
+        sources.append(f"/proc/cmdline: vfio_iommu_type1.allow_unsafe_interrupts{shown}")
     for path, line in kernel.modprobe_options("vfio_iommu_type1"):
-        if "allow_unsafe_interrupts=1" in line.replace(" ", "") or "allow_unsafe_interrupts=Y" in line:
+        # modprobe hands each name=value to the same parser; the last one given wins.
+        given = [word.partition("=") for word in line.split()[2:]]
+        values = [value for name, _, value in given if name == "allow_unsafe_interrupts"]
+        if values and _kernel_true(values[-1]):
             sources.append(f"{path}: {line}")
     return sources
 
@@ -235,7 +247,7 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
     evidence += [f"kernel log: {line}" for line in log[:3]]
     unsafe = _unsafe_interrupts_sources(host)
     evidence += [f"unsafe interrupts allowed by {source}" for source in unsafe]
-    arguments = kernel.cmdline_text.split()
+    arguments = kernel.cmdline_text.partition(" -- ")[0].split()  # after " -- " the arguments are init's
     switched_off = _intremap_off(arguments)
     disabled_by_cmdline = switched_off is not None
     enabled_in_log = any(
@@ -340,7 +352,7 @@ def vfio_ready(host: Host, plan: CheckPlan) -> CheckResult:
             "vfio_ready",
             title,
             Verdict.FAIL,
-            f"{names} is blacklisted: nothing can bind to vfio-pci",
+            f"{names} {'is' if len(blocked) == 1 else 'are'} blacklisted: nothing can bind to vfio-pci",
             evidence,
             f"remove the blacklist ({'; '.join(blocked.values())}) and load the module: modprobe vfio-pci",
         )
