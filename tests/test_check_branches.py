@@ -510,6 +510,7 @@ def test_iommu_firmware_names_every_table_and_unit(tmp_path: Path) -> None:
         ("intremap=off,on", None),  # the last on/off wins
         ("nointremap intremap=on", None),
         ("intremap=on=off", None),  # the value is all after the first '=': "on=off" starts with on
+        ("intremap=off=on", "intremap=off=on"),
         ("intremap=nosid", None),
     ],
 )
@@ -539,8 +540,8 @@ def test_intremap_is_read_the_way_the_kernel_reads_it(
 
 @pytest.mark.parametrize(
     ("value", "unsafe"),
-    [("1", True), ("Y", True), ("y", True), ("yes", True), ("on", True), ("ON", True), ("", True),
-     ("0", False), ("N", False), ("n", False), ("off", False), ("OFF", False)],
+    [("1", True), ("Y", True), ("y", True), ("yes", True), ("on", True), ("ON", True), ("oNe", True), ("", True),
+     ("0", False), ("N", False), ("n", False), ("off", False), ("OFF", False), ("x", False)],
 )  # fmt: skip
 def test_allow_unsafe_interrupts_is_read_as_the_kernel_reads_a_bool(
     value: str, unsafe: bool, tmp_path: Path

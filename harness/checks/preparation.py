@@ -189,7 +189,7 @@ def _kernel_true(value: str | None) -> bool:
     a bare name without a value; None (not given) is false."""
     if value is None:
         return False
-    return value == "" or value[0] in "yY1" or value[:2].lower() == "on"
+    return value == "" or value[:1] in ("y", "Y", "1") or value.lower().startswith("on")
 
 
 def _unsafe_interrupts_sources(host: Host) -> list[str]:
