@@ -13,7 +13,13 @@ import pytest
 from harness.checks.preparation import PREPARATION_CHECKS, CheckPlan, run_all, run_check
 from harness.checks.result import CheckResult, Verdict
 from harness.host.host import Host
-from tests.synthetic_hosts import ECAP_WITHOUT_INTREMAP, SyntheticHost, synthetic_hosts, write_host
+from tests.synthetic_hosts import (
+    ECAP_WITH_INTREMAP,
+    ECAP_WITHOUT_INTREMAP,
+    SyntheticHost,
+    synthetic_hosts,
+    write_host,
+)
 
 HEALTHY = next(host for host in synthetic_hosts() if host.name == "synthetic-intel-iommu-on")
 AMD = next(host for host in synthetic_hosts() if host.name == "synthetic-amd-iommu-on")
@@ -615,3 +621,28 @@ def test_every_blacklisted_vfio_module_is_named(tmp_path: Path) -> None:
         "remove the blacklist (/etc/modprobe.d/b.conf: blacklist vfio; /etc/modprobe.d/b.conf: blacklist "
         "vfio_pci) and load the module: modprobe vfio-pci",
     )
+
+
+@pytest.mark.parametrize(
+    ("dmesg", "verdict"),
+    [(["DMAR-IR: Enabled IRQ remapping in x2apic mode"], "PASS"), (["DMAR: IOMMU enabled"], "FAIL")],
+)
+def test_without_iommu_units_the_kernel_log_decides(dmesg: list[str], verdict: str, tmp_path: Path) -> None:
+    """No /sys/class/iommu (an older kernel): only the kernel log says whether remapping came up."""
+    write_host(replace(HEALTHY, name="t", dmesg=dmesg), tmp_path / "t")
+    shutil.rmtree(tmp_path / "t/sys/class/iommu")
+    result = run_check("interrupt_remapping", Host.from_snapshot(tmp_path / "t"))
+    _expect(result, verdict, "interrupt remapping is enabled" if verdict == "PASS" else "not supported")
+
+
+def test_interrupt_remapping_without_dma_translation(tmp_path: Path) -> None:
+    """intel_iommu=off leaves the DMAR units and their interrupt remapping, without IOMMU groups."""
+    result = _check(
+        tmp_path,
+        "interrupt_remapping",
+        groups=False,
+        cmdline="intel_iommu=off",
+        files={"/sys/class/iommu/dmar0/intel-iommu/ecap": ECAP_WITH_INTREMAP + "\n"},
+        dmesg=["DMAR-IR: Enabled IRQ remapping in x2apic mode"],
+    )
+    _expect(result, "PASS", "interrupt remapping is enabled")
