@@ -98,8 +98,15 @@ def test_entries_name_their_owner_and_stay_pending_until_done(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("this is not json\n", "line 1 is not a journal record"),
-        ('{"id": "x", "kind": "detach"}\n', "line 1: a journal record without a valid 'owner' field"),
+        (
+            "this is not json\n",
+            r"line 1 is not a journal record \(expected a JSON object\); is this the harness's journal\?",
+        ),
+        (
+            '{"id": "x", "kind": "detach"}\n',
+            "line 1: a journal record without a valid 'owner' field; nothing was undone: fix or move the file, "
+            "then run hostdev-harness restore",
+        ),
         ('{"id": "x", "kind": "k", "owner": 5, "change": {}, "at": 1}\n', "line 1: a journal record"),
     ],
 )
@@ -310,7 +317,7 @@ def test_the_journal_is_one_json_record_per_line(tmp_path: Path) -> None:
     assert repr(journal) == f"ChangeJournal({str(journal.path)!r})"
 
 
-@pytest.mark.parametrize("torn", ["{", '{"id": "x", "ki'])
+@pytest.mark.parametrize("torn", ["{", '{"id": "x", "ki', '  {"id": "x"'])
 def test_a_record_after_a_torn_line_starts_a_line_of_its_own(tmp_path: Path, torn: str) -> None:
     """A crash may leave any prefix of a record, down to its first byte."""
     journal = ChangeJournal(tmp_path / "journal.jsonl")
@@ -361,3 +368,17 @@ def test_process_start_is_read_after_the_command_name_whatever_it_holds() -> Non
     finally:
         release.set()
         child.join()
+
+
+def test_blank_lines_and_repeated_done_lines_are_harmless(tmp_path: Path) -> None:
+    journal = ChangeJournal(tmp_path / "journal.jsonl")
+    owner = Owner.this_process()
+    first = journal.record("test_file_value", {"path": "a", "before": "0", "value": "1"}, owner)
+    with journal.path.open("a") as stream:
+        stream.write("\n  \n")  # a hand edit
+    second = journal.record("test_file_value", {"path": "b", "before": "0", "value": "1"}, owner)
+    journal.complete(first)
+    journal.complete(first)  # undone twice (recovery and the run's own undo)
+    assert [e.id for e in journal.pending()] == [second]
+    # Every process locks the same file beside the journal.
+    assert journal.lock_path == tmp_path / "journal.jsonl.lock" and journal.lock_path.exists()
