@@ -646,3 +646,28 @@ def test_interrupt_remapping_without_dma_translation(tmp_path: Path) -> None:
         dmesg=["DMAR-IR: Enabled IRQ remapping in x2apic mode"],
     )
     _expect(result, "PASS", "interrupt remapping is enabled")
+
+
+def test_iommu_units_of_another_kind_pass_without_dmar_or_ivrs(tmp_path: Path) -> None:
+    """A virtio-iommu (QEMU -device virtio-iommu-pci) registers a unit but no DMAR or IVRS table."""
+    result = _check(
+        tmp_path,
+        "iommu_firmware",
+        vendor="none",
+        groups=False,
+        files={"/sys/class/iommu/0000:00:03.0/uevent": ""},
+    )
+    assert result.name == "iommu_firmware", result.name
+    assert result.explain() == (
+        "Checking for an IOMMU in firmware (ACPI DMAR / IVRS): PASS - IOMMU units registered by the kernel "
+        "(unknown)\n"
+        "  evidence: /sys/firmware/acpi/tables: APIC, DSDT, FACP, MCFG\n"
+        "  evidence: /sys/class/iommu: 0000:00:03.0 (other)"
+    ), result.explain()
+
+
+def test_cpu_flags_evidence_names_each_virtualization_flag(tmp_path: Path) -> None:
+    result = _check(tmp_path, "hardware_virtualization", flags="fpu vmx svm hypervisor")
+    assert result.evidence[0] == "/proc/cpuinfo flags: vmx, svm; hypervisor (a virtual machine)", (
+        result.explain()
+    )
