@@ -6,12 +6,15 @@ kinds are proved in the nested lab (tests/nested/test_kill_points.py, test_suite
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +22,7 @@ from harness.changes import Change, ChangeContext, ChangeError, HostChanges, dec
 from harness.errors import HarnessInputError
 from harness.host.pci import PciDevice
 from harness.host.root import HostRoot
-from harness.journal import ChangeJournal, JournalError, Owner
+from harness.journal import ChangeJournal, JournalError, Owner, _process_start
 from harness.leases import GroupLeases, LeaseBusyError, overlapping_holders, read_audit
 
 FORK = multiprocessing.get_context("fork")
@@ -95,8 +98,15 @@ def test_entries_name_their_owner_and_stay_pending_until_done(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("this is not json\n", "line 1 is not a journal record"),
-        ('{"id": "x", "kind": "detach"}\n', "line 1: a journal record without a valid 'owner' field"),
+        (
+            "this is not json\n",
+            r"line 1 is not a journal record \(expected a JSON object\); is this the harness's journal\?",
+        ),
+        (
+            '{"id": "x", "kind": "detach"}\n',
+            "line 1: a journal record without a valid 'owner' field; nothing was undone: fix or move the file, "
+            "then run hostdev-harness restore",
+        ),
         ('{"id": "x", "kind": "k", "owner": 5, "change": {}, "at": 1}\n', "line 1: a journal record"),
     ],
 )
@@ -284,3 +294,91 @@ def test_a_busy_group_names_its_holder(tmp_path: Path) -> None:
         pass
     with holder.hold([_device(None, "0000:02:00.0")]) as keys:
         assert keys == ["device-0000:02:00.0"]  # no IOMMU: the device alone
+
+
+# The journal file and its owners as another process (or a person with `cat`) reads them.
+
+
+def test_the_journal_is_one_json_record_per_line(tmp_path: Path) -> None:
+    journal = ChangeJournal(tmp_path / "journal.jsonl")
+    owner = Owner.this_process("run1")
+    first = journal.record("test_file_value", {"path": "a", "before": "0", "value": "1"}, owner)
+    journal.record("test_file_value", {"path": "b", "before": "0", "value": "1"}, owner)
+    journal.complete(first)
+    lines = journal.path.read_text().split("\n")
+    assert lines[-1] == "" and all(lines[:-1]), f"blank or missing lines in the journal: {lines}"
+    records = [json.loads(line) for line in lines[:-1]]
+    assert [sorted(record) for record in records] == [
+        ["at", "change", "id", "kind", "owner"],
+        ["at", "change", "id", "kind", "owner"],
+        ["done", "id"],
+    ]
+    assert records[2] == {"id": first, "done": True}
+    assert repr(journal) == f"ChangeJournal({str(journal.path)!r})"
+
+
+@pytest.mark.parametrize("torn", ["{", '{"id": "x", "ki', '  {"id": "x"'])
+def test_a_record_after_a_torn_line_starts_a_line_of_its_own(tmp_path: Path, torn: str) -> None:
+    """A crash may leave any prefix of a record, down to its first byte."""
+    journal = ChangeJournal(tmp_path / "journal.jsonl")
+    journal.path.write_text(torn)
+    entry = journal.record(
+        "test_file_value", {"path": "a", "before": "0", "value": "1"}, Owner.this_process()
+    )
+    assert [e.id for e in journal.pending()] == [entry]
+    assert journal.path.read_text().split("\n")[0] == torn
+
+
+def test_a_journal_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    (tmp_path / "journal.jsonl").mkdir()
+    with pytest.raises(JournalError, match=r"cannot write the journal .*journal.jsonl: Is a directory"):
+        ChangeJournal(tmp_path / "journal.jsonl").record("test_file_value", {}, Owner.this_process())
+
+
+def test_an_owner_names_this_process_and_when_it_started() -> None:
+    me = Owner.this_process()
+    assert re.fullmatch(r"[0-9a-f]{12}", me.run_id), me.run_id
+    assert str(Owner.this_process("r1")) == f"run r1 worker main pid {os.getpid()}"
+    assert me.started is not None and me.started == Owner.this_process().started
+    record = {"run_id": "r", "worker": "gw0", "pid": 7, "boot_id": "b"}
+    assert Owner.from_record(record).started is None  # written by a harness that did not record it
+    assert Owner.from_record({**record, "started": "12"}).started == 12
+
+
+def _wait_with_comm(comm: str, ready: Any, release: Any) -> None:
+    Path("/proc/self/comm").write_text(comm)
+    ready.set()
+    release.wait(30)
+
+
+def test_process_start_is_read_after_the_command_name_whatever_it_holds() -> None:
+    """/proc/PID/stat field 22 (start time in clock ticks); the command name may hold ') ' itself."""
+    ready, release = FORK.Event(), FORK.Event()
+    child = FORK.Process(target=_wait_with_comm, args=("a) b) c", ready, release))
+    child.start()
+    try:
+        assert ready.wait(30)
+        assert child.pid is not None
+        assert "a) b) c" in Path(f"/proc/{child.pid}/stat").read_text()
+        started = _process_start(child.pid)
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        assert started is not None, "no start time"
+        # The child started in the last minute: its start time is the uptime then, in clock ticks.
+        assert 0 <= uptime - started / os.sysconf("SC_CLK_TCK") < 60, (started, uptime)
+    finally:
+        release.set()
+        child.join()
+
+
+def test_blank_lines_and_repeated_done_lines_are_harmless(tmp_path: Path) -> None:
+    journal = ChangeJournal(tmp_path / "journal.jsonl")
+    owner = Owner.this_process()
+    first = journal.record("test_file_value", {"path": "a", "before": "0", "value": "1"}, owner)
+    with journal.path.open("a") as stream:
+        stream.write("\n  \n")  # a hand edit
+    second = journal.record("test_file_value", {"path": "b", "before": "0", "value": "1"}, owner)
+    journal.complete(first)
+    journal.complete(first)  # undone twice (recovery and the run's own undo)
+    assert [e.id for e in journal.pending()] == [second]
+    # Every process locks the same file beside the journal.
+    assert journal.lock_path == tmp_path / "journal.jsonl.lock" and journal.lock_path.exists()

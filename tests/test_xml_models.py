@@ -34,7 +34,7 @@ from harness.xml import (
     bdf_to_nodedev_name,
     nodedev_name_to_bdf,
 )
-from harness.xml.corpus import parse_any
+from harness.xml.corpus import document_kind, parse_any, wrap_devices
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "xml"
 
@@ -284,3 +284,32 @@ def test_make_test_runs_the_shipped_xml_suites() -> None:
     for target in ("test:", "test-fast:"):
         recipe = makefile.split(f"\n{target}", 1)[1].split("\n\n", 1)[0]
         assert "$(XML_SUITES)" in recipe, f"make {target[:-1]} does not run the XML suites: {recipe}"
+
+
+def test_each_document_goes_to_its_own_schema_and_define_call() -> None:
+    assert document_kind(parse_any("<network><name>n</name></network>")) == "network"
+    assert document_kind(parse_any(_read("valid/nodedev-pci_0000_00_14_0.xml"))) == "nodedev"
+    assert document_kind(wrap_devices("g")) == "domain"
+
+
+def test_a_document_no_model_reads_is_named_with_its_line() -> None:
+    with pytest.raises(XmlModelError) as caught:
+        parse_any("\n<pool type='dir'>\n  <name>p</name>\n</pool>")
+    assert str(caught.value) == "line 2: <pool>: not a document the harness models"
+    assert caught.value.args == ("not a document the harness models",)
+
+
+def test_malformed_xml_without_an_element_in_the_message_names_the_line() -> None:
+    with pytest.raises(MalformedXmlError) as caught:
+        parse_any("<domain>\n&bogus;</domain>")
+    assert str(caught.value) == "line 2: <?>: malformed XML: Entity 'bogus' not defined"
+    assert (caught.value.element, caught.value.line) == ("?", 2)
+
+
+def test_wrapped_devices_are_the_domains_devices() -> None:
+    device = parse_any(
+        "<hostdev mode='subsystem' type='pci'><source>"
+        "<address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev>"
+    )
+    assert not isinstance(device, Domain | Network | NodeDevice)
+    assert wrap_devices("g", device).devices == (device,)

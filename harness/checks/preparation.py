@@ -184,19 +184,51 @@ def iommu_kernel(host: Host, plan: CheckPlan) -> CheckResult:
     )
 
 
+def _kernel_true(value: str | None) -> bool:
+    """How the kernel reads a bool parameter (param_set_bool, kstrtobool): y, Y, 1 or on in any case, and
+    a bare name without a value; None (not given) is false."""
+    if value is None:
+        return False
+    return value == "" or value[:1] in ("y", "Y", "1") or value.lower().startswith("on")
+
+
 def _unsafe_interrupts_sources(host: Host) -> list[str]:
     kernel = host.kernel
     sources = []
     value = kernel.module_parameter("vfio_iommu_type1", "allow_unsafe_interrupts")
-    if value in ("Y", "1"):
+    if value in ("Y", "1"):  # sysfs shows a bool parameter as Y or N
         sources.append(f"/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts = {value}")
     argument = kernel.cmdline.get("vfio_iommu_type1.allow_unsafe_interrupts")
-    if argument in ("1", "Y", "y", "on"):
-        sources.append(f"/proc/cmdline: vfio_iommu_type1.allow_unsafe_interrupts={argument}")
+    if _kernel_true(argument):
+        shown = f"={argument}" if argument else ""
+        sources.append(f"/proc/cmdline: vfio_iommu_type1.allow_unsafe_interrupts{shown}")
     for path, line in kernel.modprobe_options("vfio_iommu_type1"):
-        if "allow_unsafe_interrupts=1" in line.replace(" ", "") or "allow_unsafe_interrupts=Y" in line:
+        # modprobe hands each name=value to the same parser; the last one given wins.
+        given = [word.partition("=") for word in line.split()[2:]]
+        values = [value for name, _, value in given if name == "allow_unsafe_interrupts"]
+        if values and _kernel_true(values[-1]):
             sources.append(f"{path}: {line}")
     return sources
+
+
+def _intremap_off(arguments: list[str]) -> int | None:
+    """The index of the argument (intremap=, nointremap) that leaves interrupt remapping off, else None.
+
+    Read as drivers/iommu/irq_remapping.c reads them: in order, nointremap turns it off, and each
+    intremap='s comma-separated options are matched by prefix, the last "on" or "off" winning
+    (intremap=nosid,off is off; intremap=off intremap=nosid stays off).
+    """
+    deciding, off = None, False
+    for index, argument in enumerate(arguments):
+        key, _, value = argument.partition("=")
+        if argument == "nointremap":
+            deciding, off = index, True
+        if key != "intremap":
+            continue
+        for option in value.split(","):
+            if option.startswith(("on", "off")):
+                deciding, off = index, option.startswith("off")
+    return deciding if off else None
 
 
 def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
@@ -215,7 +247,9 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
     evidence += [f"kernel log: {line}" for line in log[:3]]
     unsafe = _unsafe_interrupts_sources(host)
     evidence += [f"unsafe interrupts allowed by {source}" for source in unsafe]
-    disabled_by_cmdline = kernel.cmdline.get("intremap") == "off"
+    arguments = kernel.cmdline_text.partition(" -- ")[0].split()  # after " -- " the arguments are init's
+    switched_off = _intremap_off(arguments)
+    disabled_by_cmdline = switched_off is not None
     enabled_in_log = any(
         ("Enabled IRQ remapping" in entry or "Interrupt remapping enabled" in entry) for entry in log
     )
@@ -256,7 +290,8 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
         return CheckResult(
             "interrupt_remapping", title, Verdict.PASS, "interrupt remapping is enabled", evidence
         )
-    why = "disabled by intremap=off" if disabled_by_cmdline else "not supported by the IOMMU or not enabled"
+    switch = arguments[switched_off] if switched_off is not None else ""
+    why = f"disabled by {switch}" if disabled_by_cmdline else "not supported by the IOMMU or not enabled"
     if unsafe:
         return CheckResult(
             "interrupt_remapping",
@@ -273,7 +308,7 @@ def interrupt_remapping(host: Host, plan: CheckPlan) -> CheckResult:
         f"interrupt remapping is {why}: vfio_iommu_type1 refuses to attach IOMMU groups (EPERM)",
         evidence,
         (
-            "remove intremap=off from the kernel command line"
+            f"remove {switch} from the kernel command line"
             if disabled_by_cmdline
             else "enable interrupt remapping (x2APIC) in the firmware setup; on QEMU use "
             + (
@@ -317,7 +352,7 @@ def vfio_ready(host: Host, plan: CheckPlan) -> CheckResult:
             "vfio_ready",
             title,
             Verdict.FAIL,
-            f"{names} is blacklisted: nothing can bind to vfio-pci",
+            f"{names} {'is' if len(blocked) == 1 else 'are'} blacklisted: nothing can bind to vfio-pci",
             evidence,
             f"remove the blacklist ({'; '.join(blocked.values())}) and load the module: modprobe vfio-pci",
         )
@@ -433,9 +468,9 @@ def next_boot(host: Host, plan: CheckPlan) -> CheckResult:
     for line in lines:
         state = line.iommu_state()
         off = [(key, word) for key, (value, word) in state.items() if value == "off"]
-        intremap = line.last("intremap")
-        if intremap is not None and intremap.text.partition("=")[2] == "off":
-            off.append(("intremap", intremap))
+        intremap = _intremap_off(line.arguments)
+        if intremap is not None:
+            off.append(("intremap", line.words[intremap]))
         if not off:
             continue
         key, word = off[0]
