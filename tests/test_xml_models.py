@@ -35,6 +35,7 @@ from harness.xml import (
     nodedev_name_to_bdf,
 )
 from harness.xml.corpus import document_kind, parse_any, wrap_devices
+from harness.xml.guest import KernelBoot, PciController, SerialLog
 
 CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "xml"
 
@@ -313,3 +314,107 @@ def test_wrapped_devices_are_the_domains_devices() -> None:
     )
     assert not isinstance(device, Domain | Network | NodeDevice)
     assert wrap_devices("g", device).devices == (device,)
+
+
+# --- what a person reads when a model refuses a value -------------------------------------------------
+
+_GROUP_MEMBER = PciAddress(0, 1, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        pytest.param(
+            lambda: PciId("0x12"),
+            "<product> id='0x12': id must be 0x followed by four lowercase hex digits",
+            id="product id",
+        ),
+        pytest.param(
+            lambda: IommuGroup(-1, (_GROUP_MEMBER,)),
+            "<iommuGroup> number=-1: must be 0 or more",
+            id="group number",
+        ),
+        pytest.param(
+            lambda: IommuGroup(3, ()),
+            "<iommuGroup> <address>: a group has at least one member",
+            id="group empty",
+        ),
+        pytest.param(
+            lambda: PciCapability(_GROUP_MEMBER, PciId("0x10c9"), PciId("0x8086"), pci_class="0x02"),
+            "<class> value '0x02': must be 0x and six hex digits",
+            id="class",
+        ),
+        pytest.param(
+            lambda: NodeDevice(
+                name="", capability=PciCapability(_GROUP_MEMBER, PciId("0x10c9"), PciId("0x8086"))
+            ),
+            "<name> value '': empty device name",
+            id="nodedev name",
+        ),
+        pytest.param(
+            lambda: PciAddress.from_nodedev_name("pci_1"),
+            "<name> value 'pci_1': not a libvirt PCI nodedev name like pci_0000_01_00_0",
+            id="nodedev name bad",
+        ),
+        pytest.param(
+            lambda: KernelBoot("vmlinuz"), "<kernel> value 'vmlinuz': must be an absolute path", id="kernel"
+        ),
+        pytest.param(
+            lambda: SerialLog("console.log"),
+            "<serial> path='console.log': must be an absolute path",
+            id="serial",
+        ),
+        pytest.param(
+            lambda: PciController(1, "pci-root-x"),
+            "<controller> model='pci-root-x': expected one of pci-root, pcie-root, pci-bridge, pcie-root-port, pcie-to-pci-bridge, dmi-to-pci-bridge, pcie-switch-upstream-port, pcie-switch-downstream-port, pci-expander-bus, pcie-expander-bus",
+            id="controller",
+        ),
+        pytest.param(lambda: Forward("hostdev", pf=""), "<pf> dev='': empty device name", id="pf"),
+        pytest.param(lambda: Network(name="n", uuid="nope"), "<uuid> value 'nope': not a UUID", id="uuid"),
+        pytest.param(
+            lambda: Network.parse("<network>\n<forward mode='hostdev'/></network>"),
+            "line 1: <network>: missing <name>",
+            id="net noname",
+        ),
+        pytest.param(
+            lambda: Network.parse(
+                "<network><name>n</name><forward mode='hostdev'/>\n<bridge name='br0'/></network>"
+            ),
+            "line 2: <bridge> name='br0': bridge name not allowed in hostdev mode",
+            id="net bridge",
+        ),
+        pytest.param(
+            lambda: Network.parse(
+                "<network><name>n</name><forward mode='hostdev'>\n<address domain='0' bus='1' slot='0' function='1'/></forward></network>"
+            ),
+            "line 2: <address> type: missing address type: a VF in <forward> needs type='pci'",
+            id="fwd addr type",
+        ),
+        pytest.param(
+            lambda: Network.parse(
+                "<network><name>n</name>\n<forward mode='hostdev' dev='eth0'><pf dev='eth0'/></forward></network>"
+            ),
+            "line 2: <forward> dev='eth0': the 'dev' attribute cannot be used when <address> or <pf> sub-elements are present",
+            id="fwd dev",
+        ),
+        pytest.param(
+            lambda: NodeDevice.parse(
+                "<device><name>pci_0000_01_00_0</name>\n<capability type='pci'><domain>0</domain></capability></device>"
+            ),
+            "line 2: <capability> <bus>: missing",
+            id="cap missing bus",
+        ),
+        pytest.param(
+            lambda: NodeDevice.parse(
+                "<device><name>pci_0000_01_00_0</name>\n<capability type='pci'><domain>0</domain><bus>1</bus><slot>0</slot><function>0</function><vendor id='0x8086'/></capability></device>"
+            ),
+            "line 2: <capability> <product>: missing",
+            id="cap missing product",
+        ),
+    ],
+)
+def test_model_errors_name_element_attribute_value_and_line(build: Any, message: str) -> None:
+    """The whole message is pinned: the element, the attribute or value at fault, the line, the problem."""
+    with pytest.raises(XmlModelError) as caught:
+        build()
+    assert str(caught.value) == message
