@@ -418,3 +418,42 @@ def test_model_errors_name_element_attribute_value_and_line(build: Any, message:
     with pytest.raises(XmlModelError) as caught:
         build()
     assert str(caught.value) == message
+
+
+_HOSTDEV = "<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0' bus='{bus}' slot='0' function='0'/></source>{extra}</hostdev>"
+
+
+def _domain_with(devices: list[str], os_extra: str = "") -> str:
+    return (
+        f"<domain type='qemu'><name>g</name><memory>131072</memory><os><type>hvm</type>{os_extra}</os>\n<devices>\n"
+        + "\n".join(devices)
+        + "\n</devices></domain>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("xml", "message"),
+    [
+        pytest.param(
+            _domain_with([_HOSTDEV.format(bus=1, extra="<boot order='1'/>")], "<boot dev='hd'/>"),
+            "line 3: <boot> order='1': per-device boot elements cannot be used together with os/boot elements",
+            id="device-boot-and-os-boot",
+        ),
+        pytest.param(
+            # An alias libvirt ignores comes first: the check goes on past it to the repeated user alias.
+            _domain_with(
+                [
+                    _HOSTDEV.format(bus=1, extra="<alias name='hostdev0'/>"),
+                    _HOSTDEV.format(bus=2, extra="<alias name='ua-nic'/>"),
+                    _HOSTDEV.format(bus=3, extra="<alias name='ua-nic'/>"),
+                ]
+            ),
+            "line 5: <alias> name='ua-nic': non unique alias detected: ua-nic",
+            id="user-alias-twice",
+        ),
+    ],
+)
+def test_domain_refusals_libvirt_makes_name_the_line(xml: str, message: str) -> None:
+    with pytest.raises(XmlModelError) as caught:
+        Domain.parse(xml)
+    assert str(caught.value) == message

@@ -38,7 +38,6 @@ __all__ = [
     "reject_children",
     "required_attr",
     "set_attr",
-    "set_yes_no",
     "text_child",
     "to_xml_string",
     "unknown_content",
@@ -347,11 +346,6 @@ def set_attr(element: Element, name: str, value: object) -> None:
 
 def yes_no(value: bool | None) -> str | None:
     return None if value is None else "yes" if value else "no"
-
-
-def set_yes_no(element: Element, name: str, value: bool | None) -> None:
-    if value is not None:
-        element.set(name, "yes" if value else "no")
 
 
 def reject_children(element: Element, forbidden: dict[str, str]) -> None:
