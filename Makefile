@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils udev kmod cpio busybox-static pciutils pci.ids iproute2 python3-venv gcc \
 	virtinst mmdebstrap
-# Only for the project's own tests: the HTML report is rendered by headless Chromium in tests/test_reports.py.
-TEST_DEB_PACKAGES := chromium
+# Only for the project's own tests: the HTML report is rendered by headless Chromium in tests/test_reports.py;
+# the fleet test drives tmt over SSH (ssh, ssh-keygen) and tmt copies its tree with rsync.
+TEST_DEB_PACKAGES := chromium openssh-client rsync
 PYTEST_ARGS ?=
 
 .PHONY: deps test-deps venv demo validate test test-fast lint snapshot mutation clean
