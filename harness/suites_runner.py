@@ -59,7 +59,7 @@ def suite_paths(names: Sequence[str]) -> list[Path]:
     unknown = [name for name in names if name not in known]
     if unknown:
         raise HarnessInputError(
-            f"no shipped suite named {', '.join(unknown)}; the suites are {', '.join(known)}"
+            f"no shipped suite named {', '.join(map(repr, unknown))}; the suites are {', '.join(known)}"
         )
     return [folder / f"test_{name}.py" for name in names]
 

@@ -330,3 +330,10 @@ def test_a_valid_snapshot_still_runs(capsys: pytest.CaptureFixture[str]) -> None
     assert code == 0
     manifest = json.loads((SNAPSHOT / ".harness/manifest.json").read_text())
     assert manifest["format"] == "hostdev-harness-snapshot"
+
+
+@pytest.mark.parametrize("name", ["nosuch", ""])
+def test_validate_names_an_unknown_suite_and_lists_the_suites(name: str) -> None:
+    result = run("hostdev-harness", "validate", "--suite", name)
+    assert result.returncode == 2, result
+    assert_one_clear_line(result.stderr, "hostdev-harness", f"no shipped suite named {name!r}", "preparation")

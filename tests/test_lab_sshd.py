@@ -103,7 +103,7 @@ def test_validate_runs_named_suites_and_refuses_unknown_ones(tmp_path: Path) -> 
     bad = subprocess.run(
         [BIN / "hostdev-harness", "validate", "--suite", "nope"], capture_output=True, text=True
     )
-    assert bad.returncode == EXIT_USAGE and "no shipped suite named nope" in bad.stderr, bad.stderr
+    assert bad.returncode == EXIT_USAGE and "no shipped suite named 'nope'" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr and "preparation" in bad.stderr
     snapshot = Path(__file__).resolve().parents[1] / "fixtures" / "hosts" / "synthetic-intel-iommu-on"
     collected = subprocess.run(
