@@ -18,9 +18,8 @@ from harness.errors import HarnessError, HarnessInputError
 from harness.guard import DeviceGuard
 from harness.host.backends import read_manifest
 from harness.host.host import Host, open_host
-from harness.host.pci import normalize_bdf
+from harness.host.pci import PciDevice, enumerate_pci, normalize_bdf
 from harness.host.root import HostRoot
-from harness.hypothesis_profiles import register_profiles
 from harness.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
 from harness.lab.guest_image import GUEST_IMAGE_ENV
 from harness.leases import DEFAULT_LEASE_DIR, GroupLeases
@@ -41,13 +40,12 @@ from harness.xml.domain import DomainType
 # One concern per module: how much of a test × device matrix runs is harness.matrix.
 pytest_plugins = ["harness.matrix"]
 
-register_profiles()
-
 ALLOW_ENV = "HARNESS_ALLOW"
 GUEST_TYPE_ENV = "HARNESS_GUEST_TYPE"
 reporter_key = pytest.StashKey[HarnessReporter]()
 owner_key = pytest.StashKey[Owner]()
 allowlist_key = pytest.StashKey[list[str]]()
+collected_pci_key = pytest.StashKey[dict[str, PciDevice]]()
 
 
 class HarnessWarning(UserWarning):
@@ -100,7 +98,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("harness_guest_memory_mib", "guest memory planned, in MiB (sizes memlock)", default="1024")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # Before hypothesis's own plugin loads the chosen profile. Only then: importing hypothesis takes
+    # seconds (ten in a lab's TCG), and only the XML suites use it.
+    if config.getoption("--hypothesis-profile", None):
+        from harness.hypothesis_profiles import register_profiles
+
+        register_profiles()
     config.addinivalue_line(
         "markers", "harness_destructive: changes device bindings (needs allowlisted devices)"
     )
@@ -203,6 +208,16 @@ def _allow_option(config: pytest.Config) -> list[str]:
 def allowlist(config: pytest.Config) -> list[str]:
     """The allowlisted devices as canonical BDFs (``01:00.0`` and ``pci_0000_01_00_0`` are parsed once)."""
     return config.stash.get(allowlist_key, [])
+
+
+def collected_devices(config: pytest.Config) -> dict[str, PciDevice]:
+    """The host's PCI devices by address, read once per run: what the suites parametrize and choose by
+    (read in a lab's TCG, one enumeration takes over a second). A test reads the live state through
+    ``harness_host``; VFs made during the run are not in here. Raises OSError as enumerate_pci does."""
+    if collected_pci_key not in config.stash:
+        root = HostRoot(config.getoption("harness_snapshot") or "/")
+        config.stash[collected_pci_key] = {d.address: d for d in enumerate_pci(root)}
+    return config.stash[collected_pci_key]
 
 
 def parametrize_allowlist(metafunc: pytest.Metafunc, argname: str) -> None:

@@ -23,8 +23,7 @@ from harness.changes import HostChanges
 from harness.devices import VFIO_DRIVER, DriverDetach, current_driver, vfio_group_node
 from harness.guard import DeviceGuard
 from harness.host.events import PciEventWatcher
-from harness.host.pci import PciDevice, enumerate_pci
-from harness.host.root import HostRoot
+from harness.host.pci import PciDevice
 from harness.host.vfio import prove_vfio
 from harness.leases import GroupLeases
 from harness.libvirt.facts import read_node_device
@@ -34,7 +33,7 @@ from harness.libvirt.guests import (
     TransientGuest,
     VirtInstalledGuest,
 )
-from harness.plugin import allowlist
+from harness.plugin import allowlist, collected_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType
 from harness.xml.hostdev import PciHostdev
@@ -57,9 +56,8 @@ pytestmark = [pytest.mark.harness_destructive, pytest.mark.harness_matrix("addre
 def _shared_groups(config: pytest.Config) -> tuple[list[str], list[list[str]]]:
     """Allowlisted devices that can go alone, and groups of several endpoints that are all allowlisted."""
     allowed = allowlist(config)
-    snapshot = config.getoption("harness_snapshot")
     try:
-        devices = {d.address: d for d in enumerate_pci(HostRoot(snapshot or "/"))}
+        devices = collected_devices(config)
     except OSError:
         return allowed, []
     alone, groups = [], {}

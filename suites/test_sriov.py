@@ -19,11 +19,10 @@ from harness.changes import HostChanges
 from harness.devices import VfAutoprobe, VfCount, current_driver
 from harness.guard import DeviceGuard
 from harness.host.host import Host
-from harness.host.pci import PciDevice, enumerate_pci, nodedev_name
-from harness.host.root import HostRoot
+from harness.host.pci import PciDevice, nodedev_name
 from harness.leases import GroupLeases
 from harness.netdevs import netdev_names
-from harness.plugin import allowlist
+from harness.plugin import allowlist, collected_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import DomainType
 from harness.xml.nodedev import NodeDevice
@@ -37,9 +36,12 @@ LIBVIRT_SEES_VFS_WITHIN = 30.0  # libvirt learns of new VFs through udev
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "pf_address" not in metafunc.fixturenames:
         return
-    root = HostRoot(metafunc.config.getoption("harness_snapshot") or "/")
     allowed = set(allowlist(metafunc.config))
-    pfs = [d.address for d in enumerate_pci(root) if d.address in allowed and d.is_sriov_pf]
+    pfs = [
+        d.address
+        for d in collected_devices(metafunc.config).values()
+        if d.address in allowed and d.is_sriov_pf
+    ]
     reason = "no allowlisted SR-IOV PF (--harness-allow a device with sriov_totalvfs > 0)"
     metafunc.parametrize("pf_address", pfs or [pytest.param(None, marks=pytest.mark.skip(reason=reason))])
 

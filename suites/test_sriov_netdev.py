@@ -30,7 +30,7 @@ from harness.changes import ChangeContext, HostChanges
 from harness.devices import VFIO_DRIVER, VfAutoprobe, VfCount, current_driver
 from harness.guard import DeviceGuard
 from harness.host.pci import PciDevice
-from harness.lab.lab import LAB_SKIPPED_ENV
+from harness.lab.paths import LAB_SKIPPED_ENV
 from harness.leases import GroupLeases
 from harness.libvirt.connection import open_connection
 from harness.libvirt.guests import (

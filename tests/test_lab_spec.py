@@ -22,7 +22,8 @@ from harness.lab.l1_qemu import (
     ensure_newer_qemu,
     qemu_version,
 )
-from harness.lab.lab import LAB_QEMU_ENV, LAB_SKIPPED_ENV, Lab, discover_devices
+from harness.lab.lab import Lab, discover_devices
+from harness.lab.paths import LAB_QEMU_ENV, LAB_SKIPPED_ENV
 from harness.lab.qemu import (
     TCG_CPU_MODEL,
     Ports,

@@ -13,9 +13,36 @@ Python API (see README.md beside this file)::
 
 from __future__ import annotations
 
-from harness.lab.lab import Lab, LabError, booted_lab, list_labs, start_lab, stop_lab
-from harness.lab.qemu import LabDevice
-from harness.lab.spec import LabSpec, SpecError, load_spec
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.lab.lab import Lab, LabError, booted_lab, list_labs, start_lab, stop_lab
+    from harness.lab.qemu import LabDevice
+    from harness.lab.spec import LabSpec, SpecError, load_spec
+
+# Imported on first use: the plugin (in L1 too, under TCG) needs only harness.lab.guest_image, and the
+# whole lab costs it seconds there.
+_EXPORTED_FROM = {
+    "Lab": "harness.lab.lab",
+    "LabError": "harness.lab.lab",
+    "booted_lab": "harness.lab.lab",
+    "list_labs": "harness.lab.lab",
+    "start_lab": "harness.lab.lab",
+    "stop_lab": "harness.lab.lab",
+    "LabDevice": "harness.lab.qemu",
+    "LabSpec": "harness.lab.spec",
+    "SpecError": "harness.lab.spec",
+    "load_spec": "harness.lab.spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTED_FROM.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness.lab' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "Lab",

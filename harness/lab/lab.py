@@ -33,7 +33,7 @@ from harness.lab.guest_image import GUEST_IMAGE_ENV, ensure_guest_image
 from harness.lab.guest_init import GUEST_QEMU_CACHE, write_guest_files
 from harness.lab.kernel import BOOT_FAILED_MARKER, ensure_initramfs, ensure_kernel
 from harness.lab.l1_qemu import choose_l1_qemu
-from harness.lab.paths import cache_dir, reports_dir, state_root
+from harness.lab.paths import LAB_QEMU_ENV, LAB_SKIPPED_ENV, cache_dir, reports_dir, state_root
 from harness.lab.qemu import LabDevice, Ports, RuntimePaths, build_machine, wanted_models
 from harness.lab.spec import LabSpec, load_spec
 from harness.lab.sshd import SshAccess, ensure_sshd, read_banner, write_ssh_files
@@ -42,9 +42,6 @@ from harness.progress import Progress
 BOOT_TIMEOUT_ENV = "HOSTDEV_LAB_BOOT_TIMEOUT"
 DEFAULT_BOOT_TIMEOUT = 180.0
 PR_SET_PDEATHSIG = 1
-# Set in L1 for suites and reports: which QEMU runs L1 and why, and which planned devices are missing and why.
-LAB_QEMU_ENV = "HOSTDEV_LAB_QEMU"
-LAB_SKIPPED_ENV = "HOSTDEV_LAB_SKIPPED"
 Log = Callable[[str], None]
 
 

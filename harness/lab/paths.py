@@ -19,6 +19,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CACHE_ENV = "HOSTDEV_LAB_CACHE"
 STATE_ENV = "HOSTDEV_LAB_STATE"
 REPORTS_ENV = "HOSTDEV_LAB_REPORTS"
+# Set in L1 for suites and reports: which QEMU runs L1 and why, and which planned devices are missing and why.
+LAB_QEMU_ENV = "HOSTDEV_LAB_QEMU"
+LAB_SKIPPED_ENV = "HOSTDEV_LAB_SKIPPED"
 
 
 def running_from_checkout() -> bool:

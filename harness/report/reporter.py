@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from _pytest.junitxml import xml_key
 
-from harness.lab.lab import LAB_QEMU_ENV, LAB_SKIPPED_ENV
+from harness.lab.paths import LAB_QEMU_ENV, LAB_SKIPPED_ENV
 from harness.report.html import render_html
 from harness.report.junit import JENKINS_JUNIT, mark_warnings, write_jenkins_junit
 from harness.report.properties import CHECK, DEVICE, HOST_PREFIX, as_dict

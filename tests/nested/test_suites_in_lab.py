@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from harness.lab.lab import LAB_SKIPPED_ENV, Lab
+from harness.lab.lab import Lab
+from harness.lab.paths import LAB_SKIPPED_ENV
 from tests.nested.conftest import REPO, VENV_BIN, checked_exec
 
 pytestmark = pytest.mark.nested
