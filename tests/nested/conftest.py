@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 LABS = REPO / "fixtures" / "labs"
 VENV_BIN = Path(sys.executable).parent
 HOSTDEV_LAB = str(VENV_BIN / "hostdev-lab")
+# pytest in L1 for the suites that need no hypothesis: its plugin would import hypothesis for the summary
+# (13 s under TCG), and no cache written into the shared checkout.
+L1_PYTEST = f"{VENV_BIN}/pytest -p no:cacheprovider -p no:hypothesispytest"
 # The functional VFIO proof (harness.host.vfio) on one device in L1, as one JSON line: .format(bdf=...).
 PROVE = (
     f'cd {REPO} && {VENV_BIN}/python -c "import json, os; from harness.host.vfio import prove_vfio; '

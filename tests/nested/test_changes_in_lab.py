@@ -12,7 +12,7 @@ from lxml import etree
 
 from harness.lab.lab import Lab
 from harness.leases import overlapping_holders, read_audit
-from tests.nested.conftest import REPO, VENV_BIN, checked_exec
+from tests.nested.conftest import L1_PYTEST, REPO, VENV_BIN, checked_exec
 
 pytestmark = pytest.mark.nested
 DRIVER = REPO / "tests" / "nested" / "kill_driver.py"
@@ -65,8 +65,8 @@ def test_two_workers_never_share_a_group_and_all_is_restored(default_lab: Lab) -
         run_dir = REPO / "reports" / f"contention-{uuid.uuid4().hex[:8]}"
         try:
             rc, output = default_lab.exec(
-                f"cd {REPO} && {VENV_BIN}/pytest {REPO}/suites/test_assignment.py {REPO}/suites/test_sriov.py "
-                f"-n 2 -k '{selection}' -p no:cacheprovider --harness-lease-dir {run_dir}/leases "
+                f"cd {REPO} && {L1_PYTEST} {REPO}/suites/test_assignment.py {REPO}/suites/test_sriov.py "
+                f"-n 2 -k '{selection}' --harness-lease-dir {run_dir}/leases "
                 f"--harness-report-dir {run_dir} --junitxml {run_dir}/junit.xml"
             )
             junit = etree.parse(str(run_dir / "junit.xml")).getroot()

@@ -11,7 +11,7 @@ import pytest
 from lxml import etree
 
 from harness.lab.lab import Lab
-from tests.nested.conftest import REPO, VENV_BIN
+from tests.nested.conftest import L1_PYTEST, REPO
 
 pytestmark = pytest.mark.nested
 
@@ -39,7 +39,7 @@ def test_hotplug_suite_passes_inside_the_default_lab(default_lab: Lab, record_pr
     started = time.monotonic()
     try:
         rc, output = default_lab.exec(
-            f"cd {REPO} && {VENV_BIN}/pytest {suites} -p no:cacheprovider --harness-report-dir {report_dir} "
+            f"cd {REPO} && {L1_PYTEST} {suites} --harness-report-dir {report_dir} "
             f"--junitxml {report_dir}/junit.xml",
             timeout=1500,
         )

@@ -12,7 +12,7 @@ from lxml import etree
 
 from harness.lab.lab import Lab
 from harness.lab.paths import LAB_SKIPPED_ENV
-from tests.nested.conftest import REPO, VENV_BIN, checked_exec
+from tests.nested.conftest import L1_PYTEST, REPO, VENV_BIN, checked_exec
 
 pytestmark = pytest.mark.nested
 # The SR-IOV NIC suite's tests: each must run (and pass) in the default lab, which has an igb.
@@ -89,7 +89,7 @@ def test_suites_pass_inside_the_default_lab(default_lab: Lab) -> None:
     )
     try:
         rc, output = default_lab.exec(
-            f"cd {REPO} && {VENV_BIN}/pytest {suites} -p no:cacheprovider --harness-report-dir {report_dir} "
+            f"cd {REPO} && {L1_PYTEST} {suites} --harness-report-dir {report_dir} "
             f"--junitxml {report_dir}/junit.xml"
         )
         junit = etree.parse(str(report_dir / "junit.xml")).getroot()
