@@ -36,6 +36,15 @@ def wait_for_driver(
     return found
 
 
+def require_driver(
+    root: HostRoot, address: str | PciAddress, expected: str | None, *, after: str, look: str
+) -> None:
+    """Wait for ``expected`` on ``address``; otherwise a ChangeError saying what was found and where to look."""
+    found = wait_for_driver(root, address, expected)
+    if found != expected:
+        raise ChangeError(f"{after}: expected driver {expected or 'none'}, found {found or 'none'} ({look})")
+
+
 def vfio_group_node(group: int | None) -> str | None:
     return None if group is None else f"/dev/vfio/{group}"
 
@@ -80,12 +89,13 @@ class DriverDetach(Change, kind="detach"):
             ) from None
 
     def verify(self, context: ChangeContext) -> None:
-        found = wait_for_driver(context.root, self.device, VFIO_DRIVER)
-        if found != VFIO_DRIVER:
-            raise ChangeError(
-                f"after nodedev-detach {self.device}: expected driver {VFIO_DRIVER}, found {found or 'none'} "
-                f"(look at /sys/bus/pci/devices/{self.device}/driver)"
-            )
+        require_driver(
+            context.root,
+            self.device,
+            VFIO_DRIVER,
+            after=f"after nodedev-detach {self.device}",
+            look=f"look at /sys/bus/pci/devices/{self.device}/driver",
+        )
         node = vfio_group_node(self.group)
         if node is not None and not context.root.exists(node):
             raise ChangeError(
@@ -103,12 +113,13 @@ class DriverDetach(Change, kind="detach"):
                 f"nodedev-reattach {self.device} failed: {exc.get_error_message()} "
                 f"(reproduce: virsh nodedev-reattach {self.device.nodedev_name})"
             ) from None
-        found = wait_for_driver(context.root, self.device, self.driver)
-        if found != self.driver:
-            raise ChangeError(
-                f"after nodedev-reattach {self.device}: expected driver {self.driver or 'none'}, "
-                f"found {found or 'none'} (reproduce: virsh nodedev-reattach {self.device.nodedev_name})"
-            )
+        require_driver(
+            context.root,
+            self.device,
+            self.driver,
+            after=f"after nodedev-reattach {self.device}",
+            look=f"reproduce: virsh nodedev-reattach {self.device.nodedev_name}",
+        )
         return f"reattached {self.device} to {self.driver or 'no driver'}"
 
 

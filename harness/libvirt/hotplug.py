@@ -32,7 +32,7 @@ import libvirt
 from lxml import etree
 
 from harness.changes import Change, ChangeContext, ChangeError, decode
-from harness.devices import VFIO_DRIVER, current_driver, wait_for_driver
+from harness.devices import VFIO_DRIVER, current_driver, require_driver, wait_for_driver
 from harness.errors import HarnessEnvironmentError
 from harness.host.kernel import read_kernel_log
 from harness.host.root import HostRoot
@@ -376,12 +376,13 @@ class HotpluggedDevice(Change, kind="hotplug"):
                 f"attach-device --config: {self.source} missing from the persistent XML "
                 f"(virsh dumpxml --inactive {self.guest})"
             )
-        found = wait_for_driver(context.root, self.source, VFIO_DRIVER)
-        if found != VFIO_DRIVER:
-            raise ChangeError(
-                f"{self.source} attached to {self.guest}: expected host driver {VFIO_DRIVER}, found "
-                f"{found or 'none'} (virsh nodedev-dumpxml {self.source.nodedev_name})"
-            )
+        require_driver(
+            context.root,
+            self.source,
+            VFIO_DRIVER,
+            after=f"{self.source} attached to {self.guest}",
+            look=f"virsh nodedev-dumpxml {self.source.nodedev_name}",
+        )
         console = self.guest_console()
         if (
             console is not None
@@ -451,12 +452,13 @@ class HotpluggedDevice(Change, kind="hotplug"):
         said = f"detached {self.source} from {self.guest} (DEVICE_REMOVED after {outcome.seconds:.1f}s)"
         if not self.managed:
             return said
-        found = wait_for_driver(context.root, self.source, self.driver)
-        if found != self.driver:
-            raise ChangeError(
-                f"{said}, but {self.source} is on {found or 'no driver'}, expected {self.driver or 'no driver'} "
-                f"(virsh nodedev-reattach {self.source.nodedev_name})"
-            )
+        require_driver(
+            context.root,
+            self.source,
+            self.driver,
+            after=f"{said}, but {self.source} is not back",
+            look=f"virsh nodedev-reattach {self.source.nodedev_name}",
+        )
         return f"{said}, back on {self.driver or 'no driver'}"
 
     def _driver_now(self, context: ChangeContext) -> str:
