@@ -108,8 +108,12 @@ class Change(ABC):
         for item in dataclasses.fields(cls):
             if item.name in record:
                 value = record[item.name]
-                values[item.name] = PciAddress.from_bdf(value) if hints[item.name] is PciAddress else value
+                address = value is not None and hints[item.name] in _ADDRESS_HINTS
+                values[item.name] = PciAddress.from_bdf(value) if address else value
         return cls(**values)
+
+
+_ADDRESS_HINTS = (PciAddress, PciAddress | None)
 
 
 def _encode(value: object) -> object:

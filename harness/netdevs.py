@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass
 
 from harness.changes import Change, ChangeContext, ChangeError
+from harness.host.critical import pci_ancestor
 from harness.host.root import HostRoot
 from harness.xml.address import PciAddress
 
@@ -24,6 +25,14 @@ NO_MAC = "00:00:00:00:00:00"  # what igb reports for a VF whose MAC the PF never
 def netdev_names(root: HostRoot, address: str | PciAddress) -> tuple[str, ...]:
     """The netdevs a PCI function's driver made (``/sys/bus/pci/devices/<bdf>/net/``); none without a driver."""
     return tuple(sorted(root.listdir(f"/sys/bus/pci/devices/{address}/net")))
+
+
+def netdev_function(root: HostRoot, netdev: str) -> PciAddress | None:
+    """The PCI function behind a network interface (``/sys/class/net/<netdev>``); None when there is no
+    such interface or it is not on PCI."""
+    path = f"/sys/class/net/{netdev}"
+    bdf = pci_ancestor(root.realpath(path)) if root.exists(path) else None
+    return PciAddress.from_bdf(bdf) if bdf else None
 
 
 def vf_index(root: HostRoot, pf: str | PciAddress, vf: str | PciAddress) -> int:

@@ -360,7 +360,7 @@ def test_pf_down_or_missing_is_refused(sriov_nic: SriovNic, log: StepLog) -> Non
         _refused(
             changes, TransientGuest.of(nic.guest(interface)), log, libvirt.VIR_ERR_INTERNAL_ERROR, not_online
         )
-        pool = DefinedNetwork.of(vf_pool(pf=nic.netdev))
+        pool = DefinedNetwork.of(changes.root, vf_pool(pf=nic.netdev))
         with changes.holding(pool):
             network = lookup_network(changes.connection, pool.name)
             assert network is not None
@@ -377,7 +377,7 @@ def test_pf_down_or_missing_is_refused(sriov_nic: SriovNic, log: StepLog) -> Non
                 f"refused guest; reproduce: virsh net-dumpxml {pool.name}; virsh net-port-list {pool.name}"
             )
     _assert_link(nic, vf, before, "after the refusals")
-    missing = DefinedNetwork.of(vf_pool(pf=MISSING_PF))
+    missing = DefinedNetwork.of(changes.root, vf_pool(pf=MISSING_PF))
     with pytest.raises(NetworkError) as refused, log.step("net_start_missing_pf", missing.reproduce()):
         changes.make(missing)
     message = f"No usable Vf's present on SRIOV PF {MISSING_PF}"
@@ -401,7 +401,7 @@ def test_pf_pool_gives_each_guest_its_own_vf(sriov_nic: SriovNic, log: StepLog) 
     own; one more is refused and leaks nothing; a stopped guest's VF goes back; destroy and undefine."""
     nic, changes = sriov_nic, sriov_nic.changes
     links_before = vf_links(nic.netdev)
-    pool = DefinedNetwork.of(vf_pool(pf=nic.netdev), autostart=True)
+    pool = DefinedNetwork.of(changes.root, vf_pool(pf=nic.netdev), autostart=True)
     with log.step("net_define_start_autostart", pool.reproduce()):
         changes.make(pool)
     started: list[TransientGuest] = []
@@ -487,7 +487,7 @@ def test_guests_started_at_once_on_an_address_pool_never_share_a_vf(
     own libvirt connection at the same moment: every VF goes to one guest, exactly one guest is refused."""
     nic, changes = sriov_nic, sriov_nic.changes
     addresses = tuple(PciAddress.from_bdf(vf.address) for vf in nic.vfs)
-    pool = DefinedNetwork.of(vf_pool(addresses=addresses))
+    pool = DefinedNetwork.of(changes.root, vf_pool(addresses=addresses))
     uri = changes.connection.getURI()
     with log.step("net_define_start", pool.reproduce()), changes.holding(pool):
         network = lookup_network(changes.connection, pool.name)

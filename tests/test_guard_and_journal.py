@@ -12,6 +12,7 @@ from harness.devices import VfAutoprobe, VfCount
 from harness.guard import DeviceGuard, DeviceRefusedError
 from harness.host.host import Host
 from harness.journal import ChangeJournal, Owner
+from harness.libvirt.networks import DefinedNetwork, vf_pool
 from tests.synthetic_hosts import FIXTURES
 
 INTEL = FIXTURES / "synthetic-intel-iommu-on"
@@ -73,6 +74,21 @@ def test_the_guard_refuses_before_anything_is_journaled(tmp_path: Path) -> None:
     with pytest.raises(DeviceRefusedError, match="not on the allowlist"):
         changes.make(autoprobe)
     assert journal.pending() == [] and not journal.path.exists()
+
+
+def test_a_vf_pool_on_a_pf_off_the_allowlist_is_refused_before_libvirt_is_asked(tmp_path: Path) -> None:
+    host = Host.from_snapshot(INTEL)
+    journal = ChangeJournal(tmp_path / "journal.jsonl")
+    changes = HostChanges(
+        ChangeContext(host.root, _no_libvirt),
+        journal,
+        Owner.this_process(),
+        DeviceGuard(host, ["0000:01:00.0"]),
+    )
+    with pytest.raises(DeviceRefusedError) as refused:
+        changes.make(DefinedNetwork.of(host.root, vf_pool(pf="eno1")))
+    assert "0000:00:1f.6" in str(refused.value), refused.value
+    assert not journal.path.exists()
 
 
 def test_autoprobe_is_journaled_applied_verified_and_undone(tmp_path: Path) -> None:

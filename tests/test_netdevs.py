@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 
 from harness.changes import Change
+from harness.host.root import HostRoot
 from harness.libvirt.networks import NETWORK_PREFIX, DefinedNetwork, vf_pool
-from harness.netdevs import LinkState, VfLink, parse_vf_links
+from harness.netdevs import LinkState, VfLink, netdev_function, parse_vf_links
 from harness.xml.address import PciAddress
+from tests.synthetic_hosts import FIXTURES
+
+INTEL = HostRoot(FIXTURES / "synthetic-intel-iommu-on")
 
 # `ip -j link show enp6s0` in the default lab (igb, 2 VFs), one guest running with MAC and vlan 42 on vf 0.
 IP_JSON = json.dumps(
@@ -43,14 +47,25 @@ def test_link_state_round_trips_through_its_record() -> None:
 
 def test_a_pool_network_names_each_step_and_its_vfs() -> None:
     vfs = (PciAddress.from_bdf("0000:06:10.0"), PciAddress.from_bdf("0000:06:10.2"))
-    pool = DefinedNetwork.of(vf_pool(addresses=vfs), autostart=True)
+    pool = DefinedNetwork.of(INTEL, vf_pool(addresses=vfs), autostart=True)
     assert pool.name.startswith(NETWORK_PREFIX)
     assert pool.touches() == vfs
     assert pool.describe() == f"define, start, autostart network {pool.name}"
     assert pool.reproduce().endswith(f"virsh net-start {pool.name}; virsh net-autostart {pool.name}")
     assert Change.kinds["network"].from_record(pool.to_record()) == pool
-    by_pf = DefinedNetwork.of(vf_pool(pf="enp6s0"), start=False)
+    by_pf = DefinedNetwork.of(INTEL, vf_pool(pf="enp6s0"), start=False)  # no such interface there
     assert by_pf.touches() == () and '<pf dev="enp6s0"/>' in by_pf.xml.replace("'", '"')
     # A record written before autostart existed still decodes (autostart off).
     old = {key: value for key, value in by_pf.to_record().items() if key != "autostart"}
     assert Change.kinds["network"].from_record(old) == by_pf
+
+
+def test_a_pool_by_pf_touches_the_pci_function_behind_the_interface() -> None:
+    """libvirt hands out the VFs of <pf dev>: the guard has to see that PF, found through sysfs."""
+    nic = PciAddress.from_bdf("0000:00:1f.6")
+    assert netdev_function(INTEL, "eno1") == nic
+    assert netdev_function(INTEL, "nosuch0") is None
+    pool = DefinedNetwork.of(INTEL, vf_pool(pf="eno1"))
+    assert pool.touches() == (nic,)
+    decoded = Change.kinds["network"].from_record(pool.to_record())
+    assert decoded == pool and isinstance(decoded.pf_device, PciAddress)

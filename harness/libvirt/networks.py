@@ -12,6 +12,8 @@ import libvirt
 from lxml import etree
 
 from harness.changes import Change, ChangeContext, ChangeError
+from harness.host.root import HostRoot
+from harness.netdevs import netdev_function
 from harness.xml.address import PciAddress
 from harness.xml.network import Forward, Network
 
@@ -62,14 +64,23 @@ class DefinedNetwork(Change, kind="network"):
     xml: str
     start: bool = True
     autostart: bool = False
+    # The PCI function behind <pf dev='...'>, read from sysfs when the change is built: libvirt hands out
+    # its VFs, so the guard must permit it. None when no such interface exists (libvirt refuses that pool).
+    pf_device: PciAddress | None = None
 
     @classmethod
-    def of(cls, network: Network, *, start: bool = True, autostart: bool = False) -> DefinedNetwork:
-        return cls(network.name, network.to_xml(), start, autostart)
+    def of(
+        cls, root: HostRoot, network: Network, *, start: bool = True, autostart: bool = False
+    ) -> DefinedNetwork:
+        pf = network.forward.pf if network.forward is not None else None
+        return cls(
+            network.name, network.to_xml(), start, autostart, netdev_function(root, pf) if pf else None
+        )
 
     def touches(self) -> tuple[PciAddress, ...]:
         forward = Network.parse(self.xml).forward
-        return forward.addresses if forward is not None else ()
+        addresses = forward.addresses if forward is not None else ()
+        return (*addresses, self.pf_device) if self.pf_device is not None else addresses
 
     def describe(self) -> str:
         steps = ["define"] + ["start"] * self.start + ["autostart"] * self.autostart

@@ -155,7 +155,7 @@ def scenario(name: str, changes: KillAt, host: Host, answering: str = HOTPLUG_GU
         autoprobe = changes.make(VfAutoprobe.of(host.root, pf, enabled=False))
         count = changes.make(VfCount.of(host.root, pf, 1))
         link = changes.make(LinkState.of(host.root, netdev, up=True))
-        pool = changes.make(DefinedNetwork.of(vf_pool(pf=netdev), autostart=True))
+        pool = changes.make(DefinedNetwork.of(host.root, vf_pool(pf=netdev), autostart=True))
         interface = NetworkInterface(pool.name, mac="52:54:00:4b:00:01")
         guest = changes.make(TransientGuest.of(guest_with_hostdevs((interface,), "qemu")))
         for change in (guest, pool, link, count, autoprobe):
