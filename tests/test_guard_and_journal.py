@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from harness.changes import ChangeContext, ChangeError, HostChanges
+from harness.changes import Change, ChangeContext, ChangeError, HostChanges
 from harness.devices import VfAutoprobe, VfCount
 from harness.guard import DeviceGuard, DeviceRefusedError
 from harness.host.host import Host
@@ -61,7 +62,21 @@ def test_vf_count_out_of_range_changes_nothing(tmp_path: Path) -> None:
         VfCount.of(host.root, host.pci.get("0000:00:1c.0"), 1)
 
 
-def test_the_guard_refuses_before_anything_is_journaled(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("make_change", "says"),
+    [
+        (
+            lambda host: VfAutoprobe.of(host.root, host.pci.get("0000:00:1c.0"), enabled=False),
+            "0000:00:1c.0 is not on the allowlist",
+        ),
+        # libvirt hands out the VFs of <pf dev>: the guard is asked about the PF behind the interface.
+        (lambda host: DefinedNetwork.of(host.root, vf_pool(pf="eno1")), "0000:00:1f.6 is host-critical"),
+    ],
+    ids=["autoprobe-off-the-allowlist", "vf-pool-on-the-host-nic"],
+)
+def test_the_guard_refuses_before_anything_is_journaled(
+    tmp_path: Path, make_change: Callable[[Host], Change], says: str
+) -> None:
     host = Host.from_snapshot(_writable_copy(tmp_path))
     journal = ChangeJournal(tmp_path / "journal.jsonl")
     changes = HostChanges(
@@ -70,25 +85,9 @@ def test_the_guard_refuses_before_anything_is_journaled(tmp_path: Path) -> None:
         Owner.this_process(),
         DeviceGuard(host, ["0000:01:00.0"]),
     )
-    autoprobe = VfAutoprobe.of(host.root, host.pci.get("0000:00:1c.0"), enabled=False)
-    with pytest.raises(DeviceRefusedError, match="not on the allowlist"):
-        changes.make(autoprobe)
+    with pytest.raises(DeviceRefusedError, match=says):
+        changes.make(make_change(host))
     assert journal.pending() == [] and not journal.path.exists()
-
-
-def test_a_vf_pool_on_a_pf_off_the_allowlist_is_refused_before_libvirt_is_asked(tmp_path: Path) -> None:
-    host = Host.from_snapshot(INTEL)
-    journal = ChangeJournal(tmp_path / "journal.jsonl")
-    changes = HostChanges(
-        ChangeContext(host.root, _no_libvirt),
-        journal,
-        Owner.this_process(),
-        DeviceGuard(host, ["0000:01:00.0"]),
-    )
-    with pytest.raises(DeviceRefusedError) as refused:
-        changes.make(DefinedNetwork.of(host.root, vf_pool(pf="eno1")))
-    assert "0000:00:1f.6" in str(refused.value), refused.value
-    assert not journal.path.exists()
 
 
 def test_autoprobe_is_journaled_applied_verified_and_undone(tmp_path: Path) -> None:
