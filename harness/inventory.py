@@ -141,6 +141,26 @@ def explain_group(host: Host, device: PciDevice) -> str | None:
     return "; ".join(reasons)
 
 
+# PCI class 0x0806: system peripheral, IOMMU (the AMD IOMMU is a PCI function of its own).
+IOMMU_CLASS = 0x0806
+
+
+def no_group_reason(host: Host, device: PciDevice) -> str:
+    """Why the kernel gave this device no IOMMU group: an IOMMU that is off is only one of the reasons."""
+    if int(device.class_code, 16) >> 8 == IOMMU_CLASS:
+        return (
+            f"is the IOMMU itself (class {device.class_code}): it does not translate its own DMA, "
+            "so it has no IOMMU group"
+        )
+    groups = host.kernel.iommu_group_count
+    if groups:
+        return (
+            f"has no IOMMU group although the IOMMU is active ({groups} groups): the IOMMU does not translate "
+            "this device (outside the ACPI DMAR/IVRS device scope, or on a bus that bypasses the IOMMU)"
+        )
+    return "has no IOMMU group: the IOMMU is not active on this host (/sys/kernel/iommu_groups is empty)"
+
+
 def assess_device(host: Host, device: PciDevice) -> DeviceAssessment:
     group = host.pci.group_of(device)
     critical = host.critical.get(device.address, [])
@@ -157,7 +177,7 @@ def assess_device(host: Host, device: PciDevice) -> DeviceAssessment:
     if critical:
         reasons.append("host-critical: " + ", ".join(critical))
     if device.iommu_group is None:
-        reasons.append("has no IOMMU group: the IOMMU is not active")
+        reasons.append(no_group_reason(host, device))
         return assessment
     if group is not None:
         critical_peers = [m.address for m in group.others(device.address) if m.address in host.critical]

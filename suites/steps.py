@@ -15,6 +15,7 @@ from harness.changes import HostChanges
 from harness.devices import VFIO_DRIVER, current_driver, wait_for_driver
 from harness.guard import DeviceGuard, DeviceRefusedError
 from harness.host.pci import PciDevice
+from harness.inventory import no_group_reason
 from harness.leases import GroupLeases
 from harness.libvirt.guests import (
     GuestChange,
@@ -42,8 +43,8 @@ def permitted(address: str, guard: DeviceGuard, record_property: RecordProperty)
         pytest.fail(str(exc), pytrace=False)
     if device.iommu_group is None and guard.host.root.is_live:
         pytest.skip(
-            f"{device.address} has no IOMMU group: the IOMMU is not active on this host, so nothing can be "
-            "assigned (see test_preparation[iommu_firmware] and [iommu_kernel] for why and the fix)"
+            f"{device.address} {no_group_reason(guard.host, device)}, so it cannot be assigned "
+            "(see test_preparation[iommu_firmware] and [iommu_kernel])"
         )
     return device
 
