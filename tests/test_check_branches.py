@@ -23,6 +23,7 @@ from tests.synthetic_hosts import (
 
 HEALTHY = next(host for host in synthetic_hosts() if host.name == "synthetic-intel-iommu-on")
 AMD = next(host for host in synthetic_hosts() if host.name == "synthetic-amd-iommu-on")
+SESSION = {"uri": "qemu:///session"}
 SMALL_LIMITS = (
     "Limit                     Soft Limit           Hard Limit           Units     \n"
     "Max open files            64                   64                   files     \n"
@@ -285,7 +286,14 @@ CASES: list[tuple[str, dict[str, Any], str, str, str | None]] = [
         None,
     ),
     ("limits", {"file_max": "100"}, "FAIL", "system-wide", "fs.file-max"),
-    ("limits", {"limits": SMALL_LIMITS.replace("64 ", "1048576 ")}, "WARN", "locked memory", "memlock"),
+    # A session daemon cannot raise QEMU's locked memory (a system one does: see tests/test_limits.py).
+    (
+        "limits",
+        {"limits": SMALL_LIMITS.replace("64 ", "1048576 "), "daemon_uid": 1000, "libvirt": SESSION},
+        "WARN",
+        "locked memory",
+        "memlock",
+    ),
 ]
 
 
@@ -398,11 +406,17 @@ def test_limits_boundaries_and_unknowns(tmp_path: Path) -> None:
         "limits",
         limits=unlimited.replace("65536                65536", "unlimited            unlimited"),
     )
-    assert "open files: unlimited from /proc/self/limits (Max open files)" in result.evidence[0], (
+    assert "open files: unlimited from /proc/812/limits (libvirtd, pid 812)" in result.evidence[1], (
         result.explain()
     )
-    unknown = _check(tmp_path / "e", "limits", limits="Limit  Soft Limit  Hard Limit  Units\n")
-    assert "locked memory: unknown bytes" in unknown.evidence[1], unknown.explain()
+    unknown = _check(
+        tmp_path / "e",
+        "limits",
+        limits="Limit  Soft Limit  Hard Limit  Units\n",
+        daemon_uid=1000,
+        libvirt=SESSION,
+    )
+    assert "locked memory: not read" in unknown.evidence[2], unknown.explain()
 
 
 def test_limits_scale_with_the_plan(tmp_path: Path) -> None:
@@ -416,13 +430,14 @@ def test_limits_scale_with_the_plan(tmp_path: Path) -> None:
     memlock = SMALL_LIMITS.replace("64 ", "1048576 ").replace(
         "65536                65536", "2147483648           2147483648"
     )
+    session: dict[str, Any] = {"daemon_uid": 1000, "libvirt": SESSION}
     _expect(
-        _check(tmp_path / "c", "limits", plan=CheckPlan(guest_memory_mib=1024), limits=memlock),
+        _check(tmp_path / "c", "limits", plan=CheckPlan(guest_memory_mib=1024), limits=memlock, **session),
         "PASS",
         "cover",
     )
     _expect(
-        _check(tmp_path / "d", "limits", plan=CheckPlan(guest_memory_mib=1025), limits=memlock),
+        _check(tmp_path / "d", "limits", plan=CheckPlan(guest_memory_mib=1025), limits=memlock, **session),
         "WARN",
         "locked memory",
     )

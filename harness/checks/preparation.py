@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from harness.checks.result import CheckResult, Verdict
 from harness.host.bootloader import BLS_ENTRIES, KERNEL_CMDLINE, BootPath
 from harness.host.host import Host
-from harness.host.limits import UNLIMITED
+from harness.host.limits import QEMU_CONF, UNLIMITED
 
 VFIO_DEVICE_NODE = "/dev/vfio/vfio"
 # A rough per-device cost in QEMU file descriptors: the group, the device, and eventfds per MSI-X vector.
@@ -528,21 +528,108 @@ def next_boot(host: Host, plan: CheckPlan) -> CheckResult:
     return CheckResult("next_boot", title, Verdict.PASS, "the next boot keeps the IOMMU arguments", evidence)
 
 
+def _shown(value: int) -> str:
+    return "unlimited" if value == UNLIMITED else str(value)
+
+
+def _libvirt_kind(uri: str | None) -> str:
+    """system, session or remote: whose daemon starts QEMU, and so whose limits QEMU gets."""
+    if not uri:
+        return "unknown"
+    scheme, _, rest = uri.partition("://")
+    if rest.partition("/")[0] not in ("", "localhost") or scheme.partition("+")[2] not in ("", "unix"):
+        return "remote"
+    path = rest.partition("/")[2].partition("?")[0].rstrip("/")
+    return path if path in ("system", "session") else "unknown"
+
+
 def limits(host: Host, plan: CheckPlan) -> CheckResult:
     title = "Checking open-file and locked-memory limits"
     current = host.limits
+    uri = host.backend.libvirt_uri
+    kind = _libvirt_kind(uri)
     files_needed = FILES_BASELINE + FILES_PER_ASSIGNED_DEVICE * plan.planned_devices
     memlock_needed = (plan.guest_memory_mib + 1024) * MIB  # libvirt's own rule: guest memory + 1 GiB
-    files_limit = current.qemu_conf_max_files
-    files_source = "/etc/libvirt/qemu.conf max_files"
-    if files_limit is None and current.nofile is not None:
-        files_limit, files_source = current.nofile.soft, f"{current.source} (Max open files)"
+    daemon = current.daemon(system=kind == "system") if kind in ("system", "session") else None
+    unread: list[str] = []  # what could not be read, for a WARN that names it
     evidence = [
-        f"open files: {files_limit if files_limit != UNLIMITED else 'unlimited'} from {files_source}; "
-        f"about {files_needed} needed for {plan.planned_devices} assigned device(s)",
-        f"locked memory: {current.memlock.soft if current.memlock else 'unknown'} bytes from {current.source}; "
-        f"{memlock_needed} for a {plan.guest_memory_mib} MiB guest",
+        f"libvirt: {uri or 'URI not recorded'} ({kind}); "
+        + (
+            f"QEMU is started by {daemon.name} (pid {daemon.pid}, uid {daemon.uid})"
+            if daemon is not None
+            else "no daemon of it found in /proc"
+            + ("" if current.captured_daemons else " (this snapshot did not capture the daemons' limits)")
+        )
     ]
+    # Open files: libvirt sets max_files on QEMU; without it QEMU inherits the daemon's limit.
+    files_limit: int | None = None
+    conf_files = current.qemu_conf_max_files if kind == "system" else None
+    if conf_files is not None and conf_files > 0:
+        files_limit, files_source = (
+            conf_files,
+            f"max_files = {conf_files} in {QEMU_CONF} (libvirt sets it on QEMU)",
+        )
+    elif daemon is not None and daemon.get("nofile") is not None:
+        nofile = daemon.get("nofile")
+        assert nofile is not None
+        files_limit, files_source = nofile.soft, f"{daemon.where} Max open files, which QEMU inherits"
+    elif kind == "session" and current.captured_daemons and current.own.get("nofile") is not None:
+        nofile = current.own.get("nofile")
+        assert nofile is not None
+        files_limit = nofile.soft
+        files_source = (
+            f"{current.own.where}: a session daemon is started by its first client and inherits its limits"
+        )
+    elif kind == "system" and current.captured_daemons and any(u.nofile for u in current.units.values()):
+        unit = next(u for u in current.units.values() if u.nofile is not None)
+        assert unit.nofile is not None
+        files_limit = unit.nofile.soft
+        files_source = (
+            f"LimitNOFILE of {unit.unit} in {unit.where} (not running now: socket activation starts it)"
+        )
+    else:
+        files_source = (
+            "no max_files in qemu.conf, no libvirt daemon or unit found"
+            if current.captured_daemons
+            else "no max_files in qemu.conf; this snapshot did not capture the daemons' limits"
+        )
+        unread.append("the open-file limit QEMU will get")
+    evidence.append(
+        (
+            f"open files: {_shown(files_limit)} from {files_source}"
+            if files_limit is not None
+            else f"open files: not read ({files_source})"
+        )
+        + f"; about {files_needed} needed for {plan.planned_devices} assigned device(s)"
+    )
+    # Locked memory: a privileged daemon raises QEMU's RLIMIT_MEMLOCK itself; a session one cannot.
+    memlock_short = False
+    privileged = kind == "system" and (daemon is None or daemon.uid == 0)
+    if privileged:
+        evidence.append(
+            f"locked memory: libvirt sets RLIMIT_MEMLOCK of each QEMU with a VFIO device to guest memory + 1 GiB "
+            f"({memlock_needed} bytes for a {plan.guest_memory_mib} MiB guest); the system daemon runs as root, "
+            "so its own limit does not bound it"
+        )
+    else:
+        owner = daemon if daemon is not None else (current.own if kind == "session" else None)
+        memlock = owner.get("memlock") if owner is not None and current.captured_daemons else None
+        if memlock is None:
+            unread.append("the locked-memory limit QEMU will get")
+            evidence.append(
+                f"locked memory: not read; {memlock_needed} bytes needed for a {plan.guest_memory_mib} MiB guest"
+            )
+        else:
+            assert owner is not None
+            memlock_short = not memlock.at_least(memlock_needed)
+            evidence.append(
+                f"locked memory: {_shown(memlock.soft)} bytes (hard {_shown(memlock.hard)}) from {owner.where}; "
+                f"{memlock_needed} needed for a {plan.guest_memory_mib} MiB guest; QEMU gets this limit "
+                "(an unprivileged daemon does not raise it)"
+            )
+    for key in ("max_processes", "max_core"):
+        if key in current.qemu_conf and kind == "system":
+            evidence.append(f"{key} = {current.qemu_conf[key]} in {QEMU_CONF} (libvirt sets it on QEMU)")
     if current.system_file_max is not None:
         evidence.append(f"/proc/sys/fs/file-max: {current.system_file_max}")
     if files_limit is not None and files_limit != UNLIMITED and files_limit < files_needed:
@@ -552,8 +639,8 @@ def limits(host: Host, plan: CheckPlan) -> CheckResult:
             Verdict.FAIL,
             f"QEMU may open only {files_limit} files; {plan.planned_devices} device(s) need about {files_needed}",
             evidence,
-            "raise max_files in /etc/libvirt/qemu.conf (or LimitNOFILE for libvirtd, nofile in "
-            "/etc/security/limits.conf) and restart libvirtd",
+            f"raise max_files in {QEMU_CONF} (or LimitNOFILE for libvirtd/virtqemud, nofile in "
+            "/etc/security/limits.conf) and restart the daemon",
         )
     if current.system_file_max is not None and current.system_file_max < files_needed:
         return CheckResult(
@@ -564,15 +651,26 @@ def limits(host: Host, plan: CheckPlan) -> CheckResult:
             evidence,
             "raise fs.file-max with sysctl (/etc/sysctl.d)",
         )
-    if current.memlock is not None and not current.memlock.at_least(memlock_needed):
+    if memlock_short:
         return CheckResult(
             "limits",
             title,
             Verdict.WARN,
-            "locked memory is below guest memory + 1 GiB for processes started here",
+            f"locked memory of the {kind} libvirt daemon is below guest memory + 1 GiB, and it cannot raise it",
             evidence,
-            "libvirt raises RLIMIT_MEMLOCK for the guests it starts; for QEMU started by hand raise memlock "
-            "in /etc/security/limits.conf",
+            "raise memlock for this user in /etc/security/limits.conf (then log in again), or use qemu:///system, "
+            "whose daemon raises it for each guest",
+        )
+    if unread:
+        return CheckResult(
+            "limits",
+            title,
+            Verdict.WARN,
+            "not read: " + "; ".join(unread),
+            evidence,
+            "run the check on the host itself with its libvirt daemon running (virsh -c "
+            f"{(uri or 'qemu:///system').partition('?')[0]} version starts it), or take a new snapshot "
+            "with this version",
         )
     return CheckResult("limits", title, Verdict.PASS, "limits cover the planned devices", evidence)
 

@@ -47,6 +47,11 @@ class HostBackend(Protocol):
     @property
     def is_live(self) -> bool: ...
 
+    @property
+    def libvirt_uri(self) -> str | None:
+        """The URI the run talks to, without connecting (None: a snapshot that did not record it)."""
+        ...
+
     def libvirt_facts(self) -> LibvirtFacts: ...
 
     def kvm_probe(self) -> KvmProbe: ...
@@ -96,6 +101,14 @@ class SnapshotBackend:
     def is_live(self) -> bool:
         return False
 
+    @property
+    def libvirt_uri(self) -> str | None:
+        try:
+            uri = json.loads(self.root.read_text(SNAPSHOT_LIBVIRT) or "{}").get("uri")
+        except (ValueError, AttributeError):
+            return None
+        return uri if isinstance(uri, str) else None
+
     def libvirt_facts(self) -> LibvirtFacts:
         recorded = self.root.read_text(SNAPSHOT_LIBVIRT)
         if recorded is None:
@@ -125,6 +138,10 @@ class LiveBackend:
     @property
     def is_live(self) -> bool:
         return True
+
+    @property
+    def libvirt_uri(self) -> str | None:
+        return self.uri
 
     def libvirt_facts(self) -> LibvirtFacts:
         if self._libvirt_facts is not None:

@@ -31,6 +31,7 @@ from harness.host.backends import (
 )
 from harness.host.host import SNAPSHOT_HOSTNAME, Host
 from harness.host.kernel import SNAPSHOT_DMESG
+from harness.host.limits import DAEMONS_MARKER, QEMU_DAEMONS, UNIT_DIRS, daemons_marker, find_daemons
 
 # Plain files read by the host model (globs relative to /).
 CAPTURED_FILES = (
@@ -65,6 +66,9 @@ CAPTURED_FILES = (
     "sys/module/kvm_intel/parameters/nested",
     "sys/module/kvm_amd/parameters/nested",
     "etc/libvirt/qemu.conf",
+    # The libvirt daemons' units and drop-ins: LimitNOFILE of a socket-activated daemon not running now.
+    *(f"{d.lstrip('/')}/{n}.service" for d in UNIT_DIRS for n in QEMU_DAEMONS),
+    *(f"{d.lstrip('/')}/{n}.service.d/*.conf" for d in UNIT_DIRS for n in QEMU_DAEMONS),
     "etc/modprobe.d/*.conf",
     "boot/grub/grub.cfg",
     "boot/grub2/grub.cfg",
@@ -270,6 +274,15 @@ def _capture_into(host: Host, destination: Path) -> list[str]:
         real = entry.resolve()
         for attribute in ("device", "mount_tag"):
             _copy_file(real / attribute, destination / str(real).lstrip("/") / attribute)
+    # The limits QEMU gets come from the daemon that starts it: its name, uid and limits, nothing else of it.
+    daemons = find_daemons(host.root)
+    for daemon in daemons:
+        for name in ("comm", "status", "limits"):
+            _copy_file(
+                live / f"proc/{daemon.pid}/{name}", destination / f"proc/{daemon.pid}/{name}", redactions
+            )
+    (destination / DAEMONS_MARKER.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    (destination / DAEMONS_MARKER.lstrip("/")).write_text(daemons_marker([d.pid for d in daemons]))
     probes = {"kvm": {"usable": host.kvm.usable, "detail": host.kvm.detail}}
     (destination / SNAPSHOT_PROBES.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
     (destination / SNAPSHOT_PROBES.lstrip("/")).write_text(json.dumps(probes, indent=2) + "\n")
