@@ -51,6 +51,9 @@ def test_snapshot_of_this_machine(tmp_path: Path) -> None:
     assert taken.returncode == 0, taken.stderr
     manifest = json.loads((snapshot / ".harness/manifest.json").read_text())
     assert manifest["format"] == "hostdev-harness-snapshot" and manifest["redacted"], manifest
+    # The daemon search is recorded, found or not: without it a snapshot's limits say "not captured".
+    daemons = json.loads((snapshot / ".harness/daemons.json").read_text())
+    assert all((snapshot / f"proc/{pid}/limits").is_file() for pid in daemons["found"]), daemons
     # As a whole word: a hostname as short as "vm" is also part of unrelated words ("vme", "kvm").
     hostname = re.compile(rf"(?<![\w.-]){re.escape(socket.gethostname())}(?![\w-])")
     leaks = [p for p in snapshot.rglob("*") if p.is_file() and hostname.search(p.read_text(errors="replace"))]

@@ -585,7 +585,7 @@ def limits(host: Host, plan: CheckPlan) -> CheckResult:
         assert unit.nofile is not None
         files_limit = unit.nofile.soft
         files_source = (
-            f"LimitNOFILE of {unit.unit} in {unit.where} (not running now: socket activation starts it)"
+            f"LimitNOFILE of {unit.unit} in {unit.where} (not running now: systemd starts it with this)"
         )
     else:
         files_source = (
