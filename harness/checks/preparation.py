@@ -569,23 +569,17 @@ def limits(host: Host, plan: CheckPlan) -> CheckResult:
             conf_files,
             f"max_files = {conf_files} in {QEMU_CONF} (libvirt sets it on QEMU)",
         )
-    elif daemon is not None and daemon.get("nofile") is not None:
-        nofile = daemon.get("nofile")
-        assert nofile is not None
+    elif daemon is not None and (nofile := daemon.get("nofile")) is not None:
         files_limit, files_source = nofile.soft, f"{daemon.where} Max open files, which QEMU inherits"
-    elif kind == "session" and current.captured_daemons and current.own.get("nofile") is not None:
-        nofile = current.own.get("nofile")
-        assert nofile is not None
+    elif kind == "session" and current.captured_daemons and (nofile := current.own.get("nofile")) is not None:
         files_limit = nofile.soft
         files_source = (
             f"{current.own.where}: a session daemon is started by its first client and inherits its limits"
         )
-    elif kind == "system" and current.captured_daemons and any(u.nofile for u in current.units.values()):
-        unit = next(u for u in current.units.values() if u.nofile is not None)
-        assert unit.nofile is not None
-        files_limit = unit.nofile.soft
+    elif kind == "system" and current.captured_daemons and (unit := current.unit_nofile()) is not None:
+        files_limit = unit[1].soft
         files_source = (
-            f"LimitNOFILE of {unit.unit} in {unit.where} (not running now: systemd starts it with this)"
+            f"LimitNOFILE of {unit[0].unit} in {unit[0].where} (not running now: systemd starts it with this)"
         )
     else:
         files_source = (
@@ -604,8 +598,7 @@ def limits(host: Host, plan: CheckPlan) -> CheckResult:
     )
     # Locked memory: a privileged daemon raises QEMU's RLIMIT_MEMLOCK itself; a session one cannot.
     memlock_short = False
-    privileged = kind == "system" and (daemon is None or daemon.uid == 0)
-    if privileged:
+    if kind == "system":  # served by a root daemon (Limits.daemon finds only those for it)
         evidence.append(
             f"locked memory: libvirt sets RLIMIT_MEMLOCK of each QEMU with a VFIO device to guest memory + 1 GiB "
             f"({memlock_needed} bytes for a {plan.guest_memory_mib} MiB guest); the system daemon runs as root, "
@@ -614,13 +607,12 @@ def limits(host: Host, plan: CheckPlan) -> CheckResult:
     else:
         owner = daemon if daemon is not None else (current.own if kind == "session" else None)
         memlock = owner.get("memlock") if owner is not None and current.captured_daemons else None
-        if memlock is None:
+        if owner is None or memlock is None:
             unread.append("the locked-memory limit QEMU will get")
             evidence.append(
                 f"locked memory: not read; {memlock_needed} bytes needed for a {plan.guest_memory_mib} MiB guest"
             )
         else:
-            assert owner is not None
             memlock_short = not memlock.at_least(memlock_needed)
             evidence.append(
                 f"locked memory: {_shown(memlock.soft)} bytes (hard {_shown(memlock.hard)}) from {owner.where}; "

@@ -159,6 +159,10 @@ class Limits:
     def qemu_conf_max_processes(self) -> int | None:
         return _int(self.qemu_conf.get("max_processes"))
 
+    def unit_nofile(self) -> tuple[UnitLimit, Limit] | None:
+        """The first installed daemon unit that sets LimitNOFILE, with it (virtqemud before libvirtd)."""
+        return next(((u, u.nofile) for u in self.units.values() if u.nofile is not None), None)
+
     def daemon(self, system: bool) -> ProcessLimits | None:
         """The daemon that starts QEMU for a system (root) or a session (another user) URI."""
         for daemon in sorted(self.daemons, key=lambda d: QEMU_DAEMONS.index(d.name)):
