@@ -149,8 +149,8 @@ def no_group_reason(host: Host, device: PciDevice) -> str:
     """Why the kernel gave this device no IOMMU group: an IOMMU that is off is only one of the reasons."""
     if int(device.class_code, 16) >> 8 == IOMMU_CLASS:
         return (
-            f"is the IOMMU itself (class {device.class_code}): it does not translate its own DMA, "
-            "so it has no IOMMU group"
+            f"is the IOMMU itself (class {device.class_code}): the kernel does not put the IOMMU behind "
+            "itself, so it has no IOMMU group and is never assignable"
         )
     groups = host.kernel.iommu_group_count
     if groups:
