@@ -9,7 +9,7 @@ effect, and strict mode must name exactly what was added.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,6 +28,7 @@ from harness.xml import (
     unknown_content,
 )
 from harness.xml.corpus import Document, parse_any
+from harness.xml.hostdev import HostdevDriver
 
 register_profiles()
 
@@ -242,10 +243,18 @@ def _driver_attributes(element: Element) -> dict[str, str]:
     return {} if driver is None else {str(k): str(v) for k, v in driver.attrib.items() if k != "name"}
 
 
+_DRIVER_CHANGES: tuple[HostdevDriver | Literal["managed", "no-name"], ...] = (
+    "managed",
+    "vfio",
+    "kvm",
+    "no-name",
+)
+
+
 @_NO_DEADLINE
-@given(hs.hostdevs_with_driver_attributes(), st.sampled_from(("managed", "vfio", "kvm", "no-name")))
+@given(hs.hostdevs_with_driver_attributes(), st.sampled_from(_DRIVER_CHANGES))
 def test_driver_attributes_the_models_do_not_read_survive_every_change(
-    device: PciHostdev | HostdevInterface, change: str
+    device: PciHostdev | HostdevInterface, change: HostdevDriver | Literal["managed", "no-name"]
 ) -> None:
     """``<driver model='vfio-pci-igb'/>``, ``<driver queues='4'/>`` (no name=) and the like stay
     through a change of any field, the driver name included; the name is the model's."""
@@ -255,8 +264,10 @@ def test_driver_attributes_the_models_do_not_read_survive_every_change(
     changed: PciHostdev | HostdevInterface
     if change == "managed":
         changed = dataclasses.replace(device, managed=not device.managed)
+    elif change == "no-name":
+        changed = dataclasses.replace(device, driver=None)
     else:
-        changed = dataclasses.replace(device, driver=None if change == "no-name" else change)
+        changed = dataclasses.replace(device, driver=change)
     written = changed.to_element()
     assert _driver_attributes(written) == before, etree.tostring(written).decode()
     driver = written.find("driver")

@@ -21,6 +21,7 @@ from harness.xml import (
     Network,
     NetworkInterface,
     NodeDevice,
+    NonPciNodeDevice,
     PciAddress,
     PciCapability,
     PciHostdev,
@@ -313,7 +314,7 @@ def test_wrapped_devices_are_the_domains_devices() -> None:
         "<hostdev mode='subsystem' type='pci'><source>"
         "<address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev>"
     )
-    assert not isinstance(device, Domain | Network | NodeDevice)
+    assert not isinstance(device, Domain | Network | NodeDevice | NonPciNodeDevice)
     assert wrap_devices("g", device).devices == (device,)
 
 
