@@ -8,8 +8,10 @@ it, an IOMMU group contains the device it belongs to, a network's VF list has no
 from __future__ import annotations
 
 import dataclasses
+from xml.sax.saxutils import escape, quoteattr
 
 from hypothesis import strategies as st
+from lxml import etree
 
 from harness.xml.address import ARI_FUNCTION_LIMIT, PCI_LIMITS, Notation, PciAddress, UnassignedAddress
 from harness.xml.domain import Device, Domain
@@ -24,27 +26,40 @@ from harness.xml.interface import (
     VlanTag,
 )
 from harness.xml.network import Forward, Network
-from harness.xml.nodedev import IommuGroup, NodeDevice, PciCapability, PciId, VirtFunctions
+from harness.xml.nodedev import (
+    IommuGroup,
+    NodeDevice,
+    NonPciNodeDevice,
+    PciCapability,
+    PciId,
+    VirtFunctions,
+)
 
 __all__ = [
+    "NODEDEV_DECIMAL_FORMATS",
+    "NODEDEV_HEX_FORMATS",
     "XML_SPECIAL_CHARACTERS",
     "ari_pci_addresses",
     "device_lists",
     "domain_names",
     "domains",
+    "driver_attributes",
     "forwards",
     "guest_pci_addresses",
     "hostdev_forwards",
     "hostdev_interfaces",
+    "hostdevs_with_driver_attributes",
     "iommu_groups",
     "mac_addresses",
     "network_interfaces",
     "network_names",
     "networks",
     "node_devices",
+    "non_pci_node_devices",
     "pci_addresses",
     "pci_capabilities",
     "pci_hostdevs",
+    "pci_id_texts",
     "pci_ids",
     "pf_with_vfs",
     "profile_ids",
@@ -204,6 +219,51 @@ def virtualports() -> st.SearchStrategy[VirtualPort]:
     return st.one_of(qbh, qbg)
 
 
+def driver_attributes(*, interface: bool = False) -> st.SearchStrategy[dict[str, str]]:
+    """Attributes of a ``<driver>`` the models do not read, never ``name=``: libvirt 10's
+    ``model='vfio-pci-igb'`` (a VFIO variant driver) on a hostdev, the virtio ``queues=`` and
+    friends that libvirt's parser takes on a hostdev interface, and attributes nobody knows."""
+    known = (
+        {"queues": st.integers(1, 16).map(str), "txmode": st.sampled_from(("iothread", "timer"))}
+        if interface
+        else {"model": st.sampled_from(("vfio-pci-igb", "mlx5_vfio_pci", "vfio-pci"))}
+    )
+    unknown = {"harness-driver-extra": special_texts(max_size=12)}
+    return st.fixed_dictionaries({}, optional={**known, **unknown}).filter(bool)
+
+
+def _with_driver_attributes(
+    device: PciHostdev | HostdevInterface, attributes: dict[str, str], keep_name: bool
+) -> PciHostdev | HostdevInterface:
+    root = device.to_element()
+    driver = root.find("driver")
+    if driver is None:
+        driver = etree.Element("driver")
+        root.insert(0, driver)
+    if not keep_name and "name" in driver.attrib:
+        del driver.attrib["name"]
+    for key, value in attributes.items():
+        driver.set(key, value)
+    text = etree.tostring(root)
+    return PciHostdev.parse(text) if isinstance(device, PciHostdev) else HostdevInterface.parse(text)
+
+
+def hostdevs_with_driver_attributes() -> st.SearchStrategy[PciHostdev | HostdevInterface]:
+    """A parsed hostdev or hostdev interface whose ``<driver>`` carries attributes the models do
+    not read; mostly without ``name=`` (the shape libvirt's own test data has), sometimes with."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> PciHostdev | HostdevInterface:
+        interface = draw(st.booleans())
+        device: PciHostdev | HostdevInterface = (
+            draw(hostdev_interfaces()) if interface else draw(pci_hostdevs())
+        )
+        attributes = draw(driver_attributes(interface=interface))
+        return _with_driver_attributes(device, attributes, keep_name=draw(st.integers(0, 3)) == 0)
+
+    return build()
+
+
 def hostdev_interfaces(
     source: st.SearchStrategy[PciAddress] | None = None,
 ) -> st.SearchStrategy[HostdevInterface]:
@@ -312,10 +372,32 @@ def networks(forward: st.SearchStrategy[Forward] | None = None) -> st.SearchStra
     )
 
 
+# How people and tools write the numbers libvirt's node-device parser takes (libvirt 9, measured on
+# test:///): ids and class in base 16 with or without 0x, either case; the rest in base 10. Each
+# format takes the number and gives its text.
+NODEDEV_HEX_FORMATS: tuple[str, ...] = (
+    "{:#06x}",  # libvirt's own: 0x10c9
+    "0x{:04X}",  # upper-case digits: 0x0FFE
+    "{:#06X}",  # 0X0FFE
+    "{:x}",  # no prefix: ffe
+    "{:04X}",  # 0FFE
+    "0x{:08x}",  # leading zeros
+    "+{:#x}",
+    " {:#x}",
+)
+NODEDEV_DECIMAL_FORMATS: tuple[str, ...] = ("{:d}", "{:03d}", "+{:d}", " {:d}", "\t{:d}")
+
+
+def pci_id_texts(value: st.SearchStrategy[int] | None = None) -> st.SearchStrategy[str]:
+    """A PCI vendor or product id as libvirt takes it, in any of :data:`NODEDEV_HEX_FORMATS`."""
+    numbers = value if value is not None else st.integers(0, 0xFFFF)
+    return st.tuples(numbers, st.sampled_from(NODEDEV_HEX_FORMATS)).map(lambda pair: pair[1].format(pair[0]))
+
+
 def pci_ids(*, named: bool | None = None) -> st.SearchStrategy[PciId]:
     name = special_texts(max_size=40)
     names = name if named else st.none() if named is False else st.one_of(st.none(), name)
-    return st.builds(PciId, id=st.integers(0, 0xFFFF).map(lambda value: f"{value:#06x}"), name=names)
+    return st.builds(PciId, id=pci_id_texts(), name=names)
 
 
 def iommu_groups(member: PciAddress) -> st.SearchStrategy[IommuGroup]:
@@ -337,7 +419,8 @@ def pci_capabilities(
     def build(draw: st.DrawFn) -> PciCapability:
         where = draw(address if address is not None else pci_addresses())
         group = draw(st.one_of(st.none(), iommu_groups(where)))
-        pci_class = draw(st.one_of(st.none(), st.integers(0, 0xFFFFFF).map(lambda v: f"{v:#08x}")))
+        classes = st.tuples(st.integers(0, 0xFFFFFF), st.sampled_from(("{:#08x}", "0x{:06X}", "{:x}")))
+        pci_class = draw(st.one_of(st.none(), classes.map(lambda pair: pair[1].format(pair[0]))))
         return PciCapability(where, draw(pci_ids()), draw(pci_ids()), pci_class, iommu_group=group)
 
     return build()
@@ -390,5 +473,73 @@ def node_devices() -> st.SearchStrategy[NodeDevice]:
         if kind == "vf" and vfs:
             return vfs[draw(st.integers(0, len(vfs) - 1))]
         return pf
+
+    return build()
+
+
+def _text_element(tag: str, text: str) -> str:
+    return f"<{tag}>{escape(text)}</{tag}>"
+
+
+@st.composite
+def _net_capability(draw: st.DrawFn) -> str:
+    interface = draw(_netdev_names())
+    mac = draw(mac_addresses()).lower()
+    link = draw(st.sampled_from(("", "<link state='up' speed='1000'/>", "<link state='down'/>")))
+    return (
+        f"<capability type='net'>{_text_element('interface', interface)}<address>{mac}</address>"
+        f"{link}<capability type='80203'/></capability>"
+    )
+
+
+@st.composite
+def _usb_device_capability(draw: st.DrawFn) -> str:
+    product = draw(pci_id_texts())
+    vendor = draw(pci_id_texts())
+    name = draw(st.one_of(st.none(), special_texts(max_size=20)))
+    product_element = (
+        f"<product id={quoteattr(product)}/>"
+        if name is None
+        else f"<product id={quoteattr(product)}>{escape(name)}</product>"
+    )
+    return (
+        f"<capability type='usb_device'><bus>{draw(st.integers(1, 8))}</bus>"
+        f"<device>{draw(st.integers(1, 127))}</device>{product_element}<vendor id={quoteattr(vendor)}/>"
+        "</capability>"
+    )
+
+
+@st.composite
+def _scsi_host_capability(draw: st.DrawFn) -> str:
+    return (
+        f"<capability type='scsi_host'><host>{draw(st.integers(0, 64))}</host>"
+        f"<unique_id>{draw(st.integers(0, 64))}</unique_id></capability>"
+    )
+
+
+_NON_PCI_CAPABILITIES = {
+    "net": _net_capability,
+    "usb_device": _usb_device_capability,
+    "scsi_host": _scsi_host_capability,
+}
+
+
+def non_pci_node_devices() -> st.SearchStrategy[NonPciNodeDevice]:
+    """A ``net``, ``usb_device`` or ``scsi_host`` node device as nodedev-dumpxml shows one, parsed:
+    what its capability holds is not modelled, so it exists only as a parsed document."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> NonPciNodeDevice:
+        kind = draw(st.sampled_from(tuple(_NON_PCI_CAPABILITIES)))
+        name = f"{kind}_{draw(_netdev_names())}"
+        parent = draw(st.one_of(st.none(), st.just("computer")))
+        driver = draw(st.one_of(st.none(), st.sampled_from(("usb", "e1000e", "virtio_scsi"))))
+        parts = [_text_element("name", name)]
+        if parent is not None:
+            parts.append(_text_element("parent", parent))
+        if driver is not None:
+            parts.append(f"<driver>{_text_element('name', driver)}</driver>")
+        parts.append(draw(_NON_PCI_CAPABILITIES[kind]()))
+        return NonPciNodeDevice.parse(f"<device>{''.join(parts)}</device>")
 
     return build()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from harness.xml import (
     Network,
     NetworkInterface,
     NodeDevice,
+    NonPciNodeDevice,
     PciAddress,
     PciCapability,
     PciHostdev,
@@ -312,7 +314,7 @@ def test_wrapped_devices_are_the_domains_devices() -> None:
         "<hostdev mode='subsystem' type='pci'><source>"
         "<address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev>"
     )
-    assert not isinstance(device, Domain | Network | NodeDevice)
+    assert not isinstance(device, Domain | Network | NodeDevice | NonPciNodeDevice)
     assert wrap_devices("g", device).devices == (device,)
 
 
@@ -325,8 +327,10 @@ _GROUP_MEMBER = PciAddress(0, 1, 0, 0)
     ("build", "message"),
     [
         pytest.param(
-            lambda: PciId("0x12"),
-            "<product> id='0x12': id must be 0x followed by four lowercase hex digits",
+            # was PciId("0x12"), refused wrongly: libvirt reads ids in base 16 and takes it
+            lambda: PciId("0x10c9h"),
+            "<product> id='0x10c9h': id must be a hex number like 0x10c9 (libvirt reads it in base 16, "
+            "at most 0xffffffff)",
             id="product id",
         ),
         pytest.param(
@@ -340,8 +344,10 @@ _GROUP_MEMBER = PciAddress(0, 1, 0, 0)
             id="group empty",
         ),
         pytest.param(
-            lambda: PciCapability(_GROUP_MEMBER, PciId("0x10c9"), PciId("0x8086"), pci_class="0x02"),
-            "<class> value '0x02': must be 0x and six hex digits",
+            # was pci_class="0x02", refused wrongly: libvirt reads the class in base 16 and takes it
+            lambda: PciCapability(_GROUP_MEMBER, PciId("0x10c9"), PciId("0x8086"), pci_class="0x1000000"),
+            "<class> value '0x1000000': must be a hex number like 0x020000 (libvirt reads it in base 16), "
+            "at most 0xffffff",
             id="class",
         ),
         pytest.param(
@@ -484,3 +490,79 @@ def test_valid_corpus_documents_come_back_exactly(path: Path) -> None:
     text = path.read_text()
     written = parse_any(text).to_xml()
     assert _canonical(written) == _canonical(text), f"{path.name} came back as:\n{written}"
+
+
+# --- issue 18: what libvirt's parser takes, the models take and write back unchanged ----------------
+
+_SOURCE = "<source><address domain='0' bus='1' slot='0' function='0'/></source>"
+_IFACE_SOURCE = "<source><address type='pci' domain='0' bus='2' slot='0' function='0'/></source>"
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        f"<hostdev mode='subsystem' type='pci'><driver model='vfio-pci-igb'/>{_SOURCE}</hostdev>",
+        f"<hostdev mode='subsystem' type='pci'><driver name='vfio' model='mlx5_vfio_pci'/>{_SOURCE}</hostdev>",
+        f"<interface type='hostdev'><driver queues='4'/>{_IFACE_SOURCE}</interface>",
+        f"<interface type='hostdev'><driver txmode='timer' queues='2'/>{_IFACE_SOURCE}</interface>",
+    ],
+)
+def test_driver_without_or_beside_name_is_kept_on_write(xml: str) -> None:
+    device = parse_any(xml)
+    assert isinstance(device, PciHostdev | HostdevInterface)
+    changed = dataclasses.replace(device, managed=True)
+    written = etree.tostring(changed.to_element(), method="c14n")
+    expected = etree.fromstring(xml)
+    expected.set("managed", "yes")
+    assert written == etree.tostring(expected, method="c14n"), written
+
+
+@pytest.mark.parametrize("text", ["0x0FFE", "0X0ffe", "0FFE", "ffe", " +0x0ffe", "0x00000ffe"])
+def test_pci_ids_in_every_notation_libvirt_reads(text: str) -> None:
+    xml = (
+        "<device><name>pci_0000_05_00_0</name><capability type='pci'><domain>0</domain><bus>+5</bus>"
+        f"<slot> 0</slot><function>00</function><product id='{text}'/><vendor id='0x8086'/>"
+        "<iommuGroup number='010'><address domain='0' bus='5' slot='0' function='0'/></iommuGroup>"
+        "</capability></device>"
+    )
+    device = NodeDevice.parse(xml)
+    assert int(device.capability.product.id.strip().lstrip("+"), 16) == 0xFFE
+    assert device.capability.address.bus == 5
+    assert device.capability.iommu_group is not None and device.capability.iommu_group.number == 10
+    assert etree.tostring(device.to_element(), method="c14n") == etree.tostring(
+        etree.fromstring(xml), method="c14n"
+    )
+
+
+@pytest.mark.parametrize(("written", "order"), [("010", 10), ("+5", 5), (" 7", 7)])
+def test_boot_order_is_base_10_and_kept_as_written(written: str, order: int) -> None:
+    xml = f"<hostdev mode='subsystem' type='pci'>{_SOURCE}<boot order='{written}'/></hostdev>"
+    hostdev = PciHostdev.parse(xml)
+    assert hostdev.boot_order == order
+    assert etree.tostring(hostdev.to_element(), method="c14n") == etree.tostring(
+        etree.fromstring(xml), method="c14n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("capability", "kind"),
+    [
+        ("<capability type='net'><interface>eth0</interface><capability type='80203'/></capability>", "net"),
+        ("<capability type='scsi_host'><host>0</host></capability>", "scsi_host"),
+        (
+            "<capability type='usb_device'><bus>1</bus><device>2</device><product id='0x0FFE'/>"
+            "<vendor id='0x1d6b'/></capability>",
+            "usb_device",
+        ),
+    ],
+)
+def test_non_pci_node_devices_are_read_not_refused(capability: str, kind: str) -> None:
+    xml = f"<device><name>{kind}_x</name><parent>computer</parent>{capability}</device>"
+    device = parse_any(xml)
+    assert type(device).__name__ == "NonPciNodeDevice" and getattr(device, "name", None) == f"{kind}_x"
+    assert etree.tostring(device.to_element(), method="c14n") == etree.tostring(
+        etree.fromstring(xml), method="c14n"
+    )
+    with pytest.raises(XmlModelError) as caught:
+        NodeDevice.parse(xml)
+    assert "not a PCI device" in str(caught.value) and f"'{kind}'" in str(caught.value)

@@ -12,16 +12,17 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import libvirt
 from lxml import etree
 
 from harness.errors import HarnessInputError
 from harness.libvirt.connection import ignore_libvirt_error
+from harness.xml.base import parse_document
 from harness.xml.domain import Domain
 from harness.xml.network import Network
-from harness.xml.nodedev import NodeDevice
+from harness.xml.nodedev import AnyNodeDevice, NodeDevice, NonPciNodeDevice, node_device_from_element
 
 __all__ = [
     "TEST_URI",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 TEST_URI = "test:///default"
+_D = TypeVar("_D", NodeDevice, NonPciNodeDevice)
 
 
 class LibvirtRoundTripError(HarnessInputError):
@@ -94,7 +96,7 @@ def define_network(conn: Any, network: Network) -> tuple[str, Network]:
 
 
 @contextmanager
-def _node_file(devices: list[NodeDevice]) -> Iterator[Path]:
+def _node_file(devices: list[AnyNodeDevice]) -> Iterator[Path]:
     node = etree.Element("node")
     for device in devices:
         node.append(device.to_element())
@@ -104,11 +106,12 @@ def _node_file(devices: list[NodeDevice]) -> Iterator[Path]:
         yield path
 
 
-def dump_nodedev(device: NodeDevice) -> tuple[str, NodeDevice]:
+def dump_nodedev(device: _D) -> tuple[str, _D]:
     """Load ``device`` into a private test driver (its custom-node file) and nodedev-dumpxml it.
 
     The test driver has no nodedev-create for PCI devices; a ``test:///path`` node file is the
-    one way to put a PCI device through libvirt's nodedev parser without hardware.
+    one way to put a PCI device (or a net, USB or SCSI one) through libvirt's nodedev parser
+    without hardware. The answer is read with the model class of ``device``.
     """
     silence_libvirt()
     with _node_file([device]) as path:
@@ -122,4 +125,7 @@ def dump_nodedev(device: NodeDevice) -> tuple[str, NodeDevice]:
             raise LibvirtRoundTripError(str(error.get_error_message())) from None
         finally:
             conn.close()
-    return text, NodeDevice.parse(text)
+    returned = node_device_from_element(parse_document(text))
+    if not isinstance(returned, type(device)):
+        raise LibvirtRoundTripError(f"libvirt returned another kind of node device for {device.name}")
+    return text, returned

@@ -30,7 +30,14 @@ from harness.xml.interface import (
     VlanTag,
 )
 from harness.xml.network import Forward, Network
-from harness.xml.nodedev import IommuGroup, NodeDevice, PciCapability, PciId, VirtFunctions
+from harness.xml.nodedev import (
+    IommuGroup,
+    NodeDevice,
+    NonPciNodeDevice,
+    PciCapability,
+    PciId,
+    VirtFunctions,
+)
 
 __all__ = [
     "Device",
@@ -42,6 +49,7 @@ __all__ = [
     "Network",
     "NetworkInterface",
     "NodeDevice",
+    "NonPciNodeDevice",
     "PciAddress",
     "PciCapability",
     "PciHostdev",

@@ -14,13 +14,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self, TypeVar, cast
+from typing import Any, Literal, Protocol, Self, TypeVar, cast
 
 from lxml import etree
 
 from harness.xml.errors import XmlModelError, malformed_from_syntax_error
 
 __all__ = [
+    "UINT_MAX",
+    "Base",
     "Bound",
     "Child",
     "Element",
@@ -30,10 +32,12 @@ __all__ = [
     "get_choice",
     "get_int",
     "get_yes_no",
+    "int_as_written",
     "line_of",
     "origin_of",
     "parse_document",
     "parse_libvirt_int",
+    "parse_libvirt_uint",
     "refuse_unknown_content",
     "reject_children",
     "required_attr",
@@ -283,8 +287,17 @@ def required_attr(element: Element, name: str) -> str:
 
 
 # strtoul(base 0) as libvirt's virStrToLong_uip uses it, with the whole text consumed: leading
-# blanks and a '+' are fine, trailing ones are not; 0x.. is hex, a leading 0 is octal.
-_LIBVIRT_UINT = re.compile(r"^[ \t\n\v\f\r]*\+?(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))$")
+# blanks and a '+' are fine, trailing ones are not (``\Z``: ``$`` would take a trailing newline);
+# 0x.. is hex, a leading 0 is octal.
+_C_BLANKS = r"[ \t\n\v\f\r]*"
+_LIBVIRT_UINT = re.compile(rf"^{_C_BLANKS}\+?(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))\Z")
+# virStrToLong_ui with base 10 or 16: strtoul's blanks and '+', base 16 with or without 0x, no '-'.
+_LIBVIRT_UINT_BASE = {
+    10: re.compile(rf"^{_C_BLANKS}\+?([0-9]+)\Z"),
+    16: re.compile(rf"^{_C_BLANKS}\+?(?:0[xX])?([0-9a-fA-F]+)\Z"),
+}
+UINT_MAX = 0xFFFF_FFFF
+Base = Literal[0, 10, 16]
 
 
 def parse_libvirt_int(text: str) -> int:
@@ -300,15 +313,48 @@ def parse_libvirt_int(text: str) -> int:
     return int(decimal, 10)
 
 
-def get_int(element: Element, name: str, *, required: bool = False) -> int | None:
+def parse_libvirt_uint(text: str, base: Base) -> int:
+    """An unsigned int as libvirt's ``virStrToLong_ui(text, NULL, base)`` reads it, whole text.
+
+    Base 0 is :func:`parse_libvirt_int` (not bounded here).
+    Base 10 is what ``virXMLPropUInt(..., 10, ...)`` parses (boot order, VLAN tag, node-device
+    numbers): ``010`` is ten. Base 16 is node-device ids and class: ``0x0FFE``, ``0ffe``, ``ffe``.
+    """
+    if base == 0:
+        return parse_libvirt_int(text)  # range checks are the callers' (PCI limits name the part)
+    match = _LIBVIRT_UINT_BASE[base].match(text)
+    if match is None:
+        raise ValueError(text)
+    value = int(match.group(1), base)
+    if value > UINT_MAX:
+        raise ValueError(text)
+    return value
+
+
+def int_as_written(raw: str | None, number: int, base: Base = 0, *, formatted: str | None = None) -> str:
+    """The parsed text of an unchanged number (``+5``, `` 010``, ``0X1F`` stay), else ``formatted``."""
+    if raw is not None:
+        try:
+            if parse_libvirt_uint(raw, base) == number:
+                return raw
+        except ValueError:
+            pass
+    return str(number) if formatted is None else formatted
+
+
+_BASE_WORDS = {0: "an integer", 10: "a decimal integer", 16: "a hex number"}
+
+
+def get_int(element: Element, name: str, *, required: bool = False, base: Base = 0) -> int | None:
+    """An attribute read as libvirt's parser reads it there: ``base`` 0 (0x.. hex, 0.. octal) or 10."""
     raw = required_attr(element, name) if required else element.get(name)
     if raw is None:
         return None
     try:
-        return parse_libvirt_int(raw)
+        return parse_libvirt_uint(raw, base)
     except ValueError:
         raise XmlModelError(
-            str(element.tag), "not an integer", attribute=name, value=raw, line=line_of(element)
+            str(element.tag), f"not {_BASE_WORDS[base]}", attribute=name, value=raw, line=line_of(element)
         ) from None
 
 

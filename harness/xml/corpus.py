@@ -10,11 +10,11 @@ from harness.xml.base import Element, line_of, parse_document, refuse_unknown_co
 from harness.xml.domain import Device, Domain, device_from_element
 from harness.xml.errors import XmlModelError
 from harness.xml.network import Network
-from harness.xml.nodedev import NodeDevice
+from harness.xml.nodedev import NodeDevice, NonPciNodeDevice, node_device_from_element
 
 __all__ = ["Document", "document_kind", "parse_any", "wrap_device_element", "wrap_devices"]
 
-Document = Domain | Network | NodeDevice | Device
+Document = Domain | Network | NodeDevice | NonPciNodeDevice | Device
 DocumentKind = Literal["domain", "network", "nodedev"]
 
 
@@ -30,7 +30,7 @@ def parse_any(text: str | bytes, *, strict: bool = False) -> Document:
     elif root.tag == "network":
         document = Network.from_element(root)
     elif root.tag == "device":
-        document = NodeDevice.from_element(root)
+        document = node_device_from_element(root)
     else:
         document = device_from_element(root)
     if document is None:
@@ -44,7 +44,7 @@ def document_kind(document: Document) -> DocumentKind:
     """Which libvirt schema (and define call) a document belongs to; devices go inside a domain."""
     if isinstance(document, Network):
         return "network"
-    if isinstance(document, NodeDevice):
+    if isinstance(document, NodeDevice | NonPciNodeDevice):
         return "nodedev"
     return "domain"
 

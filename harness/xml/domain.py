@@ -25,6 +25,7 @@ from harness.xml.base import (
     get_choice,
     line_of,
     origin_of,
+    parse_libvirt_uint,
     text_child,
 )
 from harness.xml.errors import XmlModelError
@@ -93,7 +94,7 @@ def check_unique_boot_orders(devices_element: Element | None, devices: Iterable[
     seen: set[int] = set()
     for raw, where in orders:
         try:
-            order = int(raw)
+            order = parse_libvirt_uint(raw, 10)
         except ValueError:
             continue  # the device's own parser names a bad order
         if order in seen:

@@ -16,6 +16,7 @@ from harness.xml.base import (
     get_choice,
     get_int,
     get_yes_no,
+    int_as_written,
     line_of,
     origin_of,
     reject_children,
@@ -99,11 +100,19 @@ def check_hostdev_driver(driver: str | None) -> None:
 
 
 def driver_child(parent: Element | None, driver: str | None) -> list[Child]:
-    """``<driver name=>`` written over the parsed one (its other attributes stay)."""
-    if driver is None:
-        return []
+    """``<driver name=>`` written over the parsed one: its other attributes and children stay.
+
+    A parsed ``<driver>`` without ``name=`` (``model='vfio-pci-igb'``, ``queues='4'``) is kept as it
+    was; it goes only when the model drops the name it had and nothing else is left on it.
+    """
     origin = origin_of(parent, "driver")
-    return [(compose("driver", origin, [("name", driver)], ()), origin)]
+    if origin is None:
+        return [] if driver is None else [(compose("driver", None, [("name", driver)], ()), None)]
+    built = compose("driver", origin, [("name", driver)], ())
+    emptied = driver is None and origin.get("name") is not None
+    if emptied and not built.attrib and len(built) == 0 and not (built.text or "").strip():
+        return []
+    return [(built, origin)]
 
 
 def source_child(parent: Element | None, source: PciAddress, *, with_type: bool) -> Child:
@@ -159,7 +168,8 @@ class PciHostdev(XmlModel):
             driver=None if driver is None else get_choice(driver, "name", HOSTDEV_DRIVERS),
             guest_address=None if guest is None else guest_address_from_element(guest),
             rom=None if rom is None else Rom.from_element(rom),
-            boot_order=None if boot is None else get_int(boot, "order", required=True),
+            # virDomainDeviceBootParseXML reads the order in base 10: '010' is ten, '0x5' is refused
+            boot_order=None if boot is None else get_int(boot, "order", required=True, base=10),
             parsed_from=element,
         )
 
@@ -169,7 +179,8 @@ class PciHostdev(XmlModel):
         children.append(source_child(bound, self.source, with_type=False))
         if self.boot_order is not None:
             origin = origin_of(bound, "boot")
-            children.append((compose("boot", origin, [("order", str(self.boot_order))], ()), origin))
+            order = int_as_written(None if origin is None else origin.get("order"), self.boot_order, 10)
+            children.append((compose("boot", origin, [("order", order)], ()), origin))
         if self.rom is not None:
             children.append((self.rom.to_element(), self.rom.parsed_from))
         children += guest_address_child(self.guest_address)

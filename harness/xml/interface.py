@@ -16,6 +16,7 @@ from harness.xml.address import (
     guest_address_from_element,
 )
 from harness.xml.base import (
+    Base,
     Bound,
     Child,
     Element,
@@ -25,6 +26,7 @@ from harness.xml.base import (
     get_choice,
     get_int,
     get_yes_no,
+    int_as_written,
     line_of,
     origin_of,
     required_attr,
@@ -57,6 +59,10 @@ __all__ = [
 NativeMode = Literal["tagged", "untagged"]
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _PROFILE_ID_MAX = 39  # IFLA_PORT_PROFILE is 40 bytes with the NUL
+
+
+def _written(bound: Element | None, name: str, number: int, base: Base) -> str:
+    return int_as_written(None if bound is None else bound.get(name), number, base)
 
 
 def check_mac(mac: str, *, line: int | None = None) -> str:
@@ -130,7 +136,7 @@ class Vlan(Bound):
         trunk = get_choice(element, "trunk", ("yes", "no")) == "yes"
         tags = []
         for tag in element.findall("tag"):
-            tag_id = get_int(tag, "id", required=True)
+            tag_id = get_int(tag, "id", required=True, base=10)  # virNetDevVlanParse: base 10
             assert tag_id is not None
             try:
                 native: NativeMode | None = get_choice(tag, "nativeMode", ("tagged", "untagged"))
@@ -151,7 +157,12 @@ class Vlan(Bound):
             trunk = "no"  # as written; same meaning as no attribute
         children: list[Child] = [
             (
-                compose("tag", tag.parsed_from, [("id", str(tag.id)), ("nativeMode", tag.native_mode)], ()),
+                compose(
+                    "tag",
+                    tag.parsed_from,
+                    [("id", _written(tag.parsed_from, "id", tag.id, 10)), ("nativeMode", tag.native_mode)],
+                    (),
+                ),
                 tag.parsed_from,
             )
             for tag in self.tags
@@ -201,12 +212,12 @@ class VirtualPort8021Qbg(Bound):
             ) from None
 
     def to_element(self) -> Element:
+        bound = origin_of(self.parsed_from, "parameters")
         parameters: list[tuple[str, str | None]] = [
-            ("managerid", str(self.managerid)),
-            ("typeid", str(self.typeid)),
-            ("typeidversion", str(self.typeidversion)),
-            ("instanceid", self.instanceid),
+            (name, _written(bound, name, getattr(self, name), 0))
+            for name in ("managerid", "typeid", "typeidversion")
         ]
+        parameters.append(("instanceid", self.instanceid))
         return _virtualport_element(self.parsed_from, "802.1Qbg", parameters)
 
 

@@ -1,11 +1,15 @@
 """``virsh nodedev-dumpxml pci_...``: a PCI device, its IOMMU group and its SR-IOV relations.
 
-libvirt reads the numbers of a node device's PCI address with XPath ``number()``: decimal only,
-leading zeros allowed (``08`` is 8, not octal), and the function may reach 255 on an ARI device.
-libvirt does not range-check these numbers at all (it takes bus 300); the models keep the PCI limits
-for domain (16 bits as Linux writes it), bus and slot, which sysfs never exceeds.
+libvirt 9 reads the numbers of a node device's PCI address, ``<iommuGroup number=>`` and
+``maxCount=`` in base 10 (``virStrToLong_ui``): leading blanks and ``+`` allowed, leading zeros
+too (``08`` is 8, not octal), nothing after the digits; the function may reach 255 on an ARI
+device. libvirt does not range-check the address numbers below 2**32 (it takes bus 300); the models
+keep the PCI limits for domain (16 bits as Linux writes it), bus and slot, which sysfs never exceeds.
+``<product id=>`` and ``<vendor id=>`` are base 16 (``0x0FFE``, ``0ffe`` and ``ffe`` are one id) and
+``<class>`` a signed base-16 int (negative means no class); every number is kept as written.
 Other capabilities (``pci-express``, ``pci-bridge``, ``mdev_types``), ``<numa>`` and the rest stay in
-the document as written.
+the document as written. A node device that is not a PCI function (a ``net``, ``usb_device``,
+``scsi_host``...) is a :class:`NonPciNodeDevice`: its name, parent and driver, the rest kept.
 """
 
 from __future__ import annotations
@@ -22,17 +26,31 @@ from harness.xml.base import (
     compose,
     expect_tag,
     get_int,
+    int_as_written,
     line_of,
     origin_of,
+    parse_libvirt_uint,
     required_attr,
     text_child,
 )
 from harness.xml.errors import XmlModelError
 
-__all__ = ["IommuGroup", "NodeDevice", "PciCapability", "PciId", "VirtFunctions"]
+__all__ = [
+    "AnyNodeDevice",
+    "IommuGroup",
+    "NodeDevice",
+    "NonPciNodeDevice",
+    "PciCapability",
+    "PciId",
+    "VirtFunctions",
+    "node_device_from_element",
+    "pci_class_number",
+]
 
-_HEX_ID = re.compile(r"^0x[0-9a-f]{4}$")
-_DECIMAL = re.compile(r"^[0-9]+$")
+# virStrToLong_i(text, NULL, 16): strtol's blanks and sign, 0x optional, a C int, whole text.
+_SIGNED_HEX = re.compile(r"^[ \t\n\v\f\r]*([+-]?)(?:0[xX])?([0-9a-fA-F]+)\Z")
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+_PCI_CLASS_MAX = 0xFFFFFF
 _NODEDEV_PCI_LIMITS = {**PCI_LIMITS, "function": ARI_FUNCTION_LIMIT}
 # Children of <capability type='pci'> the model reads, and the nested capabilities among them.
 _PCI_CAPABILITY_CHILDREN = ("class", *PCI_LIMITS, "product", "vendor", "iommuGroup")
@@ -41,19 +59,40 @@ _NESTED_CAPABILITIES = ("phys_function", "virt_functions")
 
 @dataclass(frozen=True)
 class PciId(Bound):
-    """``<product id='0x10c9'>name</product>`` or the same for ``<vendor>``; the name may be absent."""
+    """``<product id='0x10c9'>name</product>`` or the same for ``<vendor>``; the name may be absent.
+
+    ``id`` is the text as written; libvirt reads it base 16 (virNodeDevCapsDefParseHexId) and
+    writes it back as ``0x%04x``, so ``0x0FFE``, ``0X0ffe`` and ``ffe`` are all :attr:`number` 0xffe.
+    """
 
     id: str
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if not _HEX_ID.match(self.id):
+        try:
+            parse_libvirt_uint(self.id, 16)
+        except ValueError:
             raise XmlModelError(
                 "product",
-                "id must be 0x followed by four lowercase hex digits",
+                "id must be a hex number like 0x10c9 (libvirt reads it in base 16, at most 0xffffffff)",
                 attribute="id",
                 value=self.id,
-            )
+            ) from None
+
+    @property
+    def number(self) -> int:
+        return parse_libvirt_uint(self.id, 16)
+
+
+def pci_class_number(text: str) -> int | None:
+    """``<class>`` as libvirt reads it: signed base 16; empty or negative is no class (None)."""
+    if text == "":
+        return None  # virXPathString gives NULL for an empty element
+    match = _SIGNED_HEX.match(text)
+    value = None if match is None else int(match.group(1) + match.group(2), 16)
+    if value is None or not _INT_MIN <= value <= _PCI_CLASS_MAX:
+        raise ValueError(text)
+    return None if value < 0 else value
 
 
 @dataclass(frozen=True)
@@ -97,8 +136,11 @@ def _owned_by_pci_capability(child: Element) -> bool:
 
 
 def _decimal_as_written(bound: Element | None, tag: str, number: int) -> str:
-    raw = bound.findtext(tag) if bound is not None else None
-    return raw if raw is not None and _DECIMAL.match(raw) and int(raw) == number else str(number)
+    return int_as_written(None if bound is None else bound.findtext(tag), number, 10)
+
+
+def _attribute_as_written(bound: Element | None, name: str, number: int) -> str:
+    return int_as_written(None if bound is None else bound.get(name), number, 10)
 
 
 @dataclass(frozen=True)
@@ -112,8 +154,15 @@ class PciCapability(Bound):
     iommu_group: IommuGroup | None = None
 
     def __post_init__(self) -> None:
-        if self.pci_class is not None and not re.match(r"^0x[0-9a-fA-F]{6}$", self.pci_class):
-            raise XmlModelError("class", "must be 0x and six hex digits", value=self.pci_class)
+        if self.pci_class is not None:
+            try:
+                pci_class_number(self.pci_class)
+            except ValueError:
+                raise XmlModelError(
+                    "class",
+                    "must be a hex number like 0x020000 (libvirt reads it in base 16), at most 0xffffff",
+                    value=self.pci_class,
+                ) from None
 
     @classmethod
     def from_element(cls, element: Element) -> PciCapability:
@@ -122,14 +171,15 @@ class PciCapability(Bound):
             child = element.find(part)
             if child is None or child.text is None:
                 raise XmlModelError("capability", "missing", attribute=f"<{part}>", line=line_of(element))
-            if not _DECIMAL.match(child.text):
+            try:
+                value = parse_libvirt_uint(child.text, 10)
+            except ValueError:
                 raise XmlModelError(
                     part,
                     f"invalid PCI {part}: libvirt reads node-device numbers as decimal",
                     value=child.text,
                     line=line_of(child),
-                )
-            value = int(child.text, 10)
+                ) from None
             if value > limit:
                 raise XmlModelError(
                     part, f"PCI {part} must be 0..{limit:#x}", value=child.text, line=line_of(child)
@@ -165,13 +215,13 @@ class PciCapability(Bound):
             if virt is None
             else VirtFunctions(
                 tuple(PciAddress.from_element(a) for a in virt.findall("address")),
-                get_int(virt, "maxCount"),
+                get_int(virt, "maxCount", base=10),
                 parsed_from=virt,
             ),
             iommu_group=None
             if group is None
             else IommuGroup(
-                get_int(group, "number", required=True) or 0,
+                get_int(group, "number", required=True, base=10) or 0,
                 tuple(PciAddress.from_element(a) for a in group.findall("address")),
                 parsed_from=group,
             ),
@@ -199,7 +249,11 @@ class PciCapability(Bound):
             children.append((built, origin))
         if self.virt_functions is not None:
             functions = self.virt_functions
-            max_count = None if functions.max_count is None else str(functions.max_count)
+            max_count = (
+                None
+                if functions.max_count is None
+                else _attribute_as_written(functions.parsed_from, "maxCount", functions.max_count)
+            )
             built = compose(
                 "capability",
                 functions.parsed_from,
@@ -213,7 +267,7 @@ class PciCapability(Bound):
             built = compose(
                 "iommuGroup",
                 group.parsed_from,
-                [("number", str(group.number))],
+                [("number", _attribute_as_written(group.parsed_from, "number", group.number))],
                 _address_children(group.addresses),
                 owns=_is_address,
             )
@@ -236,11 +290,16 @@ class NodeDevice(XmlModel):
 
     @classmethod
     def from_element(cls, element: Element) -> NodeDevice:
-        expect_tag(element, "device")
-        name = element.findtext("name")
+        name = _device_name(element)
         capability = element.find("capability[@type='pci']")
-        if name is None or capability is None:
-            raise XmlModelError("device", "needs <name> and <capability type='pci'>", line=line_of(element))
+        if capability is None:
+            kinds = ", ".join(f"'{kind}'" for kind in _capability_types(element)) or "none"
+            raise XmlModelError(
+                "device",
+                f"{name} is not a PCI device (capability type {kinds}, no <capability type='pci'>); "
+                "read it with NonPciNodeDevice or node_device_from_element",
+                line=line_of(element),
+            )
         return cls(
             name=name,
             capability=PciCapability.from_element(capability),
@@ -251,14 +310,7 @@ class NodeDevice(XmlModel):
 
     def to_element(self) -> Element:
         bound = self.parsed_from
-        children = [text_child(bound, "name", self.name)]
-        if self.parent is not None:
-            children.append(text_child(bound, "parent", self.parent))
-        if self.driver is not None:
-            origin = origin_of(bound, "driver")
-            name = text_child(origin, "name", self.driver)
-            built = compose("driver", origin, (), [name], owns=lambda child: child.tag == "name")
-            children.append((built, origin))
+        children = _identity_children(bound, self.name, self.parent, self.driver)
         children.append((self.capability.to_element(), self.capability.parsed_from))
         return compose(
             "device",
@@ -277,3 +329,112 @@ class NodeDevice(XmlModel):
     ) -> NodeDevice:
         """A device named the way libvirt names it: ``pci_0000_01_00_0`` for 0000:01:00.0."""
         return cls(name=capability.address.nodedev_name, capability=capability, parent=parent, driver=driver)
+
+
+def _device_name(element: Element) -> str:
+    """libvirt's ``no device name`` check (virNodeDeviceDefParseXML, an existing device)."""
+    expect_tag(element, "device")
+    name = element.findtext("name")
+    if not name:
+        raise XmlModelError("device", "no device name: <name> is missing or empty", line=line_of(element))
+    return name
+
+
+def _capability_types(element: Element) -> tuple[str, ...]:
+    return tuple(child.get("type") or "" for child in element.findall("capability"))
+
+
+def _is_capability(child: Element) -> bool:
+    return child.tag == "capability"
+
+
+@dataclass(frozen=True)
+class NonPciNodeDevice(XmlModel):
+    """A node device that is not a PCI function: ``net``, ``usb_device``, ``scsi_host``, ``system``...
+
+    The harness reads its name, parent, host driver and the types of its capabilities; what each
+    capability holds (an interface name, a USB bus, a SCSI host number) is kept as written.
+    """
+
+    name: str
+    capability_types: tuple[str, ...]
+    parent: str | None = None
+    driver: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise XmlModelError("name", "empty device name", value=self.name)
+        if not self.capability_types:
+            # virNodeDeviceDefParseXML: "no device capabilities for '%s'"
+            raise XmlModelError(
+                "device", f"no device capabilities for '{self.name}'", attribute="<capability>"
+            )
+        if "pci" in self.capability_types:
+            raise XmlModelError(
+                "capability",
+                "a PCI device is a NodeDevice, not a NonPciNodeDevice",
+                attribute="type",
+                value="pci",
+            )
+
+    @classmethod
+    def from_element(cls, element: Element) -> NonPciNodeDevice:
+        name = _device_name(element)
+        try:
+            return cls(
+                name=name,
+                capability_types=_capability_types(element),
+                parent=element.findtext("parent"),
+                driver=element.findtext("driver/name"),
+                parsed_from=element,
+            )
+        except XmlModelError as error:
+            error.line = error.line or line_of(element)
+            raise
+
+    def to_element(self) -> Element:
+        bound = self.parsed_from
+        children = _identity_children(bound, self.name, self.parent, self.driver)
+        claimed: set[int] = set()
+        for kind in self.capability_types:
+            origin = None
+            if bound is not None:
+                for index, candidate in enumerate(bound.findall("capability")):
+                    if index not in claimed and candidate.get("type") == kind:
+                        claimed.add(index)
+                        origin = candidate
+                        break
+            # What a capability holds is not modelled: compose keeps all of it.
+            children.append((compose("capability", origin, [("type", kind)], ()), origin))
+        return compose(
+            "device",
+            bound,
+            (),
+            children,
+            owns=lambda child: child.tag in ("name", "parent", "driver") or _is_capability(child),
+        )
+
+
+def _identity_children(
+    bound: Element | None, name: str, parent: str | None, driver: str | None
+) -> list[Child]:
+    children = [text_child(bound, "name", name)]
+    if parent is not None:
+        children.append(text_child(bound, "parent", parent))
+    if driver is not None:
+        origin = origin_of(bound, "driver")
+        driver_name = text_child(origin, "name", driver)
+        built = compose("driver", origin, (), [driver_name], owns=lambda child: child.tag == "name")
+        children.append((built, origin))
+    return children
+
+
+AnyNodeDevice = NodeDevice | NonPciNodeDevice
+
+
+def node_device_from_element(element: Element) -> AnyNodeDevice:
+    """A ``<device>`` document: a :class:`NodeDevice` if it has a PCI capability, else a non-PCI one."""
+    expect_tag(element, "device")
+    if element.find("capability[@type='pci']") is not None:
+        return NodeDevice.from_element(element)
+    return NonPciNodeDevice.from_element(element)

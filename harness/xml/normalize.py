@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from harness.xml.domain import Device, Domain
 from harness.xml.hostdev import PciHostdev, Rom
 from harness.xml.interface import HostdevInterface, NetworkInterface
 from harness.xml.network import Forward, Network
-from harness.xml.nodedev import NodeDevice
+from harness.xml.nodedev import NodeDevice, NonPciNodeDevice, PciId, pci_class_number
 
 __all__ = [
     "LIBVIRT_DEFECTS",
@@ -29,6 +29,9 @@ __all__ = [
 
 # libvirt's own prefix for MACs it makes up (virDomainNetGenerateMAC with the QEMU OUI).
 _GENERATED_MAC = re.compile(r"^52:54:00(:[0-9a-f]{2}){3}$")
+
+
+_D = TypeVar("_D", NodeDevice, NonPciNodeDevice)
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,13 @@ NORMALIZATIONS: tuple[Normalization, ...] = (
         "maxCount='0' comes back absent.",
     ),
     Normalization(
+        "nodedev-hex-ids",
+        "nodedev",
+        "libvirt reads <product id=>, <vendor id=> and <class> in base 16 and writes them as "
+        "0x%04x and 0x%06x, lowercase: id='0x0FFE' or 'ffe' comes back as '0x0ffe'; a negative or "
+        "empty <class> means no class and comes back absent.",
+    ),
+    Normalization(
         "nodedev-driver",
         "nodedev",
         "the bound driver is read from sysfs on a real host; the test driver's nodedev "
@@ -192,10 +202,23 @@ def expected_network(sent: Network, returned: Network) -> Network:
     )
 
 
-def expected_nodedev(sent: NodeDevice) -> NodeDevice:
+def _formatted_id(pci_id: PciId) -> PciId:
+    return dataclasses.replace(pci_id, id=f"0x{pci_id.number:04x}")  # nodedev-hex-ids
+
+
+def expected_nodedev(sent: _D) -> _D:
+    if isinstance(sent, NonPciNodeDevice):
+        return dataclasses.replace(sent, driver=None)  # nodedev-driver
     capability = sent.capability
     functions = capability.virt_functions
     if functions is not None and functions.max_count == 0:
         functions = dataclasses.replace(functions, max_count=None)  # vf-maxcount-zero
-    capability = dataclasses.replace(capability, virt_functions=functions)
+    klass = None if capability.pci_class is None else pci_class_number(capability.pci_class)
+    capability = dataclasses.replace(
+        capability,
+        virt_functions=functions,
+        product=_formatted_id(capability.product),
+        vendor=_formatted_id(capability.vendor),
+        pci_class=None if klass is None else f"0x{klass:06x}",  # nodedev-hex-ids
+    )
     return dataclasses.replace(sent, driver=None, capability=capability)  # nodedev-driver
