@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the harness and the nested host need on the machine that runs them
-# (mmdebstrap: the lab unpacks a newer QEMU with it where this one has no igb).
+# (mmdebstrap: the lab unpacks a newer QEMU with it where this one has no igb; gcc, pkg-config, libvirt-dev and
+# python3-dev: pip builds libvirt-python from source, and a fresh Debian has no Python.h).
 DEB_PACKAGES := libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils udev kmod cpio busybox-static pciutils pci.ids iproute2 python3-venv gcc \
 	virtinst mmdebstrap python3-dev
