@@ -110,7 +110,7 @@ def test_default_lab_has_an_igb_pf_with_7_vfs(default_lab: Lab) -> None:
     inside = checked_exec(default_lab, "echo $HOSTDEV_LAB_QEMU").strip()
     assert inside == f"QEMU {qemu['version']} ({qemu['origin']}): {qemu['reason']}", inside
     status = subprocess.run(
-        [HOSTDEV_LAB, "status", default_lab.name], capture_output=True, text=True, timeout=60, check=False
+        [HOSTDEV_LAB, "status", default_lab.name], capture_output=True, text=True, timeout=300, check=False
     )
     assert f"L1 runs on QEMU {qemu['version']} ({qemu['origin']})" in status.stdout, status.stdout
 
@@ -284,7 +284,12 @@ def test_failed_boot_raises_with_the_console_tail() -> None:
         start_lab(broken, name=name)
     message = str(caught.value)
     assert "console tail" in message and "insmod 9p.ko" in message, message
-    assert time.monotonic() - started < 120
+    # Found from the console, not by running into the boot timeout (no fixed bound: a loaded machine is slower).
+    took = time.monotonic() - started
+    assert "did not answer within" not in message, (
+        f"expected the boot failure seen on the console, found a timeout after {took:.0f} s: {message}"
+    )
+    print(f"failed boot reported after {took:.1f} s")
     assert qemu_processes(name) == [], "QEMU left running after a failed boot"
     subprocess.run([HOSTDEV_LAB, "down", name], capture_output=True, check=False)
 
@@ -293,7 +298,7 @@ def test_bad_spec_starts_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[iommu]\nmodel = "smmuv3"\n')
     result = subprocess.run(
-        [HOSTDEV_LAB, "run", str(bad), "--", "true"], capture_output=True, text=True, timeout=60, check=False
+        [HOSTDEV_LAB, "run", str(bad), "--", "true"], capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 2
     assert "'iommu.model' = 'smmuv3'" in result.stderr, result.stderr
@@ -305,7 +310,7 @@ def test_status_and_console_find_the_running_lab(default_lab: Lab) -> None:
         [HOSTDEV_LAB, "status", default_lab.name, "--json"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
         check=False,
     )
     assert status.returncode == 0, status.stderr
@@ -315,7 +320,7 @@ def test_status_and_console_find_the_running_lab(default_lab: Lab) -> None:
         [HOSTDEV_LAB, "console", default_lab.name, "-n", "200"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
         check=False,
     )
     assert console.returncode == 0 and "stage2 start" in console.stdout, console.stdout[-2000:]
