@@ -201,13 +201,34 @@ def test_two_labs_at_once_have_their_own_ports_and_state(default_lab: Lab) -> No
     assert qemu_processes(second.name) == [], "the second lab's QEMU survived stop()"
 
 
+def _interruptible() -> None:
+    # As from a terminal: a shell without job control starts background jobs (`make test &`, a CI step) with
+    # SIGINT ignored, and Python keeps an ignored SIGINT ignored, so Ctrl-C would never reach the lab.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run_in_background(name: str, *command: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [HOSTDEV_LAB, "run", str(LABS / "default.toml"), "--name", name, "--", *command],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=_interruptible,
     )
+
+
+def _ignored_signals(pid: int) -> str:
+    """The signals ``pid`` ignores (/proc/PID/status SigIgn), for a failure message."""
+    try:
+        mask = next(
+            int(line.split()[1], 16)
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("SigIgn:")
+        )
+    except (OSError, StopIteration):
+        return "(gone)"
+    named = {int(sig): sig.name for sig in signal.Signals}
+    return ", ".join(named.get(n, str(n)) for n in range(1, 65) if mask >> (n - 1) & 1) or "none"
 
 
 def _wait_ready(name: str, process: subprocess.Popen[bytes]) -> None:
@@ -248,7 +269,12 @@ def test_interrupt_or_killed_parent_leaves_no_qemu(how: str) -> None:
         # Bounds are for a loaded machine: stopping a lab is seconds when idle (the measured time is printed).
         if how == "sigint":
             process.send_signal(signal.SIGINT)  # what Ctrl-C delivers
-            code = wait_exit(process, 300, f"hostdev-lab run of {name} to exit after SIGINT", str(console))
+            code = wait_exit(
+                process,
+                300,
+                f"hostdev-lab run of {name} to exit after SIGINT",
+                f"{console}; signals it ignores: {_ignored_signals(process.pid)}",
+            )
             stderr = process.stderr.read().decode()[-2000:] if process.stderr else ""
             assert code == 130, f"expected exit 130 after SIGINT, found {code}; its stderr:\n{stderr}"
         else:
