@@ -4,13 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the harness and the nested host need on the machine that runs them
-# (mmdebstrap: the lab unpacks a newer QEMU with it where this one has no igb).
+# (mmdebstrap: the lab unpacks a newer QEMU with it where this one has no igb; gcc, pkg-config, libvirt-dev and
+# python3-dev: pip builds libvirt-python from source, and a fresh Debian has no Python.h).
 DEB_PACKAGES := libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
 	qemu-system-x86 qemu-utils udev kmod cpio busybox-static pciutils pci.ids iproute2 python3-venv gcc \
-	virtinst mmdebstrap
+	virtinst mmdebstrap python3-dev
 # Only for the project's own tests: the HTML report is rendered by headless Chromium in tests/test_reports.py;
 # the fleet test drives tmt over SSH (ssh, ssh-keygen) and tmt copies its tree with rsync.
-TEST_DEB_PACKAGES := chromium openssh-client rsync
+# apt-file with its index: tmt's prepare always asks apt-file which package has /usr/bin/flock (installing
+# apt-file first); the fleet lab has no network and shares this root, so both must already be here.
+TEST_DEB_PACKAGES := chromium openssh-client rsync apt-file
 PYTEST_ARGS ?=
 
 .PHONY: deps test-deps venv demo validate test test-fast lint snapshot mutation clean
@@ -35,6 +38,8 @@ deps: .cache/deps.stamp
 test-deps: .cache/test-deps.stamp
 .cache/test-deps.stamp: Makefile .cache/deps.stamp
 	$(call install_debs,$(TEST_DEB_PACKAGES))
+	@apt-file search --package-only /usr/bin/flock 2>/dev/null | grep -qx util-linux || { \
+	  echo "refreshing apt-file's index (tmt looks up /usr/bin/flock with it)"; apt-file update >/dev/null; }
 	@touch $@
 
 # The harness's bytecode is written here, where it takes a second: L1 sees the checkout read-only, so each

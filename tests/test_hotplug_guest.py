@@ -70,7 +70,7 @@ def test_console_waits_for_the_report_that_satisfies_it(tmp_path: Path) -> None:
         log.write_text(REPORTS)
 
     threading.Thread(target=guest_sees_the_nic_later).start()
-    report = console.wait_for(lambda r: bool(r.bdfs_with_id("8086:10d3")), timeout=5, interval=0.05)
+    report = console.wait_for(lambda r: bool(r.bdfs_with_id("8086:10d3")), timeout=60, interval=0.05)
     assert report is not None and report.seq == 2
     assert console.wait_for(lambda r: r.seq > 5, timeout=0.2, interval=0.05) is None
     assert "Attention button" in console.tail()

@@ -55,14 +55,39 @@ def checked_exec(lab: Lab, command: str) -> str:
     return output
 
 
-def wait_until(predicate: object, timeout: float, what: str) -> None:
+# A loaded machine (2 cores shared, TCG inside TCG) is slower, never wrong: a test waits for the event with a
+# bound well above what a busy machine needs, and says how long the event took.
+def wait_until(predicate: object, timeout: float, what: str, where: str = "") -> float:
+    """Poll ``predicate`` until it is true; the seconds it took, or an AssertionError naming what was
+    awaited, the bound, and where to look (``where``: a log path, a console tail)."""
     assert callable(predicate)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     while time.monotonic() < deadline:
         if predicate():
-            return
+            took = time.monotonic() - started
+            print(f"waited {took:.1f} s for {what}")
+            return took
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    raise AssertionError(
+        f"expected {what} within {timeout:.0f} s, still not after {time.monotonic() - started:.0f} s"
+        + (f"; see {where}" if where else "")
+    )
+
+
+def wait_exit(process: subprocess.Popen[bytes], timeout: float, what: str, where: str = "") -> int:
+    """The exit code of ``process`` once it exits (within a generous ``timeout``), with the time it took;
+    a process still running at the bound fails naming what was awaited and where to look."""
+    started = time.monotonic()
+    try:
+        code = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"expected {what} within {timeout:.0f} s, still running (pid {process.pid})"
+            + (f"; see {where}" if where else "")
+        ) from None
+    print(f"waited {time.monotonic() - started:.1f} s for {what} (exit {code})")
+    return code
 
 
 @pytest.fixture(scope="session")

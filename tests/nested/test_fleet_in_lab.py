@@ -49,16 +49,31 @@ def _tmt_run(workdir: Path, *provision: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
 
 
+def _tmt_said(workdir: Path, run: subprocess.CompletedProcess[str]) -> str:
+    """Where to look when a tmt run went wrong: its exit code, its log, the tail of what it printed."""
+    return (
+        f"tmt exited {run.returncode}; its log: {workdir / 'log.txt'}\n--- what tmt printed (tail) ---\n"
+        f"{run.stdout[-2500:]}{run.stderr[-2500:]}"
+    )
+
+
 def _collected(workdir: Path, run: subprocess.CompletedProcess[str]) -> tuple[dict[str, Any], Path, Any]:
     """tmt's result for /fleet/validate, and the report.json and junit.xml tmt copied back from the host."""
     plan_dir = workdir / PLAN.lstrip("/")
     results_file = plan_dir / "execute" / "results.yaml"
     assert results_file.exists(), (
-        f"tmt left no results ({results_file}):\n{run.stdout[-3000:]}{run.stderr[-2000:]}"
+        f"expected tmt's results in {results_file}, found none; {_tmt_said(workdir, run)}"
     )
-    results = {result["name"]: result for result in yaml.safe_load(results_file.read_text())}
-    assert "/fleet/validate" in results, f"tmt ran {list(results)}; see {workdir}/log.txt"
+    results = {result["name"]: result for result in yaml.safe_load(results_file.read_text()) or []}
+    assert "/fleet/validate" in results, (
+        f"expected a result for /fleet/validate, tmt ran {list(results)}; {_tmt_said(workdir, run)}"
+    )
     result = results["/fleet/validate"]
+    # A test that never ran (a prepare phase failed) has a result without data or log: say why, not TypeError.
+    assert result.get("data-path") and result.get("log"), (
+        f"expected /fleet/validate to have run, tmt recorded {result.get('result')!r} with no data/log "
+        f"({result.get('note')}); {_tmt_said(workdir, run)}"
+    )
     data = plan_dir / "execute" / result["data-path"]
     output = plan_dir / "execute" / result["log"][0]
     assert (data / "report.json").exists(), f"no report.json came back from the host; {output}:\n" + (
