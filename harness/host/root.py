@@ -1,9 +1,38 @@
-"""File access below a host root: ``/`` for the live host, a directory for a snapshot."""
+"""File access below a host root: ``/`` for the live host, a directory for a snapshot.
+
+A snapshot is untrusted input (users attach them to bug reports), so below a snapshot root every read
+stays inside it: a path whose links resolve outside the root is refused, only regular files are read
+(a FIFO, device node or socket would hang or touch this machine), opened without blocking and bounded
+in size. A file that is missing is not an error (an older snapshot did not capture it): the readers
+get ``None`` and say "not captured". Anything else wrong raises ``HostFileError`` naming the file.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
+
+from harness.errors import HostFileError
+
+# The largest file a snapshot may hold: sysfs attributes are a page, the largest captured files (dmesg,
+# modules.dep, grub.cfg) a few MiB; anything above is not what capture wrote.
+MAX_SNAPSHOT_FILE_BYTES = 16 * 1024 * 1024
+RECAPTURE = "capture the snapshot again with: hostdev-harness snapshot DIR"
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 class HostRoot:
@@ -30,17 +59,61 @@ class HostRoot:
         """The host's own spelling of a path below this root (``/sys/...``)."""
         return "/" + str(Path(path).relative_to(self.path)) if path != self.path else "/"
 
-    def read_text(self, host_path: str) -> str | None:
+    def error(self, host_path: str, problem: str) -> HostFileError:
+        """The error a reader raises for a file of this host that is not what it expects."""
+        if self.is_live:
+            return HostFileError("this host", host_path, problem, "the harness cannot read this host")
+        relative = host_path.lstrip("/")
+        return HostFileError(f"snapshot {self.path}", relative, problem, RECAPTURE)
+
+    def _inside(self, host_path: str) -> Path:
+        """The real path of ``host_path``; below a snapshot, refused when its links lead outside."""
+        path = self.resolve(host_path)
+        if self.is_live:
+            return path
+        real = Path(os.path.realpath(path))
+        if real != self.path and not real.is_relative_to(self.path):
+            raise self.error(host_path, f"a link that leads outside the snapshot (to {real}); refused")
+        return real
+
+    def _read(self, host_path: str) -> bytes | None:
+        if self.is_live:
+            try:
+                return self.resolve(host_path).read_bytes()
+            except OSError:
+                return None
+        real = self._inside(host_path)
         try:
-            return self.resolve(host_path).read_text(errors="replace")
-        except OSError:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: the path is resolved.
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
+        except FileNotFoundError:
             return None
+        except IsADirectoryError:
+            raise self.error(host_path, "is a directory, expected a file") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENXIO, errno.ELOOP):
+                raise self.error(host_path, "not a regular file; refused") from None
+            raise self.error(host_path, f"unreadable ({exc.strerror})") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise self.error(host_path, f"is {_kind(info.st_mode)}, expected a regular file; refused")
+        with os.fdopen(fd, "rb") as file:
+            if info.st_size > MAX_SNAPSHOT_FILE_BYTES:
+                raise self.error(
+                    host_path, f"{info.st_size} bytes, above the {MAX_SNAPSHOT_FILE_BYTES} a snapshot file may hold"
+                )
+            try:
+                return file.read(MAX_SNAPSHOT_FILE_BYTES + 1)
+            except OSError as exc:
+                raise self.error(host_path, f"unreadable ({exc.strerror})") from None
+
+    def read_text(self, host_path: str) -> str | None:
+        data = self._read(host_path)
+        return None if data is None else data.decode(errors="replace")
 
     def read_bytes(self, host_path: str) -> bytes | None:
-        try:
-            return self.resolve(host_path).read_bytes()
-        except OSError:
-            return None
+        return self._read(host_path)
 
     def read_stripped(self, host_path: str) -> str | None:
         text = self.read_text(host_path)
@@ -51,20 +124,22 @@ class HostRoot:
 
     def listdir(self, host_path: str) -> list[str]:
         try:
-            return sorted(os.listdir(self.resolve(host_path)))
+            return sorted(os.listdir(self._inside(host_path)))
         except OSError:
             return []
 
     def link_name(self, host_path: str) -> str | None:
         """The last component of a symlink's target (``driver`` -> ``vfio-pci``), or None."""
         try:
-            return os.path.basename(os.readlink(self.resolve(host_path)))
+            target = os.readlink(self.resolve(host_path))
         except OSError:
             return None
+        self._inside(host_path)  # a link out of a snapshot is refused, even when only its name is used
+        return os.path.basename(target)
 
     def realpath(self, host_path: str) -> str:
         """The host path a symlink chain below the root ends at."""
-        real = Path(os.path.realpath(self.resolve(host_path)))
+        real = Path(os.path.realpath(self.resolve(host_path))) if self.is_live else self._inside(host_path)
         try:
             return self.host_path(real)
         except ValueError:
