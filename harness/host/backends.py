@@ -63,13 +63,15 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise NotASnapshotError(f"host snapshot {path} is not a directory; {make_one}")
     manifest_path = directory / SNAPSHOT_MANIFEST.lstrip("/")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
+    # Through a HostRoot: a manifest that is a FIFO, a device or a link out of the snapshot is refused.
+    text = HostRoot(directory).read_text(SNAPSHOT_MANIFEST)
+    if text is None:
         raise NotASnapshotError(
             f"{path} is not a host snapshot (it has no {SNAPSHOT_MANIFEST.lstrip('/')}); {make_one}"
-        ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        )
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
         raise NotASnapshotError(
             f"{manifest_path}: unreadable snapshot manifest ({exc}); capture the snapshot again"
         ) from None
@@ -100,11 +102,26 @@ class SnapshotBackend:
         recorded = self.root.read_text(SNAPSHOT_LIBVIRT)
         if recorded is None:
             return LibvirtFacts.unreachable("(none)", "libvirt's answers were not recorded in this snapshot")
-        return LibvirtFacts.from_json(recorded)
+        self.root.read_json(SNAPSHOT_LIBVIRT, "libvirt's recorded answers (an object)")
+        try:
+            return LibvirtFacts.from_json(recorded)
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise self.root.error(
+                SNAPSHOT_LIBVIRT, f"not libvirt's recorded answers ({type(exc).__name__}: {exc})"
+            ) from None
 
     def kvm_probe(self) -> KvmProbe:
-        probes = json.loads(self.root.read_text(SNAPSHOT_PROBES) or "{}")
-        return KvmProbe(**probes.get("kvm", {"usable": False, "detail": "not recorded in this snapshot"}))
+        expected = 'the KVM probe\'s result ({"kvm": {"usable": true|false, "detail": "..."}})'
+        probes = self.root.read_json(SNAPSHOT_PROBES, expected) or {}
+        kvm = probes.get("kvm", {"usable": False, "detail": "not recorded in this snapshot"})
+        if (
+            not isinstance(kvm, dict)
+            or set(kvm) != {"usable", "detail"}
+            or not isinstance(kvm["usable"], bool)
+            or not isinstance(kvm["detail"], str)
+        ):
+            raise self.root.error(SNAPSHOT_PROBES, f"holds {str(kvm)[:60]!r}, expected {expected}")
+        return KvmProbe(usable=kvm["usable"], detail=kvm["detail"])
 
     def close(self) -> None:
         pass

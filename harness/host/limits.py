@@ -42,7 +42,12 @@ class Limits:
         for line in text.splitlines():
             for label, key in (("Max locked memory", "memlock"), ("Max open files", "nofile")):
                 if line.startswith(label):
-                    found[key] = Limit.parse(line[len(label) :])
+                    try:
+                        found[key] = Limit.parse(line[len(label) :])
+                    except ValueError:
+                        raise root.error(
+                            source, f"{line.strip()[:60]!r}, expected '{label}  SOFT HARD UNITS'"
+                        ) from None
         file_max = root.read_stripped("/proc/sys/fs/file-max")
         return cls(
             memlock=found.get("memlock"),

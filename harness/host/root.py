@@ -119,6 +119,34 @@ class HostRoot:
         text = self.read_text(host_path)
         return None if text is None else text.strip()
 
+    def read_number(self, host_path: str, *, base: int = 10, what: str = "a decimal number") -> int | None:
+        """A file holding one number (a sysfs attribute); None when missing, ``HostFileError`` when not a number."""
+        text = self.read_stripped(host_path)
+        if text is None:
+            return None
+        try:
+            return int(text, base)
+        except ValueError:
+            raise self.error(host_path, f"holds {text[:40]!r}, expected {what}") from None
+
+    def read_hex(self, host_path: str) -> int | None:
+        return self.read_number(host_path, base=16, what="a hexadecimal number such as 0x8086")
+
+    def read_json(self, host_path: str, expected: str) -> dict[str, object] | None:
+        """A JSON object the harness wrote into a snapshot; None when missing."""
+        import json
+
+        text = self.read_text(host_path)
+        if text is None:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise self.error(host_path, f"not JSON ({exc}), expected {expected}") from None
+        if not isinstance(data, dict):
+            raise self.error(host_path, f"holds a JSON {type(data).__name__}, expected {expected}")
+        return data
+
     def exists(self, host_path: str) -> bool:
         return os.path.lexists(self.resolve(host_path))
 
@@ -130,10 +158,15 @@ class HostRoot:
 
     def link_name(self, host_path: str) -> str | None:
         """The last component of a symlink's target (``driver`` -> ``vfio-pci``), or None."""
+        path = self.resolve(host_path)
         try:
-            target = os.readlink(self.resolve(host_path))
+            target = os.readlink(path)
         except OSError:
-            return None
+            if self.is_live or not os.path.lexists(path):
+                return None
+            mode = os.lstat(path).st_mode
+            kind = "a regular file" if stat.S_ISREG(mode) else _kind(mode)
+            raise self.error(host_path, f"is {kind}, expected a symbolic link") from None
         self._inside(host_path)  # a link out of a snapshot is refused, even when only its name is used
         return os.path.basename(target)
 
