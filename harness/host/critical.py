@@ -63,7 +63,9 @@ def _mount_sources(root: HostRoot) -> list[tuple[str, str, str]]:
         fields = line.split()
         if len(fields) >= 3:
             if "\x00" in fields[0]:
-                raise root.error("/proc/self/mounts", f"a source {fields[0][:40]!r}, expected a device or a name")
+                raise root.error(
+                    "/proc/self/mounts", f"a source {fields[0][:40]!r}, expected a device or a name"
+                )
             mounts.append((fields[0], fields[1], fields[2]))
     return mounts
 

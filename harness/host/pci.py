@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-import re
 from functools import cache
 from pathlib import Path
 
@@ -175,7 +175,9 @@ def read_device(root: HostRoot, sys_path: str) -> PciDevice:
     def hex_attr(name: str, digits: int) -> str | None:
         value = root.read_hex(f"{sys_path}/{name}")
         if value is not None and not 0 <= value < 16**digits:
-            raise root.error(f"{sys_path}/{name}", f"{value:#x} is out of range, expected {digits} hex digits")
+            raise root.error(
+                f"{sys_path}/{name}", f"{value:#x} is out of range, expected {digits} hex digits"
+            )
         return None if value is None else f"{value:#0{digits + 2}x}"
 
     def count_attr(name: str) -> int | None:
@@ -199,10 +201,13 @@ def read_device(root: HostRoot, sys_path: str) -> PciDevice:
         device_name = device_name or devices.get((vendor_id, device_id))
     group = root.link_name(f"{sys_path}/iommu_group")
     if group is not None and not group.isdigit():
-        raise root.error(f"{sys_path}/iommu_group", f"a link to {group!r}, expected a link to an IOMMU group number")
+        raise root.error(
+            f"{sys_path}/iommu_group", f"a link to {group!r}, expected a link to an IOMMU group number"
+        )
     parent = sys_path.rstrip("/").rsplit("/", 2)[-2]
     virtfns = sorted(
-        (name for name in root.listdir(sys_path) if re.fullmatch(r"virtfn\d+", name)), key=lambda n: int(n[6:])
+        (name for name in root.listdir(sys_path) if re.fullmatch(r"virtfn\d+", name)),
+        key=lambda n: int(n[6:]),
     )
     override = attr("driver_override")
     return PciDevice(

@@ -35,6 +35,46 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+class NotARegularFileError(OSError):
+    """A file the harness was given to read that is not a regular file of a sane size, or unreadable."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def read_regular_file(path: str | Path, limit: int = MAX_SNAPSHOT_FILE_BYTES) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes.
+
+    For files from elsewhere (snapshots, reports, journals): opened without blocking, so a FIFO cannot
+    hang the harness, and checked with fstat before reading, so a device or socket is never read.
+    Raises ``FileNotFoundError`` when missing (callers decide what absence means), else
+    ``NotARegularFileError`` saying what is wrong.
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOCTTY: a tty never becomes ours.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket, or a FIFO's peer
+            raise NotARegularFileError("not a regular file; refused") from None
+        raise NotARegularFileError(f"unreadable ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFileError(f"is {_kind(info.st_mode)}, expected a regular file; refused")
+        if info.st_size > limit:
+            raise NotARegularFileError(f"{info.st_size} bytes, above the {limit} bytes allowed here")
+        try:
+            data = file.read(limit + 1)
+        except OSError as exc:
+            raise NotARegularFileError(f"unreadable ({exc.strerror})") from None
+    if len(data) > limit:  # grew while read
+        raise NotARegularFileError(f"more than the {limit} bytes allowed here")
+    return data
+
+
 class HostRoot:
     """Reads files of a host below ``path``; every reader of the host model goes through one of these.
 
@@ -82,31 +122,12 @@ class HostRoot:
                 return self.resolve(host_path).read_bytes()
             except OSError:
                 return None
-        real = self._inside(host_path)
         try:
-            # O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: the path is resolved.
-            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
+            return read_regular_file(self._inside(host_path))
         except FileNotFoundError:
             return None
-        except IsADirectoryError:
-            raise self.error(host_path, "is a directory, expected a file") from None
-        except OSError as exc:
-            if exc.errno in (errno.ENXIO, errno.ELOOP):
-                raise self.error(host_path, "not a regular file; refused") from None
-            raise self.error(host_path, f"unreadable ({exc.strerror})") from None
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            raise self.error(host_path, f"is {_kind(info.st_mode)}, expected a regular file; refused")
-        with os.fdopen(fd, "rb") as file:
-            if info.st_size > MAX_SNAPSHOT_FILE_BYTES:
-                raise self.error(
-                    host_path, f"{info.st_size} bytes, above the {MAX_SNAPSHOT_FILE_BYTES} a snapshot file may hold"
-                )
-            try:
-                return file.read(MAX_SNAPSHOT_FILE_BYTES + 1)
-            except OSError as exc:
-                raise self.error(host_path, f"unreadable ({exc.strerror})") from None
+        except NotARegularFileError as exc:
+            raise self.error(host_path, exc.problem) from None
 
     def read_text(self, host_path: str) -> str | None:
         data = self._read(host_path)
