@@ -60,10 +60,11 @@ def read_regular_file(path: str | Path, limit: int = MAX_SNAPSHOT_FILE_BYTES) ->
         if exc.errno == errno.ENXIO:  # a socket, or a FIFO's peer
             raise NotARegularFileError("not a regular file; refused") from None
         raise NotARegularFileError(f"unreadable ({exc.strerror})") from None
+    info = os.fstat(fd)  # before fdopen, which refuses a directory with an error of its own
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise NotARegularFileError(f"is {_kind(info.st_mode)}, expected a regular file; refused")
     with os.fdopen(fd, "rb") as file:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotARegularFileError(f"is {_kind(info.st_mode)}, expected a regular file; refused")
         if info.st_size > limit:
             raise NotARegularFileError(f"{info.st_size} bytes, above the {limit} bytes allowed here")
         try:
