@@ -325,3 +325,28 @@ def test_pytest_on_a_corrupt_snapshot_is_a_usage_error_before_tests(tmp_path: Pa
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
     assert "INTERNALERROR" not in result.stdout + result.stderr and "Traceback" not in result.stderr
     assert f"{device.lstrip('/')}/class" in result.stderr, f"expected the file named: {result.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("probes.json", "[]", "JSON list"),
+        ("probes.json", '{"kvm": 1}', "KVM probe"),
+        ("probes.json", '{"kvm": {"usable": "yes", "detail": "x"}}', "KVM probe"),
+        ("libvirt.json", "{}", "lacks reachable, uri"),
+        ("libvirt.json", '{"uri": 1, "reachable": true}', "uri is 1"),
+        ("libvirt.json", '{"uri": "x", "reachable": "yes"}', "reachable"),
+        ("libvirt.json", '{"uri": "x", "reachable": true, "node_devices": 3}', "node_devices"),
+        ("libvirt.json", '{"uri": "x", "reachable": true, "node_devices": {"a": {"name": "a"}}}', "lacks"),
+        ("libvirt.json", '{"uri": "x", "reachable": true, "surprise": 1}', "unknown keys surprise"),
+    ],
+)
+def test_json_the_harness_recorded_is_checked_against_its_shape(
+    tmp_path: Path, name: str, content: str, expected: str
+) -> None:
+    """Valid JSON of the wrong shape is refused, not believed (a "reachable": "yes" is not true)."""
+    copy = copy_snapshot("synthetic-intel-iommu-on", tmp_path)
+    (copy / ".harness" / name).write_text(content + "\n")
+    code, _out, err = run_main("check", "--snapshot", copy)
+    assert code == EXIT_USAGE, f"check with .harness/{name} = {content}: exit {code}, expected 2: {err}"
+    assert_one_clear_line(err, "hostdev-harness", f".harness/{name}", expected)
