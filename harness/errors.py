@@ -38,3 +38,16 @@ class HostChangeError(HarnessError, RuntimeError):
 
 class HarnessEnvironmentError(HarnessError, RuntimeError):
     """Something the harness needs is missing or broken on this machine (libvirtd, QEMU, a kernel)."""
+
+
+class HostFileError(HarnessInputError):
+    """A file of the host under test (a snapshot's, usually) that is unreadable or not what its reader expects.
+
+    Raised by the readers (``HostRoot`` and the parsers above it) with the file's host path, so a corrupt
+    or hostile snapshot ends in one line naming the file, never a traceback, a hang or a read outside it.
+    """
+
+    def __init__(self, where: str, path: str, problem: str, hint: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{where}: {path}: {problem}; {hint}")

@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessInputError
+from harness.host.root import NotARegularFileError, read_regular_file
 
 DEFAULT_JOURNAL = Path("/var/lib/hostdev-harness/journal.jsonl")
+# A journal is compacted when its run ends; one this large was not written by the harness.
+JOURNAL_MAX_BYTES = 64 * 1024 * 1024
 
 
 class JournalError(HarnessInputError):
@@ -148,9 +151,11 @@ class ChangeJournal:
 
     def _read(self) -> list[JournalEntry]:
         try:
-            text = self.path.read_text()
+            text = read_regular_file(self.path, JOURNAL_MAX_BYTES).decode()
         except FileNotFoundError:
             return []
+        except NotARegularFileError as exc:
+            raise JournalError(f"cannot read the journal {self.path}: {exc.problem}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise JournalError(f"cannot read the journal {self.path}: {exc}") from None
         entries: dict[str, JournalEntry] = {}

@@ -183,8 +183,21 @@ def _validate_options(config: pytest.Config) -> None:
     snapshot = config.getoption("harness_snapshot")
     if snapshot:
         read_manifest(snapshot)
+        _read_snapshot(snapshot)
     for key in ("harness_planned_devices", "harness_guest_memory_mib"):
         ini_positive_int(config, key)
+
+
+def _read_snapshot(snapshot: str) -> None:
+    """Read a snapshot as every check and the inventory will: a corrupt file (``HostFileError``) is a usage
+    error before any test runs, not an INTERNALERROR in collection or one failing test per reader."""
+    from harness.checks.preparation import PREPARATION_CHECKS, run_check
+    from harness.inventory import assess_all
+
+    with open_host(snapshot) as host:
+        for name in PREPARATION_CHECKS:
+            run_check(name, host, CheckPlan())
+        assess_all(host)
 
 
 def ini_positive_int(config: pytest.Config, key: str) -> int:

@@ -7,7 +7,10 @@ A snapshot is recognised by its manifest (``.harness/manifest.json``): any other
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import types
+import typing
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -68,13 +71,15 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise NotASnapshotError(f"host snapshot {path} is not a directory; {make_one}")
     manifest_path = directory / SNAPSHOT_MANIFEST.lstrip("/")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
+    # Through a HostRoot: a manifest that is a FIFO, a device or a link out of the snapshot is refused.
+    text = HostRoot(directory).read_text(SNAPSHOT_MANIFEST)
+    if text is None:
         raise NotASnapshotError(
             f"{path} is not a host snapshot (it has no {SNAPSHOT_MANIFEST.lstrip('/')}); {make_one}"
-        ) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        )
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
         raise NotASnapshotError(
             f"{manifest_path}: unreadable snapshot manifest ({exc}); capture the snapshot again"
         ) from None
@@ -87,6 +92,47 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"{SNAPSHOT_FORMAT_VERSION}; upgrade hostdev-harness"
         )
     return manifest
+
+
+def _shape_problem(value: object, hint: Any, where: str = "") -> str | None:
+    """What in ``value`` (parsed JSON) does not fit the type ``hint``, or None: the recorded answers are
+    checked against the dataclass they load into, so a field of the wrong type is refused, not believed."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        problems = [_shape_problem(value, arg, where) for arg in args]
+        return None if None in problems else problems[0]
+    if hint is type(None):
+        return None if value is None else f"{where or 'the document'} is {value!r}, expected null"
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            return f"{where or 'the document'} is not an object"
+        hints = typing.get_type_hints(hint)
+        required = {
+            f.name for f in dataclasses.fields(hint) if f.default is f.default_factory is dataclasses.MISSING
+        }
+        if missing := sorted(required - set(value)):
+            return f"{where or 'the document'} lacks {', '.join(missing)}"
+        if unknown := sorted(set(value) - set(hints)):
+            return f"{where or 'the document'} has unknown keys {', '.join(unknown)}"
+        for key, item in value.items():
+            if problem := _shape_problem(item, hints[key], f"{where}.{key}" if where else key):
+                return problem
+        return None
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            return f"{where} is not a list"
+        return next(
+            (p for i, v in enumerate(value) if (p := _shape_problem(v, args[0], f"{where}[{i}]"))), None
+        )
+    if origin is dict:
+        if not isinstance(value, dict):
+            return f"{where} is not an object"
+        return next((p for k, v in value.items() if (p := _shape_problem(v, args[1], f"{where}.{k}"))), None)
+    expected = hint if isinstance(hint, type) else object
+    # bool is an int in Python, not in JSON: an iommu_group of true is refused.
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        return f"{where} is {json.dumps(value)[:40]}, expected {getattr(expected, '__name__', expected)}"
+    return None
 
 
 class SnapshotBackend:
@@ -113,11 +159,24 @@ class SnapshotBackend:
         recorded = self.root.read_text(SNAPSHOT_LIBVIRT)
         if recorded is None:
             return LibvirtFacts.unreachable("(none)", "libvirt's answers were not recorded in this snapshot")
+        data = self.root.read_json(SNAPSHOT_LIBVIRT, "libvirt's recorded answers (an object)") or {}
+        problem = _shape_problem(data, LibvirtFacts)
+        if problem is not None:
+            raise self.root.error(SNAPSHOT_LIBVIRT, f"not libvirt's recorded answers: {problem}")
         return LibvirtFacts.from_json(recorded)
 
     def kvm_probe(self) -> KvmProbe:
-        probes = json.loads(self.root.read_text(SNAPSHOT_PROBES) or "{}")
-        return KvmProbe(**probes.get("kvm", {"usable": False, "detail": "not recorded in this snapshot"}))
+        expected = 'the KVM probe\'s result ({"kvm": {"usable": true|false, "detail": "..."}})'
+        probes = self.root.read_json(SNAPSHOT_PROBES, expected) or {}
+        kvm = probes.get("kvm", {"usable": False, "detail": "not recorded in this snapshot"})
+        if (
+            not isinstance(kvm, dict)
+            or set(kvm) != {"usable", "detail"}
+            or not isinstance(kvm["usable"], bool)
+            or not isinstance(kvm["detail"], str)
+        ):
+            raise self.root.error(SNAPSHOT_PROBES, f"holds {str(kvm)[:60]!r}, expected {expected}")
+        return KvmProbe(usable=kvm["usable"], detail=kvm["detail"])
 
     def close(self) -> None:
         pass

@@ -26,17 +26,24 @@ def pci_ancestor(host_path: str) -> str | None:
     return found
 
 
+def _name(root: HostRoot, source: str, name: str) -> str:
+    """A device name read from ``source`` that becomes part of a sysfs path: one path component."""
+    if "/" in name or "\x00" in name or name in (".", ".."):
+        raise root.error(source, f"names {name[:40]!r}, expected a device name (one path component)")
+    return name
+
+
 def _default_route_interfaces(root: HostRoot) -> list[str]:
     interfaces = []
     for line in (root.read_text("/proc/net/route") or "").splitlines()[1:]:
         fields = line.split()
         # Destination and mask both 0.0.0.0: the default route.
         if len(fields) > 7 and fields[1] == "00000000" and fields[7] == "00000000":
-            interfaces.append(fields[0])
+            interfaces.append(_name(root, "/proc/net/route", fields[0]))
     for line in (root.read_text("/proc/net/ipv6_route") or "").splitlines():
         fields = line.split()
         if len(fields) == 10 and fields[0] == "0" * 32 and fields[1] == "00" and fields[9] != "lo":
-            interfaces.append(fields[9])
+            interfaces.append(_name(root, "/proc/net/ipv6_route", fields[9]))
     return list(dict.fromkeys(interfaces))
 
 
@@ -55,6 +62,10 @@ def _mount_sources(root: HostRoot) -> list[tuple[str, str, str]]:
     for line in (root.read_text("/proc/self/mounts") or "").splitlines():
         fields = line.split()
         if len(fields) >= 3:
+            if "\x00" in fields[0]:
+                raise root.error(
+                    "/proc/self/mounts", f"a source {fields[0][:40]!r}, expected a device or a name"
+                )
             mounts.append((fields[0], fields[1], fields[2]))
     return mounts
 
@@ -87,15 +98,16 @@ def find_host_critical(root: HostRoot, refuse: Iterable[str] = ()) -> dict[str, 
     for line in (root.read_text("/proc/consoles") or "").splitlines():
         console = line.split()[0] if line.split() else ""
         if console:
+            console = _name(root, "/proc/consoles", console)
             mark(root.realpath(f"/sys/class/tty/{console}/device"), f"is the console ({console})")
     for device in root.listdir("/sys/bus/pci/devices"):
         if root.read_stripped(f"/sys/bus/pci/devices/{device}/boot_vga") == "1":
             mark(device, "is the boot display (boot_vga)")
 
     for device in root.listdir("/sys/bus/virtio/devices"):
-        kind = root.read_stripped(f"/sys/bus/virtio/devices/{device}/device")
-        if kind is not None and int(kind, 16) in VIRTIO_CONTROL_DEVICES:
-            mark(root.realpath(f"/sys/bus/virtio/devices/{device}"), VIRTIO_CONTROL_DEVICES[int(kind, 16)])
+        kind = root.read_hex(f"/sys/bus/virtio/devices/{device}/device")
+        if kind is not None and kind in VIRTIO_CONTROL_DEVICES:
+            mark(root.realpath(f"/sys/bus/virtio/devices/{device}"), VIRTIO_CONTROL_DEVICES[kind])
 
     for bdf in refuse:
         mark(bdf, "is on the refuse list (--harness-refuse / harness_refuse)")

@@ -104,9 +104,9 @@ class KernelFacts:
     def iommu_units(self) -> list[IommuUnit]:
         units = []
         for name in self.root.listdir("/sys/class/iommu"):
-            ecap_text = self.root.read_stripped(f"/sys/class/iommu/{name}/intel-iommu/ecap")
-            if ecap_text is not None:
-                units.append(IommuUnit(name, "intel", int(ecap_text, 16)))
+            ecap = self.root.read_hex(f"/sys/class/iommu/{name}/intel-iommu/ecap")
+            if ecap is not None:
+                units.append(IommuUnit(name, "intel", ecap))
             elif self.root.exists(f"/sys/class/iommu/{name}/amd-iommu"):
                 units.append(IommuUnit(name, "amd"))
             else:

@@ -9,7 +9,6 @@ inherits when the first client starts it, and nothing else.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 
@@ -55,8 +54,12 @@ def _read_limits(root: HostRoot, path: str) -> dict[str, Limit]:
     for line in (root.read_text(path) or "").splitlines():
         for label, key in LABELS.items():
             if line.startswith(label):
-                with contextlib.suppress(ValueError):  # a figure that cannot be read counts as not read
+                try:
                     found[key] = Limit.parse(line[len(label) :])
+                except ValueError:  # a snapshot's corrupt line is named, never read as "no limit"
+                    raise root.error(
+                        path, f"{line.strip()[:60]!r}, expected '{label}  SOFT HARD UNITS'"
+                    ) from None
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -171,16 +172,42 @@ def read_device(root: HostRoot, sys_path: str) -> PciDevice:
     def attr(name: str) -> str | None:
         return root.read_stripped(f"{sys_path}/{name}")
 
-    vendor_id, device_id = _hex_id(attr("vendor")), _hex_id(attr("device"))
+    def hex_attr(name: str, digits: int) -> str | None:
+        value = root.read_hex(f"{sys_path}/{name}")
+        if value is not None and not 0 <= value < 16**digits:
+            raise root.error(
+                f"{sys_path}/{name}", f"{value:#x} is out of range, expected {digits} hex digits"
+            )
+        return None if value is None else f"{value:#0{digits + 2}x}"
+
+    def count_attr(name: str) -> int | None:
+        value = root.read_number(f"{sys_path}/{name}")
+        if value is not None and value < 0:
+            raise root.error(f"{sys_path}/{name}", f"holds {value}, expected a count (0 or more)")
+        return value
+
+    def address_link(name: str) -> str | None:
+        target = root.link_name(f"{sys_path}/{name}")
+        if target is not None and not is_pci_address(target):
+            raise root.error(f"{sys_path}/{name}", f"a link to {target!r}, expected a link to a PCI function")
+        return target
+
+    vendor_id, device_id = _hex_id(hex_attr("vendor", 4)), _hex_id(hex_attr("device", 4))
+    class_code = hex_attr("class", 6)
     vendor_name, device_name = _udev_names(bdf) if root.is_live else (None, None)
     if vendor_name is None or device_name is None:
         vendors, devices = _pci_ids()
         vendor_name = vendor_name or vendors.get(vendor_id)
         device_name = device_name or devices.get((vendor_id, device_id))
     group = root.link_name(f"{sys_path}/iommu_group")
+    if group is not None and not group.isdigit():
+        raise root.error(
+            f"{sys_path}/iommu_group", f"a link to {group!r}, expected a link to an IOMMU group number"
+        )
     parent = sys_path.rstrip("/").rsplit("/", 2)[-2]
     virtfns = sorted(
-        (name for name in root.listdir(sys_path) if name.startswith("virtfn")), key=lambda n: int(n[6:])
+        (name for name in root.listdir(sys_path) if re.fullmatch(r"virtfn\d+", name)),
+        key=lambda n: int(n[6:]),
     )
     override = attr("driver_override")
     return PciDevice(
@@ -188,20 +215,33 @@ def read_device(root: HostRoot, sys_path: str) -> PciDevice:
         sys_path=sys_path,
         vendor_id=vendor_id,
         device_id=device_id,
-        class_code=attr("class") or "0x000000",
+        class_code=class_code or "0x000000",
         vendor_name=vendor_name,
         device_name=device_name,
         driver=root.link_name(f"{sys_path}/driver"),
         iommu_group=_int_or_none(group),
         parent=parent if is_pci_address(parent) else None,
-        sriov_totalvfs=_int_or_none(attr("sriov_totalvfs")),
-        sriov_numvfs=_int_or_none(attr("sriov_numvfs")),
-        physfn=root.link_name(f"{sys_path}/physfn"),
-        virtfns=tuple(root.link_name(f"{sys_path}/{name}") or name for name in virtfns),
+        sriov_totalvfs=count_attr("sriov_totalvfs"),
+        sriov_numvfs=count_attr("sriov_numvfs"),
+        physfn=address_link("physfn"),
+        virtfns=tuple(address_link(name) or name for name in virtfns),
         reset_method=attr("reset_method"),
         driver_override=None if override in (None, "(null)") else override,
-        config=parse_config(root.read_bytes(f"{sys_path}/config") or b""),
+        config=_config(root, f"{sys_path}/config"),
     )
+
+
+# What sysfs gives: the standard header to anyone (64 bytes), all of it to root (256 or 4096).
+CONFIG_SIZES = (64, 256, 4096)
+
+
+def _config(root: HostRoot, path: str) -> PciConfig | None:
+    data = root.read_bytes(path)
+    if data is None:
+        return None
+    if not root.is_live and len(data) not in CONFIG_SIZES:
+        raise root.error(path, f"{len(data)} bytes, expected a configuration space of 64, 256 or 4096 bytes")
+    return parse_config(data)
 
 
 def enumerate_pci(root: HostRoot) -> list[PciDevice]:

@@ -102,9 +102,9 @@ def detect_virtual_machine(
         return None
     caching = {}
     for unit in units:
-        cap = root.read_stripped(f"/sys/class/iommu/{unit.name}/intel-iommu/cap")
+        cap = root.read_hex(f"/sys/class/iommu/{unit.name}/intel-iommu/cap")
         if cap is not None:
-            caching[unit.name] = bool(int(cap, 16) & CAP_CACHING_MODE)
+            caching[unit.name] = bool(cap & CAP_CACHING_MODE)
     nested = next(
         (
             setting

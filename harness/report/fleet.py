@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessInputError
+from harness.host.root import NotARegularFileError, read_regular_file
 from harness.report.html import STYLE, badge, checks_table, devices_table
 from harness.report.run_report import REPORT_FORMAT, REPORT_VERSION
 
@@ -29,7 +30,7 @@ def find_reports(inputs: Iterable[str | Path]) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             found += sorted(path.rglob("report.json"))
-        elif path.is_file():
+        elif path.exists():  # a FIFO or device too: _load refuses it with its reason
             found.append(path)
         else:
             raise HarnessInputError(f"{path} does not exist; give report.json files or folders holding them")
@@ -40,11 +41,26 @@ def find_reports(inputs: Iterable[str | Path]) -> list[Path]:
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        report = json.loads(path.read_text())
+        report = json.loads(read_regular_file(path).decode())
+    except NotARegularFileError as exc:
+        raise HarnessInputError(f"{path}: {exc.problem}; give report.json files") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise HarnessInputError(f"{path}: not a readable report.json ({exc})") from None
     if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
         raise HarnessInputError(f"{path}: not a {REPORT_FORMAT} document")
+    # What merging and the fleet page read: checked here, so a hand-edited report is one line, not exit 3.
+    for key, kind in (
+        ("host", dict),
+        ("verdict", str),
+        ("verdict_reason", str),
+        ("checks", list),
+        ("devices", list),
+    ):
+        if not isinstance(report.get(key), kind):
+            raise HarnessInputError(
+                f"{path}: {key!r} is missing or not a JSON {kind.__name__ if kind is not dict else 'object'}; "
+                "give a report.json the suites wrote"
+            )
     if report.get("version") != REPORT_VERSION:
         raise HarnessInputError(
             f"{path}: report version {report.get('version')!r}; this harness merges version {REPORT_VERSION}"
