@@ -52,7 +52,9 @@ def test_shell_evaluation(files: list[str], expected: str) -> None:
     [
         ('GRUB_CMDLINE_LINUX="$(cat /etc/args)"\n', "command substitution"),
         ("GRUB_CMDLINE_LINUX=`cat /etc/args`\n", "command substitution"),
-        ('GRUB_CMDLINE_LINUX="${X:-default}"\n', "expansion"),
+        ('GRUB_CMDLINE_LINUX="${X/a/b}"\n', "expansion"),
+        ('GRUB_CMDLINE_LINUX="${X:?unset}"\n', "expansion"),
+        ('GRUB_CMDLINE_LINUX="${X#*a}"\n', "pattern"),
         ("rm -rf /\n", "a command"),
         ("GRUB_CMDLINE_LINUX=x cmd\n", "a command"),
         ('GRUB_CMDLINE_LINUX="unterminated\n', "unterminated"),

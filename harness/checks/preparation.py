@@ -481,14 +481,18 @@ def next_boot(host: Host, plan: CheckPlan) -> CheckResult:
             else f"the next {regenerate.split()[0]} (a kernel update runs it)"
         )
         switch = "interrupt remapping" if key == "intremap" else "the IOMMU"
+        fix = loader.remove_command(word.text) if loader.path is BootPath.GRUB_BLS else regenerate
+        in_source = any(w.origin == source for s in loader.sources for w in s.words)
         return CheckResult(
             "next_boot",
             title,
             Verdict.FAIL if line is effective else Verdict.WARN,
             f"{when} disables {switch}: {word.text} written in {source} (the last {key}= wins)",
             evidence,
-            f"remove {word.text} from {source.path} (line {source.line}), then run "
-            + (loader.remove_command(word.text) if loader.path is BootPath.GRUB_BLS else regenerate),
+            # a generated file (grub.cfg, a BLS entry) is never edited by hand: regenerating it is the fix
+            f"remove {word.text} from {source.path} (line {source.line}), then run {fix}"
+            if in_source or loader.path is not BootPath.GRUB_DEBIAN
+            else f"{word.text} is only in the generated {source.path}, not in its sources: run {fix}",
         )
     # Debian's kernel turns VT-d on by default too, but only intel_iommu=on says so on every kernel.
     wanted = ["intel_iommu=on"] if vendor == "intel" else []
@@ -509,7 +513,10 @@ def next_boot(host: Host, plan: CheckPlan) -> CheckResult:
         return CheckResult(
             "next_boot",
             title,
-            Verdict.WARN if host.kernel.iommu_group_count else Verdict.FAIL,
+            # missing from sources an unevaluated statement may change is unknown, not a FAIL
+            Verdict.WARN
+            if host.kernel.iommu_group_count or (loader.next_boot is None and loader.cmdline_unknown)
+            else Verdict.FAIL,
             f"{' '.join(missing)} is not on the next boot's command line ({effective.where if effective else 'none found'})",
             evidence,
             hint,
@@ -524,6 +531,19 @@ def next_boot(host: Host, plan: CheckPlan) -> CheckResult:
             f"({dropped[0].where})",
             evidence,
             f"append {' '.join(wanted)} to {loader.where_to_edit()} so that kernel updates keep it",
+        )
+    if loader.cmdline_unknown:
+        # A statement the reader does not evaluate may change the command line: never a PASS from a guess.
+        unknown = loader.cmdline_unknown[0]
+        what = "the next boot" if loader.next_boot is None else f"the next {regenerate.split()[0]}"
+        return CheckResult(
+            "next_boot",
+            title,
+            Verdict.WARN,
+            f"what {what} writes is unknown: {unknown.split(': ', 1)[0]} is not evaluated",
+            evidence,
+            f"check that {unknown.split(': ', 1)[0]} keeps {' '.join(wanted) or 'the IOMMU arguments'}, "
+            "or write the arguments as plain assignments the harness can read",
         )
     return CheckResult("next_boot", title, Verdict.PASS, "the next boot keeps the IOMMU arguments", evidence)
 

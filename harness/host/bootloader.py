@@ -115,6 +115,8 @@ class BootConfiguration:
     sources: list[CommandLine] = field(default_factory=list)
     misspellings: list[Misspelling] = field(default_factory=list)
     unevaluated: list[str] = field(default_factory=list)
+    # The unevaluated statements that may change GRUB_CMDLINE_LINUX(_DEFAULT): with any, the value is unknown.
+    cmdline_unknown: list[str] = field(default_factory=list)
     files_read: list[str] = field(default_factory=list)
     distribution: str = ""
     # GRUB_CMDLINE_LINUX(_DEFAULT) assignments in the order grub-mkconfig runs them.
@@ -302,6 +304,18 @@ def _systemd_boot_dir(root: HostRoot) -> str | None:
     return None
 
 
+# `NAME="$(command)"` for a NAME that is not a command-line key: the command runs in a subshell, which
+# cannot set the parent's variables, so only NAME is unknown (RHEL's GRUB_DISTRIBUTOR line).
+_SUBSHELL_ASSIGNMENT = re.compile(
+    r'\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)="\$\((?!\()[^"`]*\)"\s*(?:#.*)?'
+)
+
+
+def _leaves_cmdline_alone(text: str) -> bool:
+    match = _SUBSHELL_ASSIGNMENT.fullmatch(text)
+    return bool(match) and not any(key in text for key in CMDLINE_KEYS)
+
+
 def read_boot_configuration(root: HostRoot) -> BootConfiguration:
     path = detect_boot_path(root)
     config = BootConfiguration(path, distribution=_distribution(root))
@@ -317,6 +331,11 @@ def read_boot_configuration(root: HostRoot) -> BootConfiguration:
         config.assignments = [a for a in variables.assignments if a.key in CMDLINE_KEYS]
         config.unevaluated = [
             f"{u.origin}: {u.text.strip()} ({u.why}: not evaluated)" for u in variables.unevaluated
+        ]
+        config.cmdline_unknown = [
+            f"{u.origin}: {u.text.strip()}"
+            for u in variables.unevaluated
+            if not _leaves_cmdline_alone(u.text)
         ]
         if variables.sourced:
             config.sources.append(

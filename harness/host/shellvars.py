@@ -5,10 +5,14 @@ them: a snapshot attached to a bug report may hold anything, running a host's fi
 variable is a needless risk, and a verdict must name the file and line behind every kernel argument, which
 running them cannot tell. So this evaluates what such files hold in practice, the way the shell does:
 assignments (also ``export``ed, several on a line), single and double quotes, backslashes, continuation
-lines, ``$VAR`` / ``${VAR}`` expansions (unset ones are empty, assignments do not split words) and comments.
-Any other construct (a command, ``$(...)``, backticks, ``${VAR:-x}``, ``if``) is recorded as not evaluated,
-so a verdict resting on such a file can say so instead of guessing. tests/test_boot_paths.py checks this
-evaluator against ``bash`` itself on the committed fixtures.
+lines, ``$VAR`` / ``${VAR}`` expansions (unset ones are empty, assignments do not split words), the POSIX
+operators ``${VAR:-w}`` ``${VAR-w}`` ``${VAR:=w}`` ``${VAR=w}`` ``${VAR:+w}`` ``${VAR+w}`` and ``${VAR#p}``
+``${VAR##p}`` ``${VAR%p}`` ``${VAR%%p}`` with a literal pattern, and comments. Any other construct (a command,
+``$(...)``, backticks, ``$((...))``, ``${VAR:?w}``, a glob pattern, quotes inside a quoted ``${...}`` where
+bash and dash differ, bash's ``$'...'`` which /bin/sh (dash) does not know, ``if``, ``.``) is recorded as not
+evaluated, so a verdict resting on such a file can say so instead of guessing. tests/test_boot_paths.py checks
+this evaluator against ``bash`` on the committed fixtures, tests/test_shellvars_vs_bash.py against bash and
+dash on generated files.
 """
 
 from __future__ import annotations
@@ -159,6 +163,9 @@ class _Evaluator:
 
     def _statement(self) -> None:
         start_position, start = self.position, Origin(self.path, self.line)
+        # `A=x B=$A` sees A=x (assignments run left to right), and ${VAR:=word} assigns while it expands; a
+        # statement found unevaluable later must leave nothing behind, so everything is undone then.
+        saved_values, saved_count = dict(self.variables.values), len(self.variables.assignments)
         pending: list[Assignment] = []
         try:
             first, exporting = True, False
@@ -170,7 +177,12 @@ class _Evaluator:
                 elif name and self._peek(name.end() - self.position) == "=":
                     origin = Origin(self.path, self.line)
                     self._advance(name.end() - self.position + 1)
-                    pending.append(Assignment(name.group(), origin, self._word()))
+                    assignment = Assignment(name.group(), origin, self._word())
+                    if exporting:  # export's arguments are all expanded before it runs
+                        pending.append(assignment)
+                    else:
+                        self.variables.values[assignment.key] = assignment.value
+                        self.variables.assignments.append(assignment)
                 elif name and exporting and self._peek(name.end() - self.position) in ("", *_WORD_END):
                     self._advance(name.end() - self.position)  # export NAME: nothing to evaluate
                 else:
@@ -178,6 +190,8 @@ class _Evaluator:
                 first = False
                 self._skip_blank()
         except _Unsupported as unsupported:
+            self.variables.values = saved_values
+            del self.variables.assignments[saved_count:]
             self.position = start_position
             self.line = start.line
             self.variables.unevaluated.append(Unevaluated(start, self._skip_to_line_end(), unsupported.why))
@@ -216,7 +230,7 @@ class _Evaluator:
                             literal(self._peek(1))
                         self._advance(2)
                     elif inner in ("$", "`"):
-                        pieces.extend(self._expansion())
+                        pieces.extend(self._expansion(quoted=True))
                     else:
                         literal(inner)
                         self._advance()
@@ -232,21 +246,120 @@ class _Evaluator:
                 self._advance()
         return tuple(pieces)
 
-    def _expansion(self) -> Value:
+    def _expansion(self, quoted: bool = False) -> Value:
         if self._peek() == "`" or self._peek(1) == "(":
             raise _Unsupported("command substitution")
         self._advance()  # the $
         if self._peek() == "{":
-            end = self.text.find("}", self.position)
-            inner = self.text[self.position + 1 : end] if end != -1 else ""
-            if not _NAME.fullmatch(inner):
-                raise _Unsupported(f"the expansion ${{{inner}}}")
-            self._advance(len(inner) + 2)
-            return self.variables.values.get(inner, ())
+            return self._braced(quoted)
         name = _NAME.match(self.text, self.position)
         if name is None:
+            if not quoted and self._peek() in ("'", '"'):
+                # bash reads $'a\tb' as a C string, dash (Debian's /bin/sh) as "$" then 'a\tb': never guess
+                raise _Unsupported(
+                    f"bash's ${self._peek()}...{self._peek()} quoting, read differently by /bin/sh"
+                )
             if self._peek() and not self._peek().isspace() and self._peek() not in "\"'":
                 raise _Unsupported(f"the special parameter ${self._peek()}")
             return (Piece("$", Origin(self.path, self.line)),)
         self._advance(name.end() - self.position)
         return self.variables.values.get(name.group(), ())
+
+    def _braced(self, quoted: bool) -> Value:
+        """``${NAME}`` and ``${NAME<op>word}`` for op in ``:- - := = :+ + # ## % %%``, as POSIX sh does."""
+        self._advance()  # the {
+        name = _NAME.match(self.text, self.position)
+        if name is None:
+            raise _Unsupported(f"the expansion ${{{self._peek()}...}}")
+        key = name.group()
+        self._advance(name.end() - self.position)
+        if self._peek() == "}":
+            self._advance()
+            return self.variables.values.get(key, ())
+        operator = ""
+        for candidate in (":-", ":=", ":+", "##", "%%", "-", "=", "+", "#", "%"):
+            if self.text.startswith(candidate, self.position):
+                operator = candidate
+                break
+        if not operator:
+            raise _Unsupported(f"the expansion ${{{key}{self._peek()}...}}")
+        self._advance(len(operator))
+        word = self._operand(quoted)
+        value = self.variables.values.get(key)
+        is_set = value is not None
+        non_empty = bool(value) and any(piece.text for piece in value or ())
+        if operator in ("#", "##", "%", "%%"):
+            pattern = "".join(piece.text for piece in word)
+            if any(char in pattern for char in "*?[\\"):
+                raise _Unsupported(f"the pattern in ${{{key}{operator}...}}")
+            text = "".join(piece.text for piece in value or ())
+            if pattern and operator.startswith("#") and text.startswith(pattern):
+                text = text[len(pattern) :]
+            elif pattern and operator.startswith("%") and text.endswith(pattern):
+                text = text[: -len(pattern)]
+            origin = value[0].origin if value else Origin(self.path, self.line)
+            return (Piece(text, origin),) if text else ()
+        present = non_empty if operator.startswith(":") else is_set
+        if operator.endswith("+"):
+            return word if present else ()
+        if present:
+            return value or ()
+        if operator.endswith("="):
+            self.variables.values[key] = word
+            self.variables.assignments.append(Assignment(key, Origin(self.path, self.line), word))
+        return word
+
+    def _operand(self, quoted: bool) -> Value:
+        """The word after an operator, up to the matching ``}``; quotes inside double quotes are not guessed."""
+        pieces: list[Piece] = []
+
+        def literal(text: str) -> None:
+            origin = Origin(self.path, self.line)
+            if pieces and pieces[-1].origin == origin:
+                pieces[-1] = Piece(pieces[-1].text + text, origin)
+            else:
+                pieces.append(Piece(text, origin))
+
+        while (char := self._peek()) != "}":
+            if not char:
+                raise _Unsupported("an unterminated ${...}")
+            if char in ("'", '"'):
+                if quoted:
+                    # bash and dash differ on quotes inside "${VAR:+...}": never guess
+                    raise _Unsupported("a quote inside a quoted ${...}")
+                if char == "'":
+                    self._advance()
+                    while self._peek() != "'":
+                        if not self._peek():
+                            raise _Unsupported("an unterminated single quote")
+                        literal(self._peek())
+                        self._advance()
+                    self._advance()
+                else:
+                    raise _Unsupported("a double quote inside ${...}")
+            elif char == "\\":
+                nxt = self._peek(1)
+                if nxt == "\n":
+                    self._advance(2)
+                    continue
+                if quoted and nxt not in ("$", "`", '"', "\\", "}"):
+                    literal("\\")
+                    self._advance()
+                    continue
+                if not nxt:
+                    raise _Unsupported("an unterminated ${...}")
+                literal(nxt)
+                self._advance(2)
+            elif char in ("$", "`"):
+                pieces.extend(self._expansion(quoted))
+            elif char == "{":
+                raise _Unsupported("a brace inside ${...}")
+            elif not quoted and char.isspace():
+                # unquoted, the result would be split into words: the assignment context does not split,
+                # but a space in an unquoted operand is rare enough not to guess
+                raise _Unsupported("whitespace in an unquoted ${...}")
+            else:
+                literal(char)
+                self._advance()
+        self._advance()  # the }
+        return tuple(pieces)
