@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from harness.report.properties import CHECK, DEVICE
 
@@ -21,10 +22,13 @@ def render_summary(
     host_properties: dict[str, str],
     checks: list[dict[str, str]],
     devices: list[dict[str, str]],
+    report: Mapping[str, Any] | None = None,
 ) -> str:
     lines = [
         f"hostdev-harness: {host_properties.get('hostname', '?')} ({host_properties.get('kernel', '?')})"
     ]
+    if banner := snapshot_banner(host_properties):
+        lines.append(banner)
     if host_properties.get("virtual_machine"):
         lines.append(f"Note: {host_properties['virtual_machine']}")
     if checks:
@@ -53,4 +57,23 @@ def render_summary(
             for d in sorted(devices, key=lambda d: d[DEVICE])
         ]
         lines += _table(rows, ("address", "libvirt name", "driver", "group", "SR-IOV", "verdict", "why"))
+    if report is not None:
+        lines.append("")
+        if report.get("not_run"):
+            lines.append(f"Not run: {', '.join(report['not_run'])}")
+        lines.append(verdict_line(report))
     return "\n".join(lines) + "\n"
+
+
+def snapshot_banner(host_properties: Mapping[str, str]) -> str | None:
+    """One line saying the run read a snapshot, not a live host, and when and by what it was captured."""
+    if "snapshot_captured_at" not in host_properties:
+        return None
+    return (
+        f"SNAPSHOT: read from a snapshot captured {host_properties['snapshot_captured_at']} by "
+        f"{host_properties.get('snapshot_captured_by', 'an unknown version')}, not a live host"
+    )
+
+
+def verdict_line(report: Mapping[str, Any]) -> str:
+    return f"Overall verdict: {report['verdict']} ({report['verdict_reason']})"
