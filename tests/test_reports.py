@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -128,9 +129,9 @@ def test_html_report_renders_in_headless_chromium(reports: Path, tmp_path: Path)
 PARTIAL_HOST = FIXTURES / "synthetic-grub-misspelled"
 
 
-def _valid_reports(folder: Path) -> dict[str, object]:
+def _valid_reports(folder: Path) -> dict[str, Any]:
     """report.json against its schema, both JUnit files parse, junit-jenkins.xml against junit-10.xsd."""
-    report: dict[str, object] = json.loads((folder / "report.json").read_text())
+    report: dict[str, Any] = json.loads((folder / "report.json").read_text())
     validator = jsonschema.Draft202012Validator(report_schema(), format_checker=jsonschema.FormatChecker())
     errors = [f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(report)]
     assert not errors, f"{folder}/report.json breaks report-v1.schema.json: {errors[:5]}"
@@ -146,7 +147,14 @@ def partial(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.
     """``hostdev-harness validate --snapshot ... --suite inventory``: no preparation check runs."""
     folder = tmp_path_factory.mktemp("partial")
     cli = Path(sys.executable).parent / "hostdev-harness"
-    argv = [str(cli), "validate", f"--snapshot={PARTIAL_HOST}", "--suite", "inventory", f"--report-dir={folder}"]
+    argv = [
+        str(cli),
+        "validate",
+        f"--snapshot={PARTIAL_HOST}",
+        "--suite",
+        "inventory",
+        f"--report-dir={folder}",
+    ]
     result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     return folder, result
 
@@ -164,7 +172,9 @@ def test_a_run_without_every_preparation_check_is_incomplete_never_pass(
     for name in PREPARATION_CHECKS:
         assert name in str(report["verdict_reason"]), f"{name} not named in {report['verdict_reason']!r}"
     summary = (folder / "summary.txt").read_text()
-    assert "Overall verdict: INCOMPLETE" in summary and "Overall verdict: INCOMPLETE" in result.stdout, summary
+    assert "Overall verdict: INCOMPLETE" in summary and "Overall verdict: INCOMPLETE" in result.stdout, (
+        summary
+    )
 
 
 def test_the_host_block_names_the_host_under_test(
