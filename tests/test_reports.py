@@ -251,3 +251,32 @@ def test_an_interrupted_run_is_never_pass_and_its_reports_validate(where: str, t
     report = _valid_reports(folder)
     assert report["verdict"] == "INTERRUPTED", f"interrupted in {where}: found {report['verdict']}"
     assert "iommu_kernel" in report["not_run"], report["not_run"]
+
+
+def test_every_reproduce_line_runs_as_printed_from_where_the_user_ran(tmp_path: Path) -> None:
+    """validate run from a directory that is not the checkout: each printed line, run by a shell there,
+    selects and runs exactly its test."""
+    cli = Path(sys.executable).parent / "hostdev-harness"
+    folder = tmp_path / "r"
+    argv = [
+        str(cli),
+        "validate",
+        f"--snapshot={PARTIAL_HOST}",
+        "--suite",
+        "preparation",
+        f"--report-dir={folder}",
+    ]
+    subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    report = json.loads((folder / "report.json").read_text())
+    failing = [t for t in report["tests"] if t["reproduce"]]
+    assert failing, f"expected a failing check with a reproduce line in {folder}/report.json"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for test in failing:
+        line = test["reproduce"][0]
+        ran = subprocess.run(
+            line, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+        )
+        name = test["nodeid"].partition("::")[2]
+        assert "1 failed" in ran.stdout and " passed" not in ran.stdout and name in ran.stdout, (
+            f"{line!r} from {tmp_path}: expected exactly {name} to run (and fail), found: {ran.stdout[-1500:]}"
+        )

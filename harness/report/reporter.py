@@ -69,7 +69,9 @@ class HarnessReporter:
         self.junit_path: Path | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.records.setdefault(report.nodeid, TestRecord(report.nodeid)).add(report)
+        record = self.records.setdefault(report.nodeid, TestRecord(report.nodeid))
+        record.path = record.path or str((self.config.rootpath / report.location[0]).resolve())
+        record.add(report)
         if report.when != "call":
             return
         properties = as_dict(report.user_properties)

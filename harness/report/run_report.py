@@ -45,6 +45,8 @@ class TestRecord:
     duration_s: float = 0.0
     properties: list[tuple[str, str]] = field(default_factory=list)
     message: str | None = None
+    # The test's file as an absolute path: its nodeid is relative to a rootdir the suites may lie outside of.
+    path: str | None = None
 
     def add(self, report: pytest.TestReport) -> None:
         self.duration_s += report.duration
@@ -113,7 +115,9 @@ def _reproducers(record: TestRecord, base_command: Sequence[str]) -> list[str]:
         takes_value = "=" not in word and word != "--harness-strict"
         if takes_value and index + 1 < len(words):
             options.append(words[index + 1])
-    commands = [shlex.join(["pytest", record.nodeid, *options])]
+    _, separator, name = record.nodeid.partition("::")
+    target = f"{record.path}{separator}{name}" if record.path else record.nodeid
+    commands = [shlex.join(["pytest", target, *options])]
     commands += [match.strip() for match in _REPRODUCE.findall(record.message or "")]
     return list(dict.fromkeys(commands))
 
