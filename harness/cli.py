@@ -23,6 +23,7 @@ from harness.host.host import Host, open_host
 from harness.host.pci import normalize_bdf
 from harness.inventory import assess_all
 from harness.libvirt.connection import DEFAULT_URI
+from harness.report.summary import check_counts
 
 PROG = "hostdev-harness"
 
@@ -52,6 +53,10 @@ def _check(args: argparse.Namespace) -> int:
         print(json.dumps([results[name].to_dict() for name in PREPARATION_CHECKS], indent=2))
     verdicts = {result.verdict for result in results.values()}
     not_ready = Verdict.FAIL in verdicts or (args.strict and Verdict.WARN in verdicts)
+    if not args.json:  # the last line says it all (virt-host-validate leaves the reader to add it up)
+        overall = next((v for v in (Verdict.FAIL, Verdict.WARN) if v in verdicts), Verdict.PASS)
+        counts = check_counts(str(results[name].verdict) for name in PREPARATION_CHECKS)
+        print(f"Overall verdict: {overall} ({counts})", flush=True)
     return EXIT_NOT_READY if not_ready else EXIT_READY
 
 

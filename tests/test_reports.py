@@ -280,3 +280,21 @@ def test_every_reproduce_line_runs_as_printed_from_where_the_user_ran(tmp_path: 
         assert "1 failed" in ran.stdout and " passed" not in ran.stdout and name in ran.stdout, (
             f"{line!r} from {tmp_path}: expected exactly {name} to run (and fail), found: {ran.stdout[-1500:]}"
         )
+
+
+def test_check_and_summary_end_with_the_overall_verdict_and_counts(
+    partial: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    cli = Path(sys.executable).parent / "hostdev-harness"
+    result = subprocess.run(
+        [str(cli), "check", f"--snapshot={PARTIAL_HOST}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    last = result.stdout.rstrip().splitlines()[-1]
+    assert last == "Overall verdict: FAIL (8 checks: 7 PASS, 1 FAIL)", f"last line of check: found {last!r}"
+    folder, _ = partial
+    final = (folder / "summary.txt").read_text().rstrip().splitlines()[-1]
+    assert final.startswith("Overall verdict: INCOMPLETE") and "0 checks; 6 devices: " in final, final

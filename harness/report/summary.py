@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from harness.report.properties import CHECK, DEVICE
@@ -75,5 +76,24 @@ def snapshot_banner(host_properties: Mapping[str, str]) -> str | None:
     )
 
 
+def check_counts(verdicts: Iterable[str]) -> str:
+    """``8 checks: 7 PASS, 1 FAIL``: how many checks ran and how each came out."""
+    counted = Counter(verdicts)
+    parts = [f"{counted[v]} {v}" for v in ("PASS", "WARN", "FAIL") if counted[v]]
+    total = sum(counted.values())
+    return f"{total} check{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
+
+
+def device_counts(assignable: Iterable[str]) -> str:
+    """``6 devices: 1 assignable, 2 host-critical, 3 not assignable``."""
+    counted = Counter(assignable)
+    total = sum(counted.values())
+    parts = [f"{n} {verdict}" for verdict, n in sorted(counted.items())]
+    return f"{total} device{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
+
+
 def verdict_line(report: Mapping[str, Any]) -> str:
-    return f"Overall verdict: {report['verdict']} ({report['verdict_reason']})"
+    """The last line of summary.txt: the overall verdict, why, and the counts behind it."""
+    checks = check_counts(c["verdict"] for c in report["checks"])
+    devices = device_counts(d["assignable"] for d in report["devices"])
+    return f"Overall verdict: {report['verdict']} ({report['verdict_reason']}); {checks}; {devices}"
