@@ -28,6 +28,21 @@ from harness.report.properties import CHECK, DEVICE, HOST_PREFIX, as_dict
 from harness.report.run_report import TestRecord, build_report
 from harness.report.summary import render_summary
 
+_DMI = {
+    "system_vendor": "/sys/class/dmi/id/sys_vendor",
+    "system_model": "/sys/class/dmi/id/product_name",
+    "bios": "/sys/class/dmi/id/bios_version",
+}
+
+
+def _os_release(root: HostRoot) -> str:
+    """The distribution of the host under test (os-release's PRETTY_NAME), or "not captured"."""
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        for line in (root.read_text(path) or "").splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.partition("=")[2].strip().strip("'\"") or "not captured"
+    return "not captured"
+
 
 def host_properties(snapshot: str | None = None) -> dict[str, str]:
     """Identity of the host under test, read through the same ``HostRoot`` the checks read: the snapshot
@@ -38,6 +53,14 @@ def host_properties(snapshot: str | None = None) -> dict[str, str]:
         "kernel": root.read_stripped("/proc/sys/kernel/osrelease") or "",
         "cmdline": root.read_stripped("/proc/cmdline") or "",
     }
+    properties["os"] = _os_release(root)
+    cpuinfo = root.read_text("/proc/cpuinfo") or ""
+    models = [
+        line.partition(":")[2].strip() for line in cpuinfo.splitlines() if line.startswith("model name")
+    ]
+    properties["cpu"] = models[0] if models else "not captured"
+    for name, path in _DMI.items():
+        properties[name] = root.read_stripped(path) or "not captured"
     if snapshot:
         manifest = read_manifest(snapshot)
         properties["snapshot_captured_at"] = str(manifest.get("captured_at") or "not recorded")
