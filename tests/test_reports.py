@@ -210,6 +210,9 @@ def test_incomplete_html_shows_the_snapshot_banner_and_what_did_not_run(
     assert 'id="verdict-word">INCOMPLETE<' in dom, f"expected INCOMPLETE in the rendered DOM of {page}"
     assert 'id="snapshot-banner"' in dom and 'id="not-run"' in dom, f"banner or not-run missing in {page}"
     assert all(name in dom for name in PREPARATION_CHECKS)
+    assert 'id="counts">0 checks;' in dom and "6 devices: " in dom, f"counts missing in {page}"
+    # The inventory's one skip, with its reason, in the page without a click.
+    assert 'id="skipped-by-reason"' in dom and "(1):" in dom, f"skipped-by-reason missing in {page}"
 
 
 _INTERRUPTER = """

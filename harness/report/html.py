@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from harness.report.summary import snapshot_banner
+from harness.report.summary import check_counts, device_counts, snapshot_banner
 
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2630;background:#f6f7f9}
@@ -130,6 +130,21 @@ def _snapshot(host: Mapping[str, str]) -> str:
     return f'\n<div id="snapshot-banner"><b>{escape(banner)}</b></div>' if banner else ""
 
 
+def _skipped(tests: Sequence[Mapping[str, Any]]) -> str:
+    """Skipped tests grouped by reason, in the page itself (a skip is never a pass, so it is not hidden)."""
+    groups: dict[str, list[str]] = {}
+    for test in tests:
+        if test["outcome"] == "skipped":
+            groups.setdefault(str(test["message"] or "no reason given"), []).append(test["nodeid"])
+    if not groups:
+        return "<p>none</p>"
+    items = "".join(
+        f"<li><b>{escape(reason)}</b> ({len(ids)}): {escape(', '.join(ids))}</li>"
+        for reason, ids in groups.items()
+    )
+    return f'<ul id="skipped-by-reason">{items}</ul>'
+
+
 def _not_run(report: Mapping[str, Any]) -> str:
     missing = report.get("not_run") or []
     if not missing:
@@ -151,13 +166,16 @@ def render_html(report: Mapping[str, Any]) -> str:
 <section id="verdict" class="verdict {escape(report["verdict"])}">
 <div>PCI device assignment readiness of <b>{escape(host.get("hostname", "unknown host"))}</b></div>
 <div class="word" id="verdict-word">{escape(report["verdict"])}</div>
-<div>{escape(report["verdict_reason"])}</div>{_not_run(report)}{_snapshot(host)}
+<div>{escape(report["verdict_reason"])}</div>
+<div id="counts">{escape(check_counts(c["verdict"] for c in checks))};
+{escape(device_counts(d["assignable"] for d in devices))}</div>{_not_run(report)}{_snapshot(host)}
 </section>
 <p class="muted">kernel {escape(host.get("kernel", "?"))} · libvirt {escape(host.get("libvirt", "?"))} ·
 QEMU {escape(host.get("qemu", "?"))} · {escape(summary)} · generated {escape(report["generated_at"])}
 by hostdev-harness {escape(report["environment"]["harness"])} (report format {report["version"]})</p>
 <h2 id="checks">Preparation checks</h2>{checks_table(checks)}
 <h2 id="devices">PCI devices</h2>{devices_table(devices)}
+<h2 id="skipped">Skipped, by reason</h2>{_skipped(report["tests"])}
 <h2 id="scenarios">Cycles and scenarios</h2>{_scenarios(report["tests"], skip)}
 <h2 id="reproduce">Reproduce</h2>{_reproducers(report["tests"])}
 <h2 id="environment">Environment</h2>{_environment(report)}
