@@ -169,6 +169,7 @@ def test_a_run_without_every_preparation_check_is_incomplete_never_pass(
     report = _valid_reports(folder)
     assert report["verdict"] == "INCOMPLETE", report["verdict_reason"]
     assert report["not_run"] == list(PREPARATION_CHECKS), report["not_run"]
+    assert report["run_id"] and f"Run {report['run_id']}" in (folder / "summary.txt").read_text()
     for name in PREPARATION_CHECKS:
         assert name in str(report["verdict_reason"]), f"{name} not named in {report['verdict_reason']!r}"
     summary = (folder / "summary.txt").read_text()

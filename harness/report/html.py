@@ -171,7 +171,7 @@ def render_html(report: Mapping[str, Any]) -> str:
 {escape(device_counts(d["assignable"] for d in devices))}</div>{_not_run(report)}{_snapshot(host)}
 </section>
 <p class="muted">kernel {escape(host.get("kernel", "?"))} · libvirt {escape(host.get("libvirt", "?"))} ·
-QEMU {escape(host.get("qemu", "?"))} · {escape(summary)} · generated {escape(report["generated_at"])}
+QEMU {escape(host.get("qemu", "?"))} · {escape(summary)} · run {escape(str(report.get("run_id", "?")))} · generated {escape(report["generated_at"])}
 by hostdev-harness {escape(report["environment"]["harness"])} (report format {report["version"]})</p>
 <h2 id="checks">Preparation checks</h2>{checks_table(checks)}
 <h2 id="devices">PCI devices</h2>{devices_table(devices)}

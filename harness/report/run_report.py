@@ -13,6 +13,7 @@ import json
 import platform
 import re
 import shlex
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -186,6 +187,7 @@ def build_report(
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
+        "run_id": uuid.uuid4().hex,
         "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "verdict": verdict,
         "verdict_reason": reason,

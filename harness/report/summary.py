@@ -60,6 +60,7 @@ def render_summary(
         lines += _table(rows, ("address", "libvirt name", "driver", "group", "SR-IOV", "verdict", "why"))
     if report is not None:
         lines.append("")
+        lines.append(f"Run {report.get('run_id', '?')} at {report.get('generated_at', '?')}")
         if report.get("not_run"):
             lines.append(f"Not run: {', '.join(report['not_run'])}")
         lines.append(verdict_line(report))
