@@ -305,3 +305,24 @@ def test_check_and_summary_end_with_the_overall_verdict_and_counts(
     folder, _ = partial
     final = (folder / "summary.txt").read_text().rstrip().splitlines()[-1]
     assert final.startswith("Overall verdict: INCOMPLETE") and "0 checks; 6 devices: " in final, final
+
+
+def test_check_json_is_an_object_with_host_and_verdict_and_json_list_keeps_the_list() -> None:
+    cli = Path(sys.executable).parent / "hostdev-harness"
+    outputs = {}
+    for flag in ("--json", "--json-list"):
+        run = subprocess.run(
+            [str(cli), "check", flag, f"--snapshot={PARTIAL_HOST}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 1, (
+            f"check {flag}: expected exit 1 (a FAIL), found {run.returncode}: {run.stderr}"
+        )
+        outputs[flag] = json.loads(run.stdout)
+    document = outputs["--json"]
+    assert document["format"] == "hostdev-harness-check" and document["version"] == 1, document
+    assert document["host"]["hostname"] == "synthetic-grub-misspelled" and document["verdict"] == "FAIL"
+    assert document["checks"] == outputs["--json-list"], "--json's checks differ from --json-list"
+    assert [c["name"] for c in outputs["--json-list"]] == list(PREPARATION_CHECKS)
