@@ -23,6 +23,7 @@ from harness.host.host import Host, open_host
 from harness.host.pci import normalize_bdf
 from harness.inventory import assess_all
 from harness.libvirt.connection import DEFAULT_URI
+from harness.report.summary import check_counts
 
 PROG = "hostdev-harness"
 
@@ -40,18 +41,35 @@ def _check(args: argparse.Namespace) -> int:
     results: dict[str, CheckResult] = {}
     # Checks that need libvirt last: the others answer at once even when libvirt must be started first.
     order = sorted(PREPARATION_CHECKS, key=lambda name: name in NEEDS_LIBVIRT)
+    machine = args.json or args.json_list
     with _open(args) as host:
         vm = host.virtual_machine
-        if vm is not None and not args.json:  # said once here; each check's evidence says what it means
+        if vm is not None and not machine:  # said once here; each check's evidence says what it means
             print(f"Note: {vm.summary()}", flush=True)
         for name in order:
             results[name] = run_check(name, host, plan)
-            if not args.json:
+            if not machine:
                 print(results[name].explain(), flush=True)
-    if args.json:
-        print(json.dumps([results[name].to_dict() for name in PREPARATION_CHECKS], indent=2))
+        identity = {"hostname": host.name, "kernel": host.kernel.release, "cmdline": host.kernel.cmdline_text}
+    listed = [results[name].to_dict() for name in PREPARATION_CHECKS]
     verdicts = {result.verdict for result in results.values()}
     not_ready = Verdict.FAIL in verdicts or (args.strict and Verdict.WARN in verdicts)
+    overall = next((v for v in (Verdict.FAIL, Verdict.WARN) if v in verdicts), Verdict.PASS)
+    counts = check_counts(str(results[name].verdict) for name in PREPARATION_CHECKS)
+    if args.json_list:  # the plain list --json gave before it became an object
+        print(json.dumps(listed, indent=2))
+    elif args.json:
+        document = {
+            "format": "hostdev-harness-check",
+            "version": 1,
+            "host": identity,
+            "verdict": str(overall),
+            "counts": counts,
+            "checks": listed,
+        }
+        print(json.dumps(document, indent=2))
+    else:  # the last line says it all (virt-host-validate leaves the reader to add it up)
+        print(f"Overall verdict: {overall} ({counts})", flush=True)
     return EXIT_NOT_READY if not_ready else EXIT_READY
 
 
@@ -173,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="run the preparation checks")
     host_options(check)
     check.add_argument("--strict", action="store_true", help="exit 1 on WARN too")
+    check.add_argument(
+        "--json-list", action="store_true", help="the checks as a plain JSON list (no host, verdict)"
+    )
     check.add_argument(
         "--planned-devices", type=_positive, default=1, help="devices a guest is planned to take"
     )

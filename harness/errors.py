@@ -18,6 +18,7 @@ EXIT_READY = 0
 EXIT_NOT_READY = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+EXIT_INCOMPLETE = 4  # validate: every test that ran passed, but not every preparation check ran
 
 
 class HarnessError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from harness.command import EXIT_INTERRUPTED
 from harness.errors import (
+    EXIT_INCOMPLETE,
     EXIT_INTERNAL,
     EXIT_NOT_READY,
     EXIT_READY,
@@ -105,6 +107,7 @@ def run_suites(
         *pytest_args,
     ]
     # Ctrl-C reaches pytest as well (same process group): it stops, writes its reports and exits 2 (-> 130).
+    before = _report_stamp(reports)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         code = subprocess.run(args, check=False, preexec_fn=_default_sigint).returncode
@@ -112,4 +115,23 @@ def run_suites(
         signal.signal(signal.SIGINT, previous)
     if code < 0:  # pytest killed by a signal
         return EXIT_INTERRUPTED if -code == signal.SIGINT else EXIT_INTERNAL
+    if code == pytest.ExitCode.OK and _report_stamp(reports) != before and _verdict(reports) == "INCOMPLETE":
+        return EXIT_INCOMPLETE  # pytest passed what it ran, but not every preparation check ran
     return _EXIT_CODES.get(code, EXIT_INTERNAL)
+
+
+def _report_stamp(reports: Path) -> int | None:
+    try:
+        return (reports / "report.json").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _verdict(reports: Path) -> str | None:
+    """The overall verdict of the report.json this run wrote, or None when it wrote none."""
+    try:
+        document = json.loads((reports / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    verdict = document.get("verdict") if isinstance(document, dict) else None
+    return verdict if isinstance(verdict, str) else None

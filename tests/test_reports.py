@@ -8,10 +8,12 @@ installed by ``make deps``): the verdict must be in the DOM and in the screensho
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -19,6 +21,8 @@ from junitparser import JUnitXml, TestCase, TestSuite
 from lxml import etree
 from PIL import Image
 
+from harness.checks.preparation import PREPARATION_CHECKS
+from harness.errors import EXIT_INCOMPLETE
 from harness.report.junit import JENKINS_JUNIT
 from harness.report.run_report import REPORT_VERSION, report_schema
 from tests.synthetic_hosts import FIXTURES
@@ -120,3 +124,205 @@ def test_html_report_renders_in_headless_chromium(reports: Path, tmp_path: Path)
     assert warn_pixels > 10_000, (
         f"the WARN banner is not visible at the top of {screenshot} ({warn_pixels} px)"
     )
+
+
+PARTIAL_HOST = FIXTURES / "synthetic-grub-misspelled"
+
+
+def _valid_reports(folder: Path) -> dict[str, Any]:
+    """report.json against its schema, both JUnit files parse, junit-jenkins.xml against junit-10.xsd."""
+    report: dict[str, Any] = json.loads((folder / "report.json").read_text())
+    validator = jsonschema.Draft202012Validator(report_schema(), format_checker=jsonschema.FormatChecker())
+    errors = [f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(report)]
+    assert not errors, f"{folder}/report.json breaks report-v1.schema.json: {errors[:5]}"
+    JUnitXml.fromfile(str(folder / "junit.xml"))
+    schema = etree.XMLSchema(etree.parse(str(JUNIT_XSD)))
+    document = etree.parse(str(folder / JENKINS_JUNIT))
+    assert schema.validate(document), f"{folder}/{JENKINS_JUNIT} breaks junit-10.xsd: {schema.error_log}"
+    return report
+
+
+@pytest.fixture(scope="module")
+def partial(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``hostdev-harness validate --snapshot ... --suite inventory``: no preparation check runs."""
+    folder = tmp_path_factory.mktemp("partial")
+    cli = Path(sys.executable).parent / "hostdev-harness"
+    argv = [
+        str(cli),
+        "validate",
+        f"--snapshot={PARTIAL_HOST}",
+        "--suite",
+        "inventory",
+        f"--report-dir={folder}",
+    ]
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    return folder, result
+
+
+def test_a_run_without_every_preparation_check_is_incomplete_never_pass(
+    partial: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    folder, result = partial
+    assert result.returncode == EXIT_INCOMPLETE, (
+        f"expected exit {EXIT_INCOMPLETE} (INCOMPLETE), found {result.returncode}: {result.stdout[-2000:]}"
+    )
+    report = _valid_reports(folder)
+    assert report["verdict"] == "INCOMPLETE", report["verdict_reason"]
+    assert report["not_run"] == list(PREPARATION_CHECKS), report["not_run"]
+    assert report["run_id"] and f"Run {report['run_id']}" in (folder / "summary.txt").read_text()
+    for name in PREPARATION_CHECKS:
+        assert name in str(report["verdict_reason"]), f"{name} not named in {report['verdict_reason']!r}"
+    summary = (folder / "summary.txt").read_text()
+    assert "Overall verdict: INCOMPLETE" in summary and "Overall verdict: INCOMPLETE" in result.stdout, (
+        summary
+    )
+
+
+def test_the_host_block_names_the_host_under_test(
+    partial: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    folder, result = partial
+    report = json.loads((folder / "report.json").read_text())
+    expected = {
+        "hostname": (PARTIAL_HOST / "proc/sys/kernel/hostname").read_text().strip(),
+        "kernel": (PARTIAL_HOST / "proc/sys/kernel/osrelease").read_text().strip(),
+        "cmdline": (PARTIAL_HOST / "proc/cmdline").read_text().strip(),
+    }
+    found = {name: report["host"].get(name) for name in expected}
+    assert found == expected, f"host block: expected the snapshot's {expected}, found {found}"
+    # What the snapshot lacks is said, never filled in from the machine pytest runs on.
+    for name in ("os", "cpu", "system_vendor", "system_model", "bios"):
+        assert report["host"].get(name) == "not captured", f"host {name}: found {report['host'].get(name)!r}"
+    manifest = json.loads((PARTIAL_HOST / ".harness/manifest.json").read_text())
+    banner = f"captured {manifest['captured_at']} by {manifest['captured_by']}"
+    for where, text in (("summary.txt", (folder / "summary.txt").read_text()), ("terminal", result.stdout)):
+        assert "SNAPSHOT" in text and banner in text, f"no snapshot banner ({banner!r}) in {where}: {text}"
+    assert banner in (folder / "report.html").read_text()
+
+
+def test_incomplete_html_shows_the_snapshot_banner_and_what_did_not_run(
+    partial: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    folder, _ = partial
+    browser = _chromium()
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+    page = (folder / "report.html").as_uri()
+    dom = subprocess.run([*common, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+    assert 'id="verdict-word">INCOMPLETE<' in dom, f"expected INCOMPLETE in the rendered DOM of {page}"
+    assert 'id="snapshot-banner"' in dom and 'id="not-run"' in dom, f"banner or not-run missing in {page}"
+    assert all(name in dom for name in PREPARATION_CHECKS)
+    assert 'id="counts">0 checks;' in dom and "6 devices: " in dom, f"counts missing in {page}"
+    # The inventory's one skip, with its reason, in the page without a click.
+    assert 'id="skipped-by-reason"' in dom and "(1):" in dom, f"skipped-by-reason missing in {page}"
+
+
+_INTERRUPTER = """
+import pytest
+
+WHERE = {where!r}
+
+
+def pytest_collection_modifyitems(items):
+    if WHERE == "collection":
+        raise KeyboardInterrupt
+
+
+def pytest_runtest_setup(item):
+    if item.name.endswith("[iommu_kernel]") and WHERE == "setup":
+        raise KeyboardInterrupt
+    if item.name.endswith("[iommu_kernel]") and WHERE == "exit":
+        pytest.exit("stopped by the test")
+
+
+def pytest_runtest_call(item):
+    if item.name.endswith("[iommu_kernel]") and WHERE == "call":
+        raise KeyboardInterrupt
+"""
+
+
+@pytest.mark.parametrize("where", ["setup", "call", "exit", "collection"])
+def test_an_interrupted_run_is_never_pass_and_its_reports_validate(where: str, tmp_path: Path) -> None:
+    (tmp_path / "harness_interrupter.py").write_text(_INTERRUPTER.format(where=where))
+    folder = tmp_path / "reports"
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-q"]
+    argv += ["-p", "harness_interrupter", "suites/test_preparation.py", "suites/test_inventory.py"]
+    argv += [f"--harness-snapshot={WARN_HOST}", f"--harness-report-dir={folder}"]
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == pytest.ExitCode.INTERRUPTED, (
+        f"expected pytest exit 2 (interrupted {where}), found {result.returncode}: {result.stdout[-2000:]}"
+    )
+    if where == "collection":  # nothing ran: no verdicts, so no report may claim anything
+        assert not (folder / "report.json").exists() or "PASS" not in (folder / "report.json").read_text()
+        return
+    report = _valid_reports(folder)
+    assert report["verdict"] == "INTERRUPTED", f"interrupted in {where}: found {report['verdict']}"
+    assert "iommu_kernel" in report["not_run"], report["not_run"]
+
+
+def test_every_reproduce_line_runs_as_printed_from_where_the_user_ran(tmp_path: Path) -> None:
+    """validate run from a directory that is not the checkout: each printed line, run by a shell there,
+    selects and runs exactly its test."""
+    cli = Path(sys.executable).parent / "hostdev-harness"
+    folder = tmp_path / "r"
+    argv = [
+        str(cli),
+        "validate",
+        f"--snapshot={PARTIAL_HOST}",
+        "--suite",
+        "preparation",
+        f"--report-dir={folder}",
+    ]
+    subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    report = json.loads((folder / "report.json").read_text())
+    failing = [t for t in report["tests"] if t["reproduce"]]
+    assert failing, f"expected a failing check with a reproduce line in {folder}/report.json"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for test in failing:
+        line = test["reproduce"][0]
+        ran = subprocess.run(
+            line, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+        )
+        name = test["nodeid"].partition("::")[2]
+        assert "1 failed" in ran.stdout and " passed" not in ran.stdout and name in ran.stdout, (
+            f"{line!r} from {tmp_path}: expected exactly {name} to run (and fail), found: {ran.stdout[-1500:]}"
+        )
+
+
+def test_check_and_summary_end_with_the_overall_verdict_and_counts(
+    partial: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    cli = Path(sys.executable).parent / "hostdev-harness"
+    result = subprocess.run(
+        [str(cli), "check", f"--snapshot={PARTIAL_HOST}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    last = result.stdout.rstrip().splitlines()[-1]
+    assert last == "Overall verdict: FAIL (8 checks: 7 PASS, 1 FAIL)", f"last line of check: found {last!r}"
+    folder, _ = partial
+    final = (folder / "summary.txt").read_text().rstrip().splitlines()[-1]
+    assert final.startswith("Overall verdict: INCOMPLETE") and "0 checks; 6 devices: " in final, final
+
+
+def test_check_json_is_an_object_with_host_and_verdict_and_json_list_keeps_the_list() -> None:
+    cli = Path(sys.executable).parent / "hostdev-harness"
+    outputs = {}
+    for flag in ("--json", "--json-list"):
+        run = subprocess.run(
+            [str(cli), "check", flag, f"--snapshot={PARTIAL_HOST}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 1, (
+            f"check {flag}: expected exit 1 (a FAIL), found {run.returncode}: {run.stderr}"
+        )
+        outputs[flag] = json.loads(run.stdout)
+    document = outputs["--json"]
+    assert document["format"] == "hostdev-harness-check" and document["version"] == 1, document
+    assert document["host"]["hostname"] == "synthetic-grub-misspelled" and document["verdict"] == "FAIL"
+    assert document["checks"] == outputs["--json-list"], "--json's checks differ from --json-list"
+    assert [c["name"] for c in outputs["--json-list"]] == list(PREPARATION_CHECKS)

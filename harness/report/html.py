@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from harness.report.summary import check_counts, device_counts, snapshot_banner
+
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2630;background:#f6f7f9}
 main{max-width:1180px;margin:0 auto;padding:24px}
@@ -18,6 +20,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:32px 0 8px;border-bot
 .verdict{border-radius:10px;padding:20px 24px;color:#fff;margin-bottom:8px}
 .verdict .word{font-size:40px;font-weight:800;letter-spacing:.04em}
 .PASS{background:#1e7d32}.WARN{background:#b26a00}.FAIL{background:#b3261e}
+.INCOMPLETE,.INTERRUPTED{background:#5f6368}
 .badge{display:inline-block;min-width:46px;text-align:center;border-radius:4px;color:#fff;font-weight:700;
  font-size:12px;padding:2px 6px}
 .passed{background:#1e7d32}.failed,.error{background:#b3261e}.skipped{background:#6b7785}
@@ -122,6 +125,33 @@ def _environment(report: Mapping[str, Any]) -> str:
     return _table(("what", "value"), rows)
 
 
+def _snapshot(host: Mapping[str, str]) -> str:
+    banner = snapshot_banner(host)
+    return f'\n<div id="snapshot-banner"><b>{escape(banner)}</b></div>' if banner else ""
+
+
+def _skipped(tests: Sequence[Mapping[str, Any]]) -> str:
+    """Skipped tests grouped by reason, in the page itself (a skip is never a pass, so it is not hidden)."""
+    groups: dict[str, list[str]] = {}
+    for test in tests:
+        if test["outcome"] == "skipped":
+            groups.setdefault(str(test["message"] or "no reason given"), []).append(test["nodeid"])
+    if not groups:
+        return "<p>none</p>"
+    items = "".join(
+        f"<li><b>{escape(reason)}</b> ({len(ids)}): {escape(', '.join(ids))}</li>"
+        for reason, ids in groups.items()
+    )
+    return f'<ul id="skipped-by-reason">{items}</ul>'
+
+
+def _not_run(report: Mapping[str, Any]) -> str:
+    missing = report.get("not_run") or []
+    if not missing:
+        return ""
+    return f'\n<div id="not-run">not run: {escape(", ".join(missing))}</div>'
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     host = report["host"]
     checks = report["checks"]
@@ -137,12 +167,15 @@ def render_html(report: Mapping[str, Any]) -> str:
 <div>PCI device assignment readiness of <b>{escape(host.get("hostname", "unknown host"))}</b></div>
 <div class="word" id="verdict-word">{escape(report["verdict"])}</div>
 <div>{escape(report["verdict_reason"])}</div>
+<div id="counts">{escape(check_counts(c["verdict"] for c in checks))};
+{escape(device_counts(d["assignable"] for d in devices))}</div>{_not_run(report)}{_snapshot(host)}
 </section>
 <p class="muted">kernel {escape(host.get("kernel", "?"))} · libvirt {escape(host.get("libvirt", "?"))} ·
-QEMU {escape(host.get("qemu", "?"))} · {escape(summary)} · generated {escape(report["generated_at"])}
+QEMU {escape(host.get("qemu", "?"))} · {escape(summary)} · run {escape(str(report.get("run_id", "?")))} · generated {escape(report["generated_at"])}
 by hostdev-harness {escape(report["environment"]["harness"])} (report format {report["version"]})</p>
 <h2 id="checks">Preparation checks</h2>{checks_table(checks)}
 <h2 id="devices">PCI devices</h2>{devices_table(devices)}
+<h2 id="skipped">Skipped, by reason</h2>{_skipped(report["tests"])}
 <h2 id="scenarios">Cycles and scenarios</h2>{_scenarios(report["tests"], skip)}
 <h2 id="reproduce">Reproduce</h2>{_reproducers(report["tests"])}
 <h2 id="environment">Environment</h2>{_environment(report)}

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 from _pytest.junitxml import xml_key
 
+from harness.checks.preparation import PREPARATION_CHECKS
+from harness.host.backends import read_manifest
+from harness.host.root import HostRoot
 from harness.lab.paths import LAB_QEMU_ENV, LAB_SKIPPED_ENV
 from harness.report.html import render_html
 from harness.report.junit import JENKINS_JUNIT, mark_warnings, write_jenkins_junit
@@ -26,21 +28,43 @@ from harness.report.properties import CHECK, DEVICE, HOST_PREFIX, as_dict
 from harness.report.run_report import TestRecord, build_report
 from harness.report.summary import render_summary
 
+_DMI = {
+    "system_vendor": "/sys/class/dmi/id/sys_vendor",
+    "system_model": "/sys/class/dmi/id/product_name",
+    "bios": "/sys/class/dmi/id/bios_version",
+}
 
-def host_properties() -> dict[str, str]:
-    """Properties of the machine the run reports from (the controller under xdist)."""
 
-    def read(path: str) -> str:
-        try:
-            return Path(path).read_text().strip()
-        except OSError:
-            return ""
+def _os_release(root: HostRoot) -> str:
+    """The distribution of the host under test (os-release's PRETTY_NAME), or "not captured"."""
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        for line in (root.read_text(path) or "").splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.partition("=")[2].strip().strip("'\"") or "not captured"
+    return "not captured"
 
+
+def host_properties(snapshot: str | None = None) -> dict[str, str]:
+    """Identity of the host under test, read through the same ``HostRoot`` the checks read: the snapshot
+    when the run reads one (never the machine pytest runs on), else this machine."""
+    root = HostRoot(snapshot or "/")
     properties = {
-        "hostname": socket.gethostname(),
-        "kernel": read("/proc/sys/kernel/osrelease"),
-        "cmdline": read("/proc/cmdline"),
+        "hostname": root.read_stripped("/proc/sys/kernel/hostname") or "unknown",
+        "kernel": root.read_stripped("/proc/sys/kernel/osrelease") or "",
+        "cmdline": root.read_stripped("/proc/cmdline") or "",
     }
+    properties["os"] = _os_release(root)
+    cpuinfo = root.read_text("/proc/cpuinfo") or ""
+    models = [
+        line.partition(":")[2].strip() for line in cpuinfo.splitlines() if line.startswith("model name")
+    ]
+    properties["cpu"] = models[0] if models else "not captured"
+    for name, path in _DMI.items():
+        properties[name] = root.read_stripped(path) or "not captured"
+    if snapshot:
+        manifest = read_manifest(snapshot)
+        properties["snapshot_captured_at"] = str(manifest.get("captured_at") or "not recorded")
+        properties["snapshot_captured_by"] = str(manifest.get("captured_by") or "not recorded")
     # Inside the nested host: which QEMU runs it and why, and which planned devices it lacks and why.
     for name, variable in (("lab_l1_qemu", LAB_QEMU_ENV), ("lab_skipped_devices", LAB_SKIPPED_ENV)):
         if value := os.environ.get(variable):
@@ -68,7 +92,9 @@ class HarnessReporter:
         self.junit_path: Path | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.records.setdefault(report.nodeid, TestRecord(report.nodeid)).add(report)
+        record = self.records.setdefault(report.nodeid, TestRecord(report.nodeid))
+        record.path = record.path or str((self.config.rootpath / report.location[0]).resolve())
+        record.add(report)
         if report.when != "call":
             return
         properties = as_dict(report.user_properties)
@@ -86,13 +112,21 @@ class HarnessReporter:
         )
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
         if not self._has_verdicts():
             return
-        host = {**host_properties(), **self.host}
+        snapshot = self.config.getoption("harness_snapshot", None)
+        host = {**host_properties(snapshot), **self.host}
         command = ["pytest", *sys.argv[1:]] if "pytest" in Path(sys.argv[0]).name else list(sys.argv)
         records = list(self.records.values())
-        report = build_report(records, host, command, self.config.getoption("harness_snapshot", None))
+        report = build_report(
+            records,
+            host,
+            command,
+            snapshot,
+            expected_checks=list(PREPARATION_CHECKS),
+            interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
+        )
         report["restored"] = list(self.restored)
         xml = self.config.stash.get(xml_key, None)
         if xml is not None:
@@ -107,7 +141,7 @@ class HarnessReporter:
         devices = [
             as_dict(r.properties) for r in records if any(n == "harness.assignable" for n, _ in r.properties)
         ]
-        self.summary = render_summary(host, checks, devices)
+        self.summary = render_summary(host, checks, devices, report)
         folder = report_dir(self.config)
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in (

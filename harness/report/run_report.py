@@ -13,6 +13,7 @@ import json
 import platform
 import re
 import shlex
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -45,6 +46,8 @@ class TestRecord:
     duration_s: float = 0.0
     properties: list[tuple[str, str]] = field(default_factory=list)
     message: str | None = None
+    # The test's file as an absolute path: its nodeid is relative to a rootdir the suites may lie outside of.
+    path: str | None = None
 
     def add(self, report: pytest.TestReport) -> None:
         self.duration_s += report.duration
@@ -113,12 +116,20 @@ def _reproducers(record: TestRecord, base_command: Sequence[str]) -> list[str]:
         takes_value = "=" not in word and word != "--harness-strict"
         if takes_value and index + 1 < len(words):
             options.append(words[index + 1])
-    commands = [shlex.join(["pytest", record.nodeid, *options])]
+    _, separator, name = record.nodeid.partition("::")
+    target = f"{record.path}{separator}{name}" if record.path else record.nodeid
+    commands = [shlex.join(["pytest", target, *options])]
     commands += [match.strip() for match in _REPRODUCE.findall(record.message or "")]
     return list(dict.fromkeys(commands))
 
 
-def _verdict(checks: Sequence[Mapping[str, Any]], tests: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+def _verdict(
+    checks: Sequence[Mapping[str, Any]],
+    tests: Sequence[Mapping[str, Any]],
+    not_run: Sequence[str] = (),
+    interrupted: bool = False,
+) -> tuple[str, str]:
+    """FAIL > INTERRUPTED > INCOMPLETE > WARN > PASS: a run that did not check everything never says PASS."""
     failed_checks = [c["name"] for c in checks if c["verdict"] == "FAIL"]
     failed_tests = [t["nodeid"] for t in tests if t["outcome"] in ("failed", "error")]
     warned = [c["name"] for c in checks if c["verdict"] == "WARN"]
@@ -130,6 +141,11 @@ def _verdict(checks: Sequence[Mapping[str, Any]], tests: Sequence[Mapping[str, A
         if other:
             parts.append(f"{len(other)} other test(s) failed")
         return "FAIL", "; ".join(parts)
+    missing = f"{len(not_run)} preparation check(s) did not run: {', '.join(not_run)}" if not_run else ""
+    if interrupted:
+        return "INTERRUPTED", "the run was interrupted" + (f"; {missing}" if missing else "")
+    if not_run:
+        return "INCOMPLETE", missing
     if warned:
         return "WARN", f"{len(warned)} check(s) WARN: {', '.join(warned)}"
     if not tests:
@@ -142,8 +158,14 @@ def build_report(
     host: Mapping[str, str],
     command: Sequence[str],
     snapshot: str | None,
+    *,
+    expected_checks: Sequence[str] = (),
+    interrupted: bool = False,
 ) -> dict[str, Any]:
+    """``expected_checks``: the checks a complete run has (any of them missing makes it INCOMPLETE)."""
     checks = [_check(r) for r in records if any(name == CHECK for name, _ in r.properties)]
+    ran = {c["name"] for c in checks}
+    not_run = [name for name in expected_checks if name not in ran]
     devices = [_device(r) for r in records if any(name == "harness.assignable" for name, _ in r.properties)]
     tests = [
         {
@@ -157,7 +179,7 @@ def build_report(
         }
         for r in records
     ]
-    verdict, reason = _verdict(checks, tests)
+    verdict, reason = _verdict(checks, tests, not_run, interrupted)
     counts = {
         outcome: sum(t["outcome"] == outcome for t in tests)
         for outcome in ("passed", "failed", "skipped", "error")
@@ -165,6 +187,7 @@ def build_report(
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
+        "run_id": uuid.uuid4().hex,
         "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "verdict": verdict,
         "verdict_reason": reason,
@@ -180,4 +203,5 @@ def build_report(
         "checks": checks,
         "devices": sorted(devices, key=lambda d: d["address"]),
         "tests": tests,
+        "not_run": not_run,
     }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from harness.report.properties import CHECK, DEVICE
 
@@ -21,10 +23,13 @@ def render_summary(
     host_properties: dict[str, str],
     checks: list[dict[str, str]],
     devices: list[dict[str, str]],
+    report: Mapping[str, Any] | None = None,
 ) -> str:
     lines = [
         f"hostdev-harness: {host_properties.get('hostname', '?')} ({host_properties.get('kernel', '?')})"
     ]
+    if banner := snapshot_banner(host_properties):
+        lines.append(banner)
     if host_properties.get("virtual_machine"):
         lines.append(f"Note: {host_properties['virtual_machine']}")
     if checks:
@@ -53,4 +58,43 @@ def render_summary(
             for d in sorted(devices, key=lambda d: d[DEVICE])
         ]
         lines += _table(rows, ("address", "libvirt name", "driver", "group", "SR-IOV", "verdict", "why"))
+    if report is not None:
+        lines.append("")
+        lines.append(f"Run {report.get('run_id', '?')} at {report.get('generated_at', '?')}")
+        if report.get("not_run"):
+            lines.append(f"Not run: {', '.join(report['not_run'])}")
+        lines.append(verdict_line(report))
     return "\n".join(lines) + "\n"
+
+
+def snapshot_banner(host_properties: Mapping[str, str]) -> str | None:
+    """One line saying the run read a snapshot, not a live host, and when and by what it was captured."""
+    if "snapshot_captured_at" not in host_properties:
+        return None
+    return (
+        f"SNAPSHOT: read from a snapshot captured {host_properties['snapshot_captured_at']} by "
+        f"{host_properties.get('snapshot_captured_by', 'an unknown version')}, not a live host"
+    )
+
+
+def check_counts(verdicts: Iterable[str]) -> str:
+    """``8 checks: 7 PASS, 1 FAIL``: how many checks ran and how each came out."""
+    counted = Counter(verdicts)
+    parts = [f"{counted[v]} {v}" for v in ("PASS", "WARN", "FAIL") if counted[v]]
+    total = sum(counted.values())
+    return f"{total} check{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
+
+
+def device_counts(assignable: Iterable[str]) -> str:
+    """``6 devices: 1 assignable, 2 host-critical, 3 not assignable``."""
+    counted = Counter(assignable)
+    total = sum(counted.values())
+    parts = [f"{n} {verdict}" for verdict, n in sorted(counted.items())]
+    return f"{total} device{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
+
+
+def verdict_line(report: Mapping[str, Any]) -> str:
+    """The last line of summary.txt: the overall verdict, why, and the counts behind it."""
+    checks = check_counts(c["verdict"] for c in report["checks"])
+    devices = device_counts(d["assignable"] for d in report["devices"])
+    return f"Overall verdict: {report['verdict']} ({report['verdict_reason']}); {checks}; {devices}"

@@ -210,7 +210,7 @@ def test_assignment_suite_skips_naming_why(fault_lab: tuple[Fault, Lab]) -> None
 
 def test_check_gives_the_expected_verdicts(fault_lab: tuple[Fault, Lab]) -> None:
     fault, lab = fault_lab
-    command = f"{VENV_BIN / 'hostdev-harness'} check --json"
+    command = f"{VENV_BIN / 'hostdev-harness'} check --json-list"
     # stdout (the JSON) first, then stderr after a marker, so log lines never mix into the JSON.
     _rc, output = lab.exec(
         f"{command} 2>/tmp/check.err; echo; echo {STDERR_MARK}; cat /tmp/check.err", cwd=str(REPO)
