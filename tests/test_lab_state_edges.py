@@ -58,3 +58,17 @@ def test_down_removes_a_dir_it_created(state: Path, capsys: pytest.CaptureFixtur
 def test_spec_name_pattern_refuses_trailing_newline() -> None:
     assert _ID_PATTERN.match("lab\n") is None
     assert _ID_PATTERN.match("lab") is not None
+
+
+def test_no_project_regex_accepts_a_trailing_newline() -> None:
+    # `$` matches before a final newline; every anchored pattern in harness/ must end with \Z.
+    root = Path(__file__).resolve().parents[1] / "harness"
+    offenders = [
+        f"{path.relative_to(root.parent)}:{number}"
+        for path in sorted(root.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if any(f"re.{call}(" in line for call in ("match", "fullmatch", "compile"))
+        and '$"' in line
+        and "MULTILINE" not in line
+    ]
+    assert offenders == [], f"patterns anchored with $ (use \\Z): {offenders}"

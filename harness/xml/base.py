@@ -284,7 +284,7 @@ def required_attr(element: Element, name: str) -> str:
 
 # strtoul(base 0) as libvirt's virStrToLong_uip uses it, with the whole text consumed: leading
 # blanks and a '+' are fine, trailing ones are not; 0x.. is hex, a leading 0 is octal.
-_LIBVIRT_UINT = re.compile(r"^[ \t\n\v\f\r]*\+?(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))$")
+_LIBVIRT_UINT = re.compile(r"^[ \t\n\v\f\r]*\+?(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))\Z")
 
 
 def parse_libvirt_int(text: str) -> int:

@@ -31,8 +31,8 @@ from harness.xml.errors import XmlModelError
 
 __all__ = ["IommuGroup", "NodeDevice", "PciCapability", "PciId", "VirtFunctions"]
 
-_HEX_ID = re.compile(r"^0x[0-9a-f]{4}$")
-_DECIMAL = re.compile(r"^[0-9]+$")
+_HEX_ID = re.compile(r"^0x[0-9a-f]{4}\Z")
+_DECIMAL = re.compile(r"^[0-9]+\Z")
 _NODEDEV_PCI_LIMITS = {**PCI_LIMITS, "function": ARI_FUNCTION_LIMIT}
 # Children of <capability type='pci'> the model reads, and the nested capabilities among them.
 _PCI_CAPABILITY_CHILDREN = ("class", *PCI_LIMITS, "product", "vendor", "iommuGroup")
@@ -112,7 +112,7 @@ class PciCapability(Bound):
     iommu_group: IommuGroup | None = None
 
     def __post_init__(self) -> None:
-        if self.pci_class is not None and not re.match(r"^0x[0-9a-fA-F]{6}$", self.pci_class):
+        if self.pci_class is not None and not re.match(r"^0x[0-9a-fA-F]{6}\Z", self.pci_class):
             raise XmlModelError("class", "must be 0x and six hex digits", value=self.pci_class)
 
     @classmethod
