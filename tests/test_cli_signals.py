@@ -36,3 +36,12 @@ def test_signal_takes_the_ctrl_c_path(signum: signal.Signals) -> None:
     )
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, f"stderr: {err!r}"
     assert time.monotonic() - started < 60
+
+
+def test_empty_journal_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    for value in ("", " "):
+        assert main(["restore", "--journal", value]) == 2
+        err = capsys.readouterr().err
+        assert "--journal is empty" in err and len(err.strip().splitlines()) == 1, err
