@@ -124,6 +124,11 @@ def _restore(args: argparse.Namespace) -> int:
     from harness.journal import DEFAULT_JOURNAL, ChangeJournal
     from harness.libvirt.daemon import connected
 
+    if args.journal is not None and not args.journal.strip():
+        # An empty --journal must not silently mean the system journal.
+        raise HarnessInputError(
+            f"--journal is empty; name a journal file or leave it out for {DEFAULT_JOURNAL}"
+        )
     path = Path(args.journal) if args.journal else DEFAULT_JOURNAL
     if path.is_dir():
         raise HarnessInputError(f"--journal {path} is a directory; give the journal file ({DEFAULT_JOURNAL})")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from typing import NoReturn
@@ -49,8 +51,30 @@ def _silence_stdout() -> None:
         pass
 
 
+class TerminatedBySignal(KeyboardInterrupt):
+    """SIGTERM/SIGHUP take Ctrl-C's path: finally blocks stop children (the private libvirtd, labs)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise TerminatedBySignal(signum)
+
+
+def _terminate_like_ctrl_c() -> None:
+    # Only where nobody chose a handler yet, and only in the main thread (signal.signal's rule).
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _raise_terminated)
+
+
 def run_command(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body and turn whatever ends it into one stderr line and an exit code."""
+    _terminate_like_ctrl_c()
     try:
         code = body()
         sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
@@ -58,6 +82,9 @@ def run_command(prog: str, body: Callable[[], int]) -> int:
     except HarnessError as exc:
         _say(prog, str(exc))
         return exc.exit_code
+    except TerminatedBySignal as exc:
+        _say(prog, f"interrupted by {signal.Signals(exc.signum).name}")
+        return 128 + exc.signum
     except KeyboardInterrupt:
         _say(prog, "interrupted")
         return EXIT_INTERRUPTED

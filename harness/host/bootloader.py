@@ -227,7 +227,7 @@ def _key_values(text: str) -> list[tuple[int, str, str]]:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        match = re.match(r"^([A-Za-z_][\w-]*)(?:\s+|=)(.*)$", stripped)
+        match = re.match(r"^([A-Za-z_][\w-]*)(?:\s+|=)(.*)\Z", stripped)
         if match:
             found.append((number, match.group(1), match.group(2).strip()))
     return found

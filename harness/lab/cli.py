@@ -25,6 +25,7 @@ from harness import __version__
 from harness.command import EXIT_INTERRUPTED, OneLineParser, run_command
 from harness.errors import HarnessInputError
 from harness.lab.lab import Lab, LabError, list_labs, start_lab
+from harness.lab.paths import STATE_MARKER, removable_state_dir
 from harness.lab.spec import load_spec
 
 PROG = "hostdev-lab"
@@ -82,6 +83,14 @@ def _pick(name: str | None) -> Lab:
     if not running:
         raise LabError("no lab is running; start one with hostdev-lab up SPEC")
     raise LabError(f"several labs are running ({', '.join(lab.name for lab in running)}): pass --name")
+
+
+def _refuse_foreign_state(lab: Lab) -> None:
+    # Never stop or remove what hostdev-lab did not create (a dir without its marker, a link out).
+    if not removable_state_dir(lab.state_dir):
+        raise HarnessInputError(
+            f"{lab.state_dir} was not created by hostdev-lab (no {STATE_MARKER}); nothing stopped or removed"
+        )
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:
@@ -161,6 +170,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise HarnessInputError("give a lab name or --all, not both")
         labs = list_labs() if args.all else [_pick(args.name)]
         for lab in labs:
+            _refuse_foreign_state(lab)
             lab.stop()
             print(f"{lab.name}: stopped")
         return 0

@@ -26,14 +26,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from harness.errors import HarnessEnvironmentError
+from harness.errors import HarnessEnvironmentError, HarnessInputError
 from harness.lab import agent
 from harness.lab.accel import choose_accel
 from harness.lab.guest_image import GUEST_IMAGE_ENV, ensure_guest_image
 from harness.lab.guest_init import GUEST_QEMU_CACHE, write_guest_files
 from harness.lab.kernel import BOOT_FAILED_MARKER, ensure_initramfs, ensure_kernel
 from harness.lab.l1_qemu import choose_l1_qemu
-from harness.lab.paths import LAB_QEMU_ENV, LAB_SKIPPED_ENV, cache_dir, reports_dir, state_root
+from harness.lab.paths import (
+    LAB_QEMU_ENV,
+    LAB_SKIPPED_ENV,
+    STATE_MARKER,
+    cache_dir,
+    lab_state_dir,
+    removable_state_dir,
+    reports_dir,
+    state_root,
+)
 from harness.lab.qemu import LabDevice, Ports, RuntimePaths, build_machine, wanted_models
 from harness.lab.spec import LabSpec, load_spec
 from harness.lab.sshd import SshAccess, ensure_sshd, read_banner, write_ssh_files
@@ -255,13 +264,26 @@ class Lab:
 
     @classmethod
     def load(cls, name: str, root: Path | None = None) -> Lab:
-        state_dir = (root or state_root()) / name
+        state_dir = lab_state_dir(name, root)
+        lab_json = state_dir / "lab.json"
         try:
-            data = json.loads((state_dir / "lab.json").read_text())
+            data = json.loads(lab_json.read_text())
         except FileNotFoundError:
-            raise LabError(
-                f"no lab named {name!r} (no {state_dir / 'lab.json'}); start one with hostdev-lab up"
+            raise LabError(f"no lab named {name!r} (no {lab_json}); start one with hostdev-lab up") from None
+        except (OSError, ValueError) as error:
+            raise HarnessInputError(
+                f"{lab_json} is unreadable or not JSON ({error}); stop its QEMU by hand and remove {state_dir}"
             ) from None
+        try:
+            return cls._from_json(name, state_dir, data)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise HarnessInputError(
+                f"{lab_json} is not a lab state file ({type(error).__name__}: {error}); "
+                f"stop its QEMU by hand and remove {state_dir}"
+            ) from None
+
+    @classmethod
+    def _from_json(cls, name: str, state_dir: Path, data: Any) -> Lab:
         return cls(
             name=data["name"],
             state_dir=state_dir,
@@ -297,7 +319,7 @@ class Lab:
         if keep_state:
             with contextlib.suppress(OSError):
                 self.save()
-        else:
+        elif removable_state_dir(self.state_dir):
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
@@ -317,7 +339,7 @@ def list_labs(root: Path | None = None) -> list[Lab]:
     base = root or state_root()
     labs = []
     for lab_json in sorted(base.glob("*/lab.json")):
-        with contextlib.suppress(LabError, ValueError, KeyError, TypeError):
+        with contextlib.suppress(LabError, HarnessInputError, ValueError, KeyError, TypeError):
             labs.append(Lab.load(lab_json.parent.name, base))
     return labs
 
@@ -363,15 +385,22 @@ def start_lab(
     lab_name = name or lab_spec.name
     timeout = boot_timeout or float(os.environ.get(BOOT_TIMEOUT_ENV, DEFAULT_BOOT_TIMEOUT))
     root = state_root()
-    state_dir = root / lab_name
+    state_dir = lab_state_dir(lab_name, root)
     if (state_dir / "lab.json").exists():
         previous = Lab.load(lab_name, root)
         if previous.is_running():
             raise LabError(
                 f"lab {lab_name!r} is already running (pid {previous.pid}); hostdev-lab down {lab_name}"
             )
-    shutil.rmtree(state_dir, ignore_errors=True)
+    if state_dir.exists() or state_dir.is_symlink():
+        if not removable_state_dir(state_dir):
+            raise HarnessInputError(
+                f"{state_dir} exists but was not made by hostdev-lab (no {STATE_MARKER}); "
+                "move it away or pick another --name"
+            )
+        shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True)
+    (state_dir / STATE_MARKER).write_text("made by hostdev-lab; removed by hostdev-lab down\n")
 
     cache = cache_dir()
     prepare_started = time.monotonic()

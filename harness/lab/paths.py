@@ -11,7 +11,10 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
+import re
 from pathlib import Path
+
+from harness.errors import HarnessInputError
 
 # The checkout this package runs from: the nested host shares L0's root, so this path is the same in L1.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +80,34 @@ def reports_dir() -> Path:
     if running_from_checkout():
         return PROJECT_ROOT / "reports"
     return Path.cwd() / "reports"
+
+
+# A lab name is one path component: \Z, not $, so "name\n" is refused too.
+LAB_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}\Z")
+# Written into a state dir when the lab machinery creates it; nothing without it is ever removed.
+STATE_MARKER = ".hostdev-lab-state"
+
+
+def lab_state_dir(name: str, root: Path | None = None) -> Path:
+    """The state dir of lab ``name`` inside ``root`` (default :func:`state_root`), or HarnessInputError."""
+    if not LAB_NAME_PATTERN.fullmatch(name):
+        raise HarnessInputError(
+            f"bad lab name {name!r}: use lower-case letters, digits, '.', '_' or '-' (see hostdev-lab status)"
+        )
+    base = (root or state_root()).resolve()
+    candidate = base / name
+    if candidate.resolve().parent != base:
+        raise HarnessInputError(
+            f"lab {name!r}: {candidate} resolves outside the lab state root {base}; remove that link by hand"
+        )
+    return candidate
+
+
+def removable_state_dir(state_dir: Path) -> bool:
+    """True only for a real dir directly inside a state root that carries the marker the lab wrote."""
+    return (
+        not state_dir.is_symlink()
+        and state_dir.is_dir()
+        and (state_dir / STATE_MARKER).is_file()
+        and LAB_NAME_PATTERN.fullmatch(state_dir.name) is not None
+    )

@@ -25,7 +25,7 @@ QEMU_CHOICES = ("auto", "machine", "newer")
 DEVICE_KINDS = ("nvme-sriov", "e1000e", "e1000", "igb", "pci-bridge", "root-port", "multifunction")
 MULTIFUNCTION_MODELS = ("e1000e", "e1000")
 BRIDGE_ENDPOINT_MODELS = ("e1000", "e1000e", "rtl8139")
-_ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_ID_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,30}\Z")
 
 _TOP_KEYS = {"name", "description", "base", "machine", "iommu", "kernel", "access", "devices"}
 _ACCESS_KEYS = {"ssh"}

@@ -41,8 +41,8 @@ PCI_LIMITS: dict[str, int] = {"domain": 0xFFFF, "bus": 0xFF, "slot": 0x1F, "func
 # libvirt's node-device data may carry such functions (nodedev.rng: unsignedLong).
 ARI_FUNCTION_LIMIT = 0xFF
 
-_BDF = re.compile(r"^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
-_NODEDEV = re.compile(r"^pci_([0-9a-f]{4})_([0-9a-f]{2})_([0-9a-f]{2})_([0-7])$")
+_BDF = re.compile(r"^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])\Z")
+_NODEDEV = re.compile(r"^pci_([0-9a-f]{4})_([0-9a-f]{2})_([0-9a-f]{2})_([0-7])\Z")
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 NativeMode = Literal["tagged", "untagged"]
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
 _PROFILE_ID_MAX = 39  # IFLA_PORT_PROFILE is 40 bytes with the NUL
 
 

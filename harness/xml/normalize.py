@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # libvirt's own prefix for MACs it makes up (virDomainNetGenerateMAC with the QEMU OUI).
-_GENERATED_MAC = re.compile(r"^52:54:00(:[0-9a-f]{2}){3}$")
+_GENERATED_MAC = re.compile(r"^52:54:00(:[0-9a-f]{2}){3}\Z")
 
 
 _D = TypeVar("_D", NodeDevice, NonPciNodeDevice)
