@@ -17,7 +17,7 @@ from typing import Any
 from harness import __version__
 from harness.checks.preparation import NEEDS_LIBVIRT, PREPARATION_CHECKS, CheckPlan, run_check
 from harness.checks.result import CheckResult, Verdict
-from harness.command import OneLineParser, run_command
+from harness.command import OneLineParser, StoreOnce, run_command
 from harness.errors import EXIT_NOT_READY, EXIT_READY, HarnessError, HarnessInputError
 from harness.host.host import Host, open_host
 from harness.host.pci import normalize_bdf
@@ -188,9 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def host_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--uri", default=DEFAULT_URI, help="libvirt URI (default %(default)s)")
-        command.add_argument("--snapshot", help="read a host snapshot directory instead of this host")
-        command.add_argument("--refuse", help="comma-separated PCI addresses to treat as host-critical")
+        command.add_argument(
+            "--uri", action=StoreOnce, default=DEFAULT_URI, help="libvirt URI (default %(default)s)"
+        )
+        command.add_argument(
+            "--snapshot", action=StoreOnce, help="read a host snapshot directory instead of this host"
+        )
+        command.add_argument(
+            "--refuse", action=StoreOnce, help="comma-separated PCI addresses to treat as host-critical"
+        )
         command.add_argument("--json", action="store_true", help="machine-readable output")
 
     check = commands.add_parser("check", help="run the preparation checks")
@@ -209,24 +215,32 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot = commands.add_parser(
         "snapshot", help="capture this host, redacted, into a new directory (fixtures/hosts/NAME)"
     )
-    snapshot.add_argument("--uri", default=DEFAULT_URI, help="libvirt URI (default %(default)s)")
+    snapshot.add_argument(
+        "--uri", action=StoreOnce, default=DEFAULT_URI, help="libvirt URI (default %(default)s)"
+    )
     snapshot.add_argument("--force", action="store_true", help="replace a previous snapshot at DESTINATION")
     snapshot.add_argument("destination")
     snapshot.set_defaults(run=_snapshot)
     restore = commands.add_parser(
         "restore", help="undo device changes an interrupted run left in the journal"
     )
-    restore.add_argument("--uri", default=DEFAULT_URI)
+    restore.add_argument("--uri", action=StoreOnce, default=DEFAULT_URI)
     restore.add_argument(
-        "--journal", help="the journal file (default /var/lib/hostdev-harness/journal.jsonl)"
+        "--journal",
+        action=StoreOnce,
+        help="the journal file (default /var/lib/hostdev-harness/journal.jsonl)",
     )
     restore.set_defaults(run=_restore)
     validate = commands.add_parser(
         "validate", help="run the shipped suites (pytest) against this host or a snapshot"
     )
-    validate.add_argument("--uri", default=DEFAULT_URI, help="libvirt URI (default %(default)s)")
-    validate.add_argument("--snapshot", help="check a host snapshot directory instead of this host")
-    validate.add_argument("--report-dir", help="where the reports go (default reports/)")
+    validate.add_argument(
+        "--uri", action=StoreOnce, default=DEFAULT_URI, help="libvirt URI (default %(default)s)"
+    )
+    validate.add_argument(
+        "--snapshot", action=StoreOnce, help="check a host snapshot directory instead of this host"
+    )
+    validate.add_argument("--report-dir", action=StoreOnce, help="where the reports go (default reports/)")
     validate.add_argument(
         "--suite",
         action="append",
@@ -240,7 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="merge several hosts' report.json (files or folders, e.g. a tmt run) into one fleet report",
     )
     merge.add_argument(
-        "--output", default="reports", help="folder for fleet.html and fleet.json (default reports)"
+        "--output",
+        action=StoreOnce,
+        default="reports",
+        help="folder for fleet.html and fleet.json (default reports)",
     )
     merge.add_argument("inputs", nargs="+", help="report.json files or folders holding them")
     merge.set_defaults(run=_merge)

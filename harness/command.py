@@ -24,6 +24,26 @@ EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE
 DEBUG_ENV = "HARNESS_DEBUG"
 
 
+class StoreOnce(argparse.Action):
+    """An option that takes one non-empty value, given once: ``--uri ''`` or two ``--snapshot``s are refused
+    instead of silently meaning the default or the last one."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        seen: set[str] = namespace.__dict__.setdefault("_given_once", set())
+        if self.dest in seen:
+            parser.error(f"{option_string} was given twice: give it once")
+        if not str(values).strip():
+            parser.error(f"{option_string} is empty: give a value or leave the option out")
+        seen.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (our exit code 2) instead of usage + error."""
 
@@ -75,6 +95,9 @@ def _terminate_like_ctrl_c() -> None:
 def run_command(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body and turn whatever ends it into one stderr line and an exit code."""
     _terminate_like_ctrl_c()
+    if sys.stdout is None:  # started with stdout closed (``>&-``): nothing could be written, so run nothing
+        _say(prog, "standard output is closed: run it with stdout open (a terminal, a file or a pipe)")
+        return EXIT_USAGE
     try:
         code = body()
         sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit

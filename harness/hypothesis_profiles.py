@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis.errors import InvalidArgument
+
+from harness.errors import HarnessInputError
 
 __all__ = ["PROFILES", "load_profile_from_env", "register_profiles"]
 
@@ -39,6 +42,17 @@ PROFILES: dict[str, settings] = {
 def register_profiles() -> None:
     for name, profile in PROFILES.items():
         settings.register_profile(name, profile)
+
+
+def require_profile(name: str) -> None:
+    """Refuse an unknown ``--hypothesis-profile`` with one line (hypothesis itself would end in INTERNALERROR)."""
+    try:
+        settings.get_profile(name)
+    except InvalidArgument:
+        known = ", ".join(sorted(PROFILES))
+        raise HarnessInputError(
+            f"--hypothesis-profile {name!r} is not a profile: choose one of {known} (or register your own)"
+        ) from None
 
 
 def load_profile_from_env(default: str | None = None) -> None:

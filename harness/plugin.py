@@ -34,7 +34,7 @@ from harness.libvirt.daemon import PrivateLibvirtd, connected, private_libvirtd
 from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
 from harness.libvirt.guests import choose_virt_type
 from harness.report.properties import check_properties
-from harness.report.reporter import HarnessReporter
+from harness.report.reporter import HarnessReporter, report_dir
 from harness.xml.domain import DomainType
 
 # One concern per module: how much of a test × device matrix runs is harness.matrix.
@@ -42,6 +42,7 @@ pytest_plugins = ["harness.matrix"]
 
 ALLOW_ENV = "HARNESS_ALLOW"
 GUEST_TYPE_ENV = "HARNESS_GUEST_TYPE"
+GUEST_TYPES = ("auto", "kvm", "qemu")
 reporter_key = pytest.StashKey[HarnessReporter]()
 owner_key = pytest.StashKey[Owner]()
 allowlist_key = pytest.StashKey[list[str]]()
@@ -66,7 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--harness-guest-type",
         default=None,
-        choices=("auto", "kvm", "qemu"),
+        choices=GUEST_TYPES,
         help=f"domain type of the throwaway guests that take devices (default ${GUEST_TYPE_ENV} or auto: "
         "kvm where the KVM probe runs a guest)",
     )
@@ -103,9 +104,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # Before hypothesis's own plugin loads the chosen profile. Only then: importing hypothesis takes
     # seconds (ten in a lab's TCG), and only the XML suites use it.
     if config.getoption("--hypothesis-profile", None):
-        from harness.hypothesis_profiles import register_profiles
+        from harness.hypothesis_profiles import register_profiles, require_profile
 
         register_profiles()
+        try:
+            require_profile(str(config.getoption("--hypothesis-profile")))
+        except HarnessInputError as exc:
+            raise pytest.UsageError(f"hostdev-harness: {exc}") from None
     config.addinivalue_line(
         "markers", "harness_destructive: changes device bindings (needs allowlisted devices)"
     )
@@ -186,6 +191,31 @@ def _validate_options(config: pytest.Config) -> None:
         _read_snapshot(snapshot)
     for key in ("harness_planned_devices", "harness_guest_memory_mib"):
         ini_positive_int(config, key)
+    for option in (
+        "harness_uri",
+        "harness_journal",
+        "harness_snapshot",
+        "harness_report_dir",
+        "harness_lease_dir",
+    ):
+        value = config.getoption(option)
+        if value is not None and not str(value).strip():
+            flag = "--" + option.replace("_", "-")
+            raise HarnessInputError(f"{flag} is empty: give a value or leave the option out")
+    cycles = config.getoption("harness_cycles")
+    if cycles < 1:
+        raise HarnessInputError(f"--harness-cycles {cycles}: expected a positive whole number (e.g. 3)")
+    guest_type = os.environ.get(GUEST_TYPE_ENV)
+    if guest_type is not None and guest_type not in GUEST_TYPES:
+        raise HarnessInputError(
+            f"${GUEST_TYPE_ENV}={guest_type!r}: expected one of {', '.join(GUEST_TYPES)} (or unset it)"
+        )
+    reports = report_dir(config)
+    if reports.exists() and not reports.is_dir():
+        # Found now, not after every test ran and the reports could not be written.
+        raise HarnessInputError(
+            f"report folder {reports} is not a directory: name a folder (--harness-report-dir)"
+        )
 
 
 def _read_snapshot(snapshot: str) -> None:

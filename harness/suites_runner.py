@@ -70,6 +70,24 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+# validate sets these itself from its own options; a second value after ``--`` would be a second answer.
+_OWN_OPTIONS = {
+    "--harness-report-dir": "--report-dir",
+    "--harness-uri": "--uri",
+    "--harness-snapshot": "--snapshot",
+    "--rootdir": None,
+}
+
+
+def _refuse_own_options(pytest_args: Sequence[str]) -> None:
+    for arg in pytest_args:
+        name = arg.split("=", 1)[0]
+        if name in _OWN_OPTIONS:
+            instead = _OWN_OPTIONS[name]
+            fix = f"use validate's {instead}" if instead else "run validate from the directory you want"
+            raise HarnessInputError(f"{name} after -- is set by validate itself: {fix}, once")
+
+
 def run_suites(
     snapshot: str | None,
     uri: str,
@@ -83,6 +101,7 @@ def run_suites(
     pytest runs in a process of its own: in this one the harness is imported already, too late for
     pytest's assertion rewriting.
     """
+    _refuse_own_options(pytest_args)
     reports = Path(report_dir or "reports").absolute()
     args = [
         sys.executable,

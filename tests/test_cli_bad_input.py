@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -337,3 +338,108 @@ def test_validate_names_an_unknown_suite_and_lists_the_suites(name: str) -> None
     result = run("hostdev-harness", "validate", "--suite", name)
     assert result.returncode == 2, result
     assert_one_clear_line(result.stderr, "hostdev-harness", f"no shipped suite named {name!r}", "preparation")
+
+
+# --- options given empty, twice, or with a value nothing reads (issue 18) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (("check", "--uri", ""), "--uri is empty"),
+        (("inventory", "--snapshot", "  "), "--snapshot is empty"),
+        (("restore", "--journal", ""), "--journal is empty"),
+        (("check", "--snapshot", str(SNAPSHOT), "--snapshot", str(SNAPSHOT)), "--snapshot was given twice"),
+        (("inventory", "--uri", "test:///default", "--uri", "qemu:///system"), "--uri was given twice"),
+        (("restore", "--journal", "/tmp/a", "--journal", "/tmp/b"), "--journal was given twice"),
+        (("validate", "--report-dir", "a", "--report-dir", "b"), "--report-dir was given twice"),
+        (("validate", "--snapshot", str(SNAPSHOT), "--", "--harness-report-dir=x"), "set by validate itself"),
+        (("validate", "--", "--harness-snapshot", str(SNAPSHOT)), "use validate's --snapshot"),
+        (("merge", "--output", "", "x.json"), "--output is empty"),
+    ],
+)
+def test_an_option_given_empty_or_twice_is_a_usage_error(
+    argv: tuple[str, ...], fragment: str, tmp_path: Path
+) -> None:
+    # In tmp_path: nothing a refused command might have written can land in the checkout.
+    result = run("hostdev-harness", *argv, cwd=tmp_path)
+    assert result.returncode == EXIT_USAGE, (
+        f"{argv}: expected exit 2, found {result.returncode}: {result.stderr}"
+    )
+    assert_one_clear_line(result.stderr, "hostdev-harness", fragment)
+    assert list(tmp_path.iterdir()) == [], f"{argv} wrote {list(tmp_path.iterdir())} although refused"
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "fragment"),
+    [
+        (("--harness-cycles", "0"), {}, "--harness-cycles 0"),
+        (("--harness-cycles=-3",), {}, "--harness-cycles -3"),
+        (("--harness-uri=",), {}, "--harness-uri is empty"),
+        (("--harness-journal=",), {}, "--harness-journal is empty"),
+        ((), {"HARNESS_GUEST_TYPE": "xen"}, "HARNESS_GUEST_TYPE='xen'"),
+        (("--hypothesis-profile", "nosuch"), {}, "'nosuch' is not a profile"),
+    ],
+)
+def test_a_bad_plugin_option_is_a_usage_error(
+    extra: tuple[str, ...], env: dict[str, str], fragment: str, tmp_path: Path
+) -> None:
+    reports = tmp_path / "reports"
+    result = subprocess.run(
+        [
+            str(BIN / "pytest"),
+            "suites/test_preparation.py",
+            f"--harness-snapshot={SNAPSHOT}",
+            f"--harness-report-dir={reports}",
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    _pytest_usage_error(result, fragment)
+    assert not reports.exists(), "a refused run wrote reports"
+
+
+def test_a_report_dir_that_is_a_file_is_refused_before_any_test(tmp_path: Path) -> None:
+    target = tmp_path / "report.txt"
+    target.write_text("a user's file\n")
+    result = run(
+        "pytest",
+        "suites/test_preparation.py",
+        f"--harness-snapshot={SNAPSHOT}",
+        f"--harness-report-dir={target}",
+    )
+    _pytest_usage_error(result, "is not a directory")
+    assert "passed" not in result.stdout, f"tests ran before the refusal:\n{result.stdout[-800:]}"
+    assert target.read_text() == "a user's file\n"
+
+
+@pytest.mark.parametrize("version", ["true", "-3", "0", '"1"', "null"])
+def test_a_manifest_version_that_is_not_a_version_is_refused(version: str, tmp_path: Path) -> None:
+    snapshot = tmp_path / "snap"
+    shutil.copytree(SNAPSHOT, snapshot, symlinks=True)
+    manifest = snapshot / ".harness" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["version"] = json.loads(version)
+    manifest.write_text(json.dumps(data))
+    result = run("hostdev-harness", "check", "--snapshot", str(snapshot))
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert_one_clear_line(result.stderr, "hostdev-harness", "manifest.json", "version")
+
+
+@pytest.mark.parametrize("command", ["check", "inventory"])
+def test_a_closed_stdout_is_one_line_and_exit_2(command: str) -> None:
+    # ``cmd >&-`` in a shell: the command starts with file descriptor 1 closed.
+    result = subprocess.run(
+        [str(BIN / "hostdev-harness"), command, "--snapshot", str(SNAPSHOT)],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert result.returncode == EXIT_USAGE, f"expected exit 2 with stdout closed, found {result.returncode}"
+    assert_one_clear_line(result.stderr, "hostdev-harness", "standard output is closed")

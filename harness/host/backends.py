@@ -86,7 +86,12 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != SNAPSHOT_FORMAT:
         raise NotASnapshotError(f"{manifest_path}: not a {SNAPSHOT_FORMAT} manifest; {make_one}")
     version = manifest.get("version")
-    if not isinstance(version, int) or version > SNAPSHOT_FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise NotASnapshotError(
+            f"{manifest_path}: snapshot format version {json.dumps(version)} is not a version number "
+            f"(1 to {SNAPSHOT_FORMAT_VERSION}); capture the snapshot again"
+        )
+    if version > SNAPSHOT_FORMAT_VERSION:
         raise NotASnapshotError(
             f"{manifest_path}: snapshot format version {version!r}, this harness reads up to "
             f"{SNAPSHOT_FORMAT_VERSION}; upgrade hostdev-harness"
