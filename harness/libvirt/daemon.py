@@ -8,6 +8,7 @@ virtlogd running before any domain can start.
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
@@ -116,8 +117,16 @@ class PrivateLibvirtd:
             for d in LIBVIRT_DIRS
             if Path(d).is_dir() or d == "/run/libvirt"
         ]
+        # Set before anything starts, so that a signal during the start stops what already runs. The shell is
+        # also told when its parent dies (PR_SET_PDEATHSIG, see start()): a run killed by SIGTERM or SIGKILL
+        # leaves no daemon and, for a state directory it made, no directory either.
+        cleanup = "kill $daemon $logd 2>/dev/null || true; wait || true"
+        if self.owns_state_dir:
+            cleanup += f"; rm -rf -- {shlex.quote(str(self.state_dir))}"
         return "\n".join(
             [
+                "daemon= logd=",
+                f"trap '{cleanup}; exit 0' TERM INT HUP",
                 "set -e",
                 "mkdir -p /run/libvirt",
                 *mounts,
@@ -125,7 +134,6 @@ class PrivateLibvirtd:
                 "virtlogd --pid-file /run/libvirt/virtlogd.pid & logd=$!",
                 "libvirtd --pid-file /run/libvirt/libvirtd.pid & daemon=$!",
                 # The shell stays their parent so that it reaps both: no zombies after stop().
-                "trap 'kill $daemon $logd 2>/dev/null; wait; exit 0' TERM INT",
                 "wait $daemon",
                 "kill $logd 2>/dev/null; wait",
             ]
@@ -142,6 +150,7 @@ class PrivateLibvirtd:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=functools.partial(_stop_when_parent_dies, os.getpid()),
         )
         self._wait_ready(timeout)
 
@@ -187,6 +196,16 @@ class PrivateLibvirtd:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
+def _stop_when_parent_dies(parent: int) -> None:
+    """In the child before exec: SIGTERM when the harness process ends, however it ends (kept across exec)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 @contextmanager
 def private_libvirtd(state_dir: Path | None = None, timeout: float = 30.0) -> Iterator[PrivateLibvirtd]:
     owns = state_dir is None
@@ -194,8 +213,8 @@ def private_libvirtd(state_dir: Path | None = None, timeout: float = 30.0) -> It
         Path(tempfile.mkdtemp(prefix="hostdev-libvirtd-", dir="/tmp")) if state_dir is None else state_dir
     )
     daemon = PrivateLibvirtd(directory, owns_state_dir=owns)
-    daemon.start(timeout)
     try:
+        daemon.start(timeout)  # inside: a Ctrl-C during the start stops what already started
         yield daemon
     finally:
         daemon.stop()
