@@ -116,6 +116,14 @@ class ShellVariables:
         _Evaluator(self, path, text).run()
 
 
+def _append_literal(pieces: list[Piece], text: str, origin: Origin) -> None:
+    """Literal text joins the piece before it when both come from the same line (one origin per run)."""
+    if pieces and pieces[-1].origin == origin:
+        pieces[-1] = Piece(pieces[-1].text + text, origin)
+    else:
+        pieces.append(Piece(text, origin))
+
+
 class _Evaluator:
     def __init__(self, variables: ShellVariables, path: str, text: str) -> None:
         self.variables = variables
@@ -204,11 +212,7 @@ class _Evaluator:
         pieces: list[Piece] = []
 
         def literal(text: str) -> None:
-            origin = Origin(self.path, self.line)
-            if pieces and pieces[-1].origin == origin:
-                pieces[-1] = Piece(pieces[-1].text + text, origin)
-            else:
-                pieces.append(Piece(text, origin))
+            _append_literal(pieces, text, Origin(self.path, self.line))
 
         while (char := self._peek()) and char not in _WORD_END:
             if char == "'":
@@ -314,11 +318,7 @@ class _Evaluator:
         pieces: list[Piece] = []
 
         def literal(text: str) -> None:
-            origin = Origin(self.path, self.line)
-            if pieces and pieces[-1].origin == origin:
-                pieces[-1] = Piece(pieces[-1].text + text, origin)
-            else:
-                pieces.append(Piece(text, origin))
+            _append_literal(pieces, text, Origin(self.path, self.line))
 
         while (char := self._peek()) != "}":
             if not char:
