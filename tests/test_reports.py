@@ -228,6 +228,8 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_runtest_setup(item):
+    if WHERE == "first":
+        raise KeyboardInterrupt
     if item.name.endswith("[iommu_kernel]") and WHERE == "setup":
         raise KeyboardInterrupt
     if item.name.endswith("[iommu_kernel]") and WHERE == "exit":
@@ -240,10 +242,13 @@ def pytest_runtest_call(item):
 """
 
 
-@pytest.mark.parametrize("where", ["setup", "call", "exit", "collection"])
+@pytest.mark.parametrize("where", ["first", "setup", "call", "exit", "collection"])
 def test_an_interrupted_run_is_never_pass_and_its_reports_validate(where: str, tmp_path: Path) -> None:
     (tmp_path / "harness_interrupter.py").write_text(_INTERRUPTER.format(where=where))
     folder = tmp_path / "reports"
+    # An earlier run's green report in the same folder: it must not stand for this run.
+    folder.mkdir()
+    (folder / "report.json").write_text(json.dumps({"verdict": "PASS", "stale": True}))
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-q"]
     argv += ["-p", "harness_interrupter", "suites/test_preparation.py", "suites/test_inventory.py"]
     argv += [f"--harness-snapshot={WARN_HOST}", f"--harness-report-dir={folder}"]
@@ -256,6 +261,9 @@ def test_an_interrupted_run_is_never_pass_and_its_reports_validate(where: str, t
         assert not (folder / "report.json").exists() or "PASS" not in (folder / "report.json").read_text()
         return
     report = _valid_reports(folder)
+    assert "stale" not in report, (
+        f"interrupted in {where}: the earlier run's report.json was left as this run's"
+    )
     assert report["verdict"] == "INTERRUPTED", f"interrupted in {where}: found {report['verdict']}"
     assert "iommu_kernel" in report["not_run"], report["not_run"]
 

@@ -78,6 +78,13 @@ def report_dir(config: pytest.Config) -> Path:
     return Path(chosen).absolute() if chosen else config.rootpath / "reports"
 
 
+def _collected_harness_tests(session: pytest.Session) -> bool:
+    """Whether this run collected tests of the harness's suites (they use its fixtures), not any pytest run."""
+    return any(
+        name.startswith("harness_") for item in session.items for name in getattr(item, "fixturenames", ())
+    )
+
+
 class HarnessReporter:
     """Collects verdicts from test reports (which carry user_properties across xdist) and reports them."""
 
@@ -113,7 +120,10 @@ class HarnessReporter:
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
-        if not self._has_verdicts():
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        # An interrupted run of the harness's suites reports INTERRUPTED even before its first verdict: a
+        # report of an earlier run left in the folder must not stand for this one.
+        if not self._has_verdicts() and not (interrupted and _collected_harness_tests(session)):
             return
         snapshot = self.config.getoption("harness_snapshot", None)
         host = {**host_properties(snapshot), **self.host}
@@ -125,7 +135,7 @@ class HarnessReporter:
             command,
             snapshot,
             expected_checks=list(PREPARATION_CHECKS),
-            interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
+            interrupted=interrupted,
         )
         report["restored"] = list(self.restored)
         xml = self.config.stash.get(xml_key, None)
