@@ -443,3 +443,21 @@ def test_a_closed_stdout_is_one_line_and_exit_2(command: str) -> None:
     )
     assert result.returncode == EXIT_USAGE, f"expected exit 2 with stdout closed, found {result.returncode}"
     assert_one_clear_line(result.stderr, "hostdev-harness", "standard output is closed")
+
+
+def test_ctrl_c_while_the_harness_is_imported_is_one_line_and_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.entry import run_entry
+
+    # A module whose import is interrupted, as harness.cli's would be by a Ctrl-C while libvirt loads.
+    (tmp_path / "slow_to_import.py").write_text("raise KeyboardInterrupt\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert run_entry("slow_to_import", "hostdev-harness") == EXIT_INTERRUPTED
+    assert_one_clear_line(capsys.readouterr().err, "hostdev-harness", "interrupted")
+
+
+def test_the_console_scripts_go_through_the_entry_points() -> None:
+    for prog in ("hostdev-harness", "hostdev-lab"):
+        script = (BIN / prog).read_text()
+        assert "harness.entry" in script, f"{BIN / prog} does not start through harness.entry:\n{script}"
