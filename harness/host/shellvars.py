@@ -18,6 +18,7 @@ dash on generated files.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -216,13 +217,7 @@ class _Evaluator:
 
         while (char := self._peek()) and char not in _WORD_END:
             if char == "'":
-                self._advance()
-                while self._peek() != "'":
-                    if not self._peek():
-                        raise _Unsupported("an unterminated single quote")
-                    literal(self._peek())
-                    self._advance()
-                self._advance()
+                self._single_quoted(literal)
             elif char == '"':
                 self._advance()
                 while self._peek() != '"':
@@ -313,6 +308,16 @@ class _Evaluator:
             self.variables.assignments.append(Assignment(key, Origin(self.path, self.line), word))
         return word
 
+    def _single_quoted(self, literal: Callable[[str], None]) -> None:
+        """'...' at the cursor: every character up to the closing quote is literal text."""
+        self._advance()
+        while self._peek() != "'":
+            if not self._peek():
+                raise _Unsupported("an unterminated single quote")
+            literal(self._peek())
+            self._advance()
+        self._advance()
+
     def _operand(self, quoted: bool) -> Value:
         """The word after an operator, up to the matching ``}``; quotes inside double quotes are not guessed."""
         pieces: list[Piece] = []
@@ -328,13 +333,7 @@ class _Evaluator:
                     # bash and dash differ on quotes inside "${VAR:+...}": never guess
                     raise _Unsupported("a quote inside a quoted ${...}")
                 if char == "'":
-                    self._advance()
-                    while self._peek() != "'":
-                        if not self._peek():
-                            raise _Unsupported("an unterminated single quote")
-                        literal(self._peek())
-                        self._advance()
-                    self._advance()
+                    self._single_quoted(literal)
                 else:
                     raise _Unsupported("a double quote inside ${...}")
             elif char == "\\":
