@@ -69,7 +69,7 @@ class DriverDetach(Change, kind="detach"):
 
     @classmethod
     def of(cls, device: PciDevice) -> DriverDetach:
-        return cls(PciAddress.from_bdf(device.address), device.driver, device.iommu_group)
+        return cls(device.address, device.driver, device.iommu_group)
 
     def touches(self) -> tuple[PciAddress, ...]:
         return (self.device,)
@@ -144,7 +144,7 @@ class VfCount(Change, kind="sriov_numvfs"):
 
     @classmethod
     def of(cls, root: HostRoot, pf: PciDevice, count: int) -> VfCount:
-        address = PciAddress.from_bdf(pf.address)
+        address = pf.address
         if not root.exists(_sysfs(address, "sriov_numvfs")):
             raise ChangeError(f"{pf.address} is not an SR-IOV PF (no {_sysfs(address, 'sriov_numvfs')})")
         total = int(root.read_stripped(_sysfs(address, "sriov_totalvfs")) or 0)
@@ -201,7 +201,7 @@ class VfAutoprobe(Change, kind="sriov_drivers_autoprobe"):
 
     @classmethod
     def of(cls, root: HostRoot, pf: PciDevice, enabled: bool) -> VfAutoprobe:
-        address = PciAddress.from_bdf(pf.address)
+        address = pf.address
         return cls(address, root.read_stripped(_sysfs(address, "sriov_drivers_autoprobe")) == "1", enabled)
 
     def touches(self) -> tuple[PciAddress, ...]:

@@ -9,7 +9,7 @@ import pytest
 from harness.host.critical import pci_ancestor
 from harness.host.kernel import parse_cmdline
 from harness.host.limits import Limit
-from harness.host.pci import UnknownDeviceError, nodedev_name, normalize_bdf
+from harness.host.pci import UnknownDeviceError, parse_pci_address
 from harness.host.root import HostRoot
 
 
@@ -26,19 +26,19 @@ def test_cmdline_stops_at_init_arguments() -> None:
     [("0000:01:00.0", "0000:01:00.0"), ("1:0.0", "0000:01:00.0"), ("pci_0000_3d_00_0", "0000:3d:00.0")],
 )
 def test_bdf_forms(text: str, expected: str) -> None:
-    assert normalize_bdf(text) == expected
-    assert nodedev_name(expected) == "pci_" + expected.replace(":", "_").replace(".", "_")
+    assert parse_pci_address(text).bdf == expected
+    assert parse_pci_address(expected).nodedev_name == "pci_" + expected.replace(":", "_").replace(".", "_")
 
 
 @pytest.mark.parametrize("text", ["eth0", "0000:01:20.0", "0000:01:00.8", "zz:00.0", ""])
 def test_bad_bdf_names_what_is_wrong(text: str) -> None:
     with pytest.raises(UnknownDeviceError, match=r"PCI address|out of range"):
-        normalize_bdf(text)
+        parse_pci_address(text)
 
 
 def test_pci_ancestor_is_the_nearest_pci_device() -> None:
     path = "/sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0/net/eth0"
-    assert pci_ancestor(path) == "0000:01:00.0"
+    assert str(pci_ancestor(path)) == "0000:01:00.0"
     assert pci_ancestor("/sys/devices/platform/serial8250/tty/ttyS0") is None
 
 
