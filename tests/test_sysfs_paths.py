@@ -26,9 +26,7 @@ PENDING = {
 
 def _spellers() -> list[str]:
     files = sorted(p for folder in ("harness", "suites") for p in (REPO / folder).rglob("*.py"))
-    return [
-        str(path.relative_to(REPO)) for path in files if SPELLING in path.read_text(encoding="utf-8")
-    ]
+    return [str(path.relative_to(REPO)) for path in files if SPELLING in path.read_text(encoding="utf-8")]
 
 
 def test_only_the_sysfs_module_spells_a_pci_function_path() -> None:

@@ -153,7 +153,9 @@ def read_device(root: HostRoot, sys_path: str) -> PciDevice:
     entry = sys_path.rstrip("/").rsplit("/", 1)[-1]
     address = pci_function(entry)
     if address is None:
-        raise root.error(sys_path, f"a device named {entry[:40]!r}, expected a PCI function like 0000:01:00.0")
+        raise root.error(
+            sys_path, f"a device named {entry[:40]!r}, expected a PCI function like 0000:01:00.0"
+        )
 
     def attr(name: str) -> str | None:
         return root.read_stripped(f"{sys_path}/{name}")
