@@ -34,17 +34,17 @@ from harness.changes import ChangeContext, HostChanges
 from harness.devices import VfAutoprobe, VfCount
 from harness.guard import DeviceGuard
 from harness.host.host import Host
+from harness.host.pci import parse_pci_address
 from harness.journal import ChangeJournal, Owner
 from harness.libvirt.connection import open_connection
 from harness.libvirt.guests import guest_with_hostdevs
 from harness.libvirt.networks import DefinedNetwork, vf_pool
 from harness.netdevs import LinkState, netdev_names
-from harness.xml.address import PciAddress
 from harness.xml.hostdev import PciHostdev
 from harness.xml.interface import NetworkInterface
 
 count, rounds = int(sys.argv[1]), int(sys.argv[2])
-allowed = os.environ["HARNESS_ALLOW"].split(",")
+allowed = [parse_pci_address(a) for a in os.environ["HARNESS_ALLOW"].split(",")]
 host = Host.local()
 pf = next(host.pci.get(a) for a in allowed if host.pci.get(a).is_sriov_pf and netdev_names(host.root, a))
 netdev = netdev_names(host.root, pf.address)[0]
@@ -65,7 +65,7 @@ try:
                 for n in range(count)]
 
     def hostdev_guests():
-        return [guest_with_hostdevs((PciHostdev(source=PciAddress.from_bdf(vf), managed=True),), "qemu")
+        return [guest_with_hostdevs((PciHostdev(source=vf, managed=True),), "qemu")
                 for vf in vfs]
 
     def cycle(guests):
@@ -84,7 +84,7 @@ try:
         for name, way in ways.items():
             seconds[name].append(cycle(way()))
     per = {name: statistics.median(s) / count for name, s in seconds.items()}
-    print(json.dumps({"pf": pf.address, "vfs": count, "rounds": rounds,
+    print(json.dumps({"pf": str(pf.address), "vfs": count, "rounds": rounds,
                       "per_start_s": {n: round(v, 3) for n, v in per.items()},
                       "allocations_per_s": {n: round(1 / v, 3) for n, v in per.items()}}))
 finally:

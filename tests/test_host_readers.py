@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness.host.critical import pci_ancestor
 from harness.host.kernel import parse_cmdline
 from harness.host.limits import Limit
 from harness.host.pci import UnknownDeviceError, parse_pci_address
 from harness.host.root import HostRoot
+from harness.host.sysfs import pci_function
+from harness.strategies import pci_addresses
+from harness.xml.address import PciAddress
 
 
 def test_cmdline_stops_at_init_arguments() -> None:
@@ -34,6 +39,20 @@ def test_bdf_forms(text: str, expected: str) -> None:
 def test_bad_bdf_names_what_is_wrong(text: str) -> None:
     with pytest.raises(UnknownDeviceError, match=r"PCI address|out of range"):
         parse_pci_address(text)
+
+
+@given(st.lists(pci_addresses()))
+def test_addresses_sort_as_their_bdf_text(addresses: list[PciAddress]) -> None:
+    """Reports and test ids list devices in BDF text order: typed addresses keep that order."""
+    assert [a.bdf for a in sorted(addresses)] == sorted(a.bdf for a in addresses)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("0000:01:00.0", PciAddress(0, 1, 0, 0)), ("pci0000:00", None), ("net", None), ("virtfn0", None)],
+)
+def test_a_sysfs_name_is_read_as_a_pci_function_or_none(name: str, expected: PciAddress | None) -> None:
+    assert pci_function(name) == expected
 
 
 def test_pci_ancestor_is_the_nearest_pci_device() -> None:
