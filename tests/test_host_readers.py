@@ -49,7 +49,14 @@ def test_addresses_sort_as_their_bdf_text(addresses: list[PciAddress]) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("0000:01:00.0", PciAddress(0, 1, 0, 0)), ("pci0000:00", None), ("net", None), ("virtfn0", None)],
+    [
+        ("0000:01:00.0", PciAddress(0, 1, 0, 0)),
+        ("0000:3D:00.0", None),
+        ("01:00.0", None),
+        ("00:00:0.0", None),
+        ("pci0000:00", None),
+        ("net", None),
+    ],
 )
 def test_a_sysfs_name_is_read_as_a_pci_function_or_none(name: str, expected: PciAddress | None) -> None:
     assert pci_function(name) == expected
@@ -59,6 +66,11 @@ def test_pci_ancestor_is_the_nearest_pci_device() -> None:
     path = "/sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0/net/eth0"
     assert str(pci_ancestor(path)) == "0000:01:00.0"
     assert pci_ancestor("/sys/devices/platform/serial8250/tty/ttyS0") is None
+    # A serial port's own device is named like an address: below pnp0 it is no PCI function...
+    assert pci_ancestor("/sys/devices/pnp0/00:00/00:00:0/00:00:0.0/tty/ttyS0") is None
+    # ...and below a PCI UART the function stays the ancestor.
+    uart = "/sys/devices/pci0000:00/0000:00:16.3/0000:00:16.3:0/0000:00:16.3:0.0/tty/ttyS4"
+    assert str(pci_ancestor(uart)) == "0000:00:16.3"
 
 
 def test_limit_parsing() -> None:

@@ -22,9 +22,13 @@ def pci_ancestor(host_path: str) -> PciAddress | None:
     """The nearest PCI device on a sysfs device path, e.g. the NIC behind ``.../net/eth0``."""
     found = None
     for component in host_path.split("/"):
-        address = pci_function(component) if component[:1].isdigit() else None
-        if address is not None:
-            found = address
+        if not component[:1].isdigit():
+            continue
+        try:
+            PciAddress.from_bdf(component)  # shaped like an address: the last such name decides
+        except ValueError:
+            continue
+        found = pci_function(component)  # None for a serial port's 00:00:0.0 below pnp0: no PCI function
     return found
 
 

@@ -14,8 +14,12 @@ def pci_path(address: PciAddress, *names: str) -> str:
 
 def pci_function(name: str) -> PciAddress | None:
     """The PCI function a sysfs name stands for (an entry of ``PCI_DEVICES``, a link's target, a path
-    component like ``0000:01:00.0``), or None when it names something else (``pci0000:00``, ``net``)."""
+    component), or None when it names something else (``pci0000:00``, ``net``, a serial port's ``00:00:0.0``).
+
+    The kernel names a PCI function ``DDDD:BB:SS.F`` in lower case and nothing else: a name that only looks
+    like an address in another spelling is not one."""
     try:
-        return PciAddress.from_bdf(name)
+        address = PciAddress.from_bdf(name)
     except ValueError:
         return None
+    return address if address.bdf == name else None
