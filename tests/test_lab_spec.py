@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.lab import l1_qemu
+from harness.lab.devices import discover_devices
 from harness.lab.guest_init import early_text, stage2_text
 from harness.lab.kernel import KernelImage
 from harness.lab.l1_qemu import (
@@ -22,7 +23,7 @@ from harness.lab.l1_qemu import (
     ensure_newer_qemu,
     qemu_version,
 )
-from harness.lab.lab import Lab, discover_devices
+from harness.lab.lab import Lab
 from harness.lab.paths import LAB_QEMU_ENV, LAB_SKIPPED_ENV
 from harness.lab.qemu import (
     TCG_CPU_MODEL,

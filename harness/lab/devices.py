@@ -8,7 +8,10 @@ plants. A new lab device is one class here (labgrid's ``target_factory.reg_drive
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.host.sysfs import PCI_DEVICES
 
 if TYPE_CHECKING:
     from harness.lab.qemu import DevicePlan
@@ -20,6 +23,26 @@ KINDS: dict[str, type[DeviceKind]] = {}
 IOMMU_DEVICE = {"intel": "intel-iommu", "amd": "amd-iommu"}
 # The lab's own devices on the root bus (user network, 9p shares, balloon; see harness.lab.qemu).
 INFRASTRUCTURE_MODELS = ("virtio-net-pci", "virtio-9p-pci", "virtio-balloon-pci")
+
+
+@dataclass
+class LabDevice:
+    """One device of the lab as L0 planned it and L1 found it (``guest_bdf`` filled after boot)."""
+
+    id: str
+    kind: str
+    model: str
+    role: str  # "test" (assignable by suites), "bridge", "free-root-port"
+    qemu_id: str
+    root_port: str
+    # Device.function at each level below the root bus: ["08.0", "00.0"] is the port's first child.
+    topology: list[str]
+    assignable: bool
+    guest_bdf: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class DeviceKind:
@@ -265,3 +288,24 @@ def l1_drivers(models: Iterable[str]) -> list[str]:
     """The L1 drivers of these QEMU models (models without one, such as bridges and ports, have none)."""
     driver_of = {kind.model: kind.driver for kind in KINDS.values() if kind.driver}
     return sorted({driver_of[model] for model in models if model in driver_of})
+
+
+# Lists every PCI device in L1 as "<sysfs path> <driver>"; the path gives the topology below the root bus.
+DISCOVER = (
+    "udevadm settle --timeout=60; renice -n 0 -p $(pidof systemd-udevd) >/dev/null; "
+    f"for d in {PCI_DEVICES}/*; do "
+    'drv=$(readlink "$d/driver"); echo "$(readlink -f "$d") ${drv##*/}"; done'
+)
+
+
+def discover_devices(devices: list[LabDevice], listing: str) -> None:
+    """Fill ``guest_bdf`` of each planned device from L1's sysfs listing (see :data:`DISCOVER`)."""
+    by_topology: dict[tuple[str, ...], str] = {}
+    for line in listing.splitlines():
+        path = line.split()[0] if line.split() else ""
+        if "/pci0000:00/" not in path:
+            continue
+        segments = path.split("/pci0000:00/", 1)[1].split("/")
+        by_topology[tuple(segment[-4:] for segment in segments)] = segments[-1]
+    for device in devices:
+        device.guest_bdf = by_topology.get(tuple(device.topology))

@@ -2,19 +2,19 @@
 
 Layout on the q35 root bus: lab infrastructure (user network, 9p shares, balloon) sits in slots 2-7 as
 integrated endpoints; every test device gets its own ``pcie-root-port`` from slot 8 on, so its guest BDF is
-found by walking sysfs below that port (see :func:`harness.lab.lab.discover_devices`).
+found by walking sysfs below that port (see :func:`harness.lab.devices.discover_devices`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessEnvironmentError
-from harness.lab.devices import IOMMU_DEVICE, KINDS
+from harness.lab.devices import IOMMU_DEVICE, KINDS, LabDevice
 from harness.lab.kernel import (
     GUEST_IP,
     LAB_TAG,
@@ -26,6 +26,7 @@ from harness.lab.kernel import (
     ROOT_TAG,
 )
 from harness.lab.l1_qemu import L1Qemu, QemuBinary, available_device_models, qemu_version
+from harness.lab.paths import CONSOLE_LOG, QEMU_PID, QMP_SOCKET
 from harness.lab.spec import LabSpec
 
 GUEST_LIBVIRTD_PORT = 16509
@@ -46,26 +47,6 @@ Warn = Callable[[str], None]
 
 class QemuError(HarnessEnvironmentError):
     """The requested lab cannot be expressed with this QEMU."""
-
-
-@dataclass
-class LabDevice:
-    """One device of the lab as L0 planned it and L1 found it (``guest_bdf`` filled after boot)."""
-
-    id: str
-    kind: str
-    model: str
-    role: str  # "test" (assignable by suites), "bridge", "free-root-port"
-    qemu_id: str
-    root_port: str
-    # Device.function at each level below the root bus: ["08.0", "00.0"] is the port's first child.
-    topology: list[str]
-    assignable: bool
-    guest_bdf: str | None = None
-    properties: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -241,10 +222,10 @@ def build_machine(
         "-kernel", str(paths.kernel),
         "-initrd", str(paths.initramfs),
         "-append", kernel_command_line(spec),
-        "-chardev", f"file,id=console,path={state / 'console.log'}",
+        "-chardev", f"file,id=console,path={state / CONSOLE_LOG}",
         "-serial", "chardev:console",
-        "-qmp", f"unix:{state / 'qmp.sock'},server=on,wait=off",
-        "-pidfile", str(state / "qemu.pid"),
+        "-qmp", f"unix:{state / QMP_SOCKET},server=on,wait=off",
+        "-pidfile", str(state / QEMU_PID),
     ]  # fmt: skip
     argv += iommu_args(spec)
     forwards = [

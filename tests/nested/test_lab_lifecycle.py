@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.lab.lab import Lab, LabError, start_lab
+from harness.lab.lab import Lab, start_lab
 from harness.lab.paths import cache_dir, reports_dir, state_root
 from harness.lab.spec import load_spec, parse_spec
+from harness.lab.state import LabError
 from tests.nested.conftest import (
     HOSTDEV_LAB,
     LABS,
