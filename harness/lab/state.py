@@ -109,12 +109,17 @@ class LabState:
         }
         if self.guest_image:
             env[GUEST_IMAGE_ENV] = self.guest_image
-        if self.skipped_reasons:
+        if self.skipped_summary:
             # Suites that need a skipped device (igb) skip naming exactly this.
-            env[LAB_SKIPPED_ENV] = "; ".join(
-                f"{device}: {why}" for device, why in self.skipped_reasons.items()
-            )
+            env[LAB_SKIPPED_ENV] = self.skipped_summary
         return env
+
+    @property
+    def skipped_summary(self) -> str | None:
+        """The planned devices this lab booted without and why, in one line (None: it has them all)."""
+        if not self.skipped_reasons:
+            return None
+        return "; ".join(f"{device}: {why}" for device, why in self.skipped_reasons.items())
 
     def device(self, device_id: str) -> LabDevice:
         for device in self.devices:
