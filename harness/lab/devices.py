@@ -177,22 +177,48 @@ class Rtl8139(Nic, kind="rtl8139", standalone=False):
     driver = "8139cp"
 
 
-class PciBridge(DeviceKind, kind="pci-bridge"):
+class WithNics(DeviceKind):
+    """A kind with NICs of its own below its root port, listed by QEMU model under one spec key."""
+
+    nics_key: ClassVar[str]  # the DeviceSpec field (and spec key) that lists them
+    nic_models: ClassVar[tuple[str, ...]]  # the models allowed there
+    min_nics: ClassVar[int]
+    default_nics: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def nics(cls, device: DeviceSpec) -> tuple[str, ...]:
+        models: tuple[str, ...] = getattr(device, cls.nics_key)
+        return models
+
+    @classmethod
+    def read(cls, spec: SpecReader, raw: Any, prefix: str) -> dict[str, Any]:
+        models = spec.models(raw, cls.nics_key, prefix, cls.nic_models, cls.min_nics, list(cls.default_nics))
+        return {cls.nics_key: tuple(models)}
+
+    @classmethod
+    def wanted_models(cls, device: DeviceSpec) -> set[str]:
+        return {cls.model, *cls.nics(device)}
+
+
+def nic_args(model: str, qemu_id: str, bus: str, addr: str) -> list[str]:
+    """A NIC at ``addr`` on ``bus``, with its own backend."""
+    return [
+        *nic_backend(qemu_id),
+        "-device",
+        f"{model},id={qemu_id},bus={bus},addr={addr},netdev=net-{qemu_id}",
+    ]
+
+
+class PciBridge(WithNics, kind="pci-bridge"):
     """A PCIe-to-PCI bridge with conventional PCI NICs behind it: bridge and endpoints share one IOMMU group."""
 
     model = "pcie-pci-bridge"
     qemu_models = ("pcie-pci-bridge",)
     keys = frozenset({"endpoints"})
-    endpoint_models = ("e1000", "e1000e", "rtl8139")
-
-    @classmethod
-    def read(cls, spec: SpecReader, raw: Any, prefix: str) -> dict[str, Any]:
-        endpoints = spec.models(raw, "endpoints", prefix, cls.endpoint_models, 1, ["e1000", "e1000"])
-        return {"endpoints": tuple(endpoints)}
-
-    @classmethod
-    def wanted_models(cls, device: DeviceSpec) -> set[str]:
-        return {cls.model, *device.endpoints}
+    nics_key = "endpoints"
+    nic_models = ("e1000", "e1000e", "rtl8139")
+    min_nics = 1
+    default_nics = ("e1000", "e1000")
 
     @classmethod
     def below_port(cls, device: DeviceSpec, plan: DevicePlan, port_id: str, topology: str) -> None:
@@ -201,20 +227,9 @@ class PciBridge(DeviceKind, kind="pci-bridge"):
         for index, model in enumerate(device.endpoints):
             endpoint = f"{device.id}-ep{index}"
             slot = f"{index + 1:02x}"
-            plan.argv += nic_backend(endpoint)
-            plan.argv += [
-                "-device",
-                f"{model},id={endpoint},bus={device.id},addr=0x{slot},netdev=net-{endpoint}",
-            ]
-            plan.add(
-                endpoint,
-                "bridge-endpoint",
-                model,
-                "test",
-                port_id,
-                [topology, "00.0", f"{slot}.0"],
-                behind=device.id,
-            )
+            plan.argv += nic_args(model, endpoint, device.id, f"0x{slot}")
+            topology_below = [topology, "00.0", f"{slot}.0"]
+            plan.add(endpoint, "bridge-endpoint", model, "test", port_id, topology_below, behind=device.id)
 
 
 class RootPort(DeviceKind, kind="root-port"):
@@ -236,41 +251,24 @@ class RootPort(DeviceKind, kind="root-port"):
             plan.add(name, "root-port", "pcie-root-port", "free-root-port", port_id, [topology])
 
 
-class Multifunction(DeviceKind, kind="multifunction"):
+class Multifunction(WithNics, kind="multifunction"):
     """Functions 0..n of one device below a root port (function 0 carries multifunction=on): no ACS, one group."""
 
     model = "pcie-root-port"
     keys = frozenset({"functions"})
-    function_models = ("e1000e", "e1000")
-
-    @classmethod
-    def read(cls, spec: SpecReader, raw: Any, prefix: str) -> dict[str, Any]:
-        functions = spec.models(raw, "functions", prefix, cls.function_models, 2, ["e1000e", "e1000e"])
-        return {"functions": tuple(functions)}
-
-    @classmethod
-    def wanted_models(cls, device: DeviceSpec) -> set[str]:
-        return {cls.model, *device.functions}
+    nics_key = "functions"
+    nic_models = ("e1000e", "e1000")
+    min_nics = 2
+    default_nics = ("e1000e", "e1000e")
 
     @classmethod
     def below_port(cls, device: DeviceSpec, plan: DevicePlan, port_id: str, topology: str) -> None:
         for index, model in enumerate(device.functions):
             function = f"{device.id}-f{index}"
             flag = ",multifunction=on" if index == 0 else ""
-            plan.argv += nic_backend(function)
-            plan.argv += [
-                "-device",
-                f"{model},id={function},bus={port_id},addr=00.{index}{flag},netdev=net-{function}",
-            ]
-            plan.add(
-                function,
-                "multifunction",
-                model,
-                "test",
-                port_id,
-                [topology, f"00.{index}"],
-                function_of=device.id,
-            )
+            plan.argv += nic_args(model, function, port_id, f"00.{index}{flag}")
+            topology_below = [topology, f"00.{index}"]
+            plan.add(function, "multifunction", model, "test", port_id, topology_below, function_of=device.id)
 
 
 def spec_kinds() -> tuple[str, ...]:
