@@ -185,6 +185,10 @@ class WithNics(DeviceKind):
     min_nics: ClassVar[int]
     default_nics: ClassVar[tuple[str, ...]]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.keys = frozenset({cls.nics_key})
+
     @classmethod
     def nics(cls, device: DeviceSpec) -> tuple[str, ...]:
         models: tuple[str, ...] = getattr(device, cls.nics_key)
@@ -214,7 +218,6 @@ class PciBridge(WithNics, kind="pci-bridge"):
 
     model = "pcie-pci-bridge"
     qemu_models = ("pcie-pci-bridge",)
-    keys = frozenset({"endpoints"})
     nics_key = "endpoints"
     nic_models = ("e1000", "e1000e", "rtl8139")
     min_nics = 1
@@ -255,7 +258,6 @@ class Multifunction(WithNics, kind="multifunction"):
     """Functions 0..n of one device below a root port (function 0 carries multifunction=on): no ACS, one group."""
 
     model = "pcie-root-port"
-    keys = frozenset({"functions"})
     nics_key = "functions"
     nic_models = ("e1000e", "e1000")
     min_nics = 2
