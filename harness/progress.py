@@ -56,7 +56,6 @@ class Progress:
         self.stream = stream or sys.stderr
         self.mode = _mode(self.stream)
         self.total_bytes = total_bytes
-        self.bytes_done = 0
         self.result: str | None = None
         self._started = 0.0
         self._stop = threading.Event()
@@ -70,10 +69,6 @@ class Progress:
             self._ticker = threading.Thread(target=self._tick, daemon=True)
             self._ticker.start()
         return self
-
-    def advance(self, byte_count: int) -> None:
-        """For downloads: count bytes as they arrive (the live line shows them)."""
-        self.bytes_done += byte_count
 
     def note(self, stage: str) -> None:
         """A stage reached within the step, as a line of its own (the live line is redrawn below it)."""
@@ -108,7 +103,7 @@ class Progress:
 
     def _measured(self) -> int:
         if self._measure is None:
-            return self.bytes_done
+            return 0
         try:
             return self._measure()
         except OSError:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.lab import l1_qemu
+from harness.lab.devices import discover_devices
 from harness.lab.guest_init import early_text, stage2_text
 from harness.lab.kernel import KernelImage
 from harness.lab.l1_qemu import (
@@ -22,7 +23,7 @@ from harness.lab.l1_qemu import (
     ensure_newer_qemu,
     qemu_version,
 )
-from harness.lab.lab import Lab, discover_devices
+from harness.lab.lab import Lab
 from harness.lab.paths import LAB_QEMU_ENV, LAB_SKIPPED_ENV
 from harness.lab.qemu import (
     TCG_CPU_MODEL,
@@ -442,3 +443,38 @@ def test_isolation_spec_has_ports_with_and_without_acs_and_a_multifunction_devic
 def test_bad_isolation_keys_are_named(device: dict[str, object], named: str) -> None:
     with pytest.raises(SpecError, match=re.escape(named)):
         parse_spec({"name": "t", "devices": [device]}, source="inline.toml")
+
+
+def test_a_new_lab_device_kind_is_one_class(tmp_path: Path) -> None:
+    """A subclass registers its kind: the spec accepts it (with its keys), the machine plans it, L1 loads its driver."""
+    from harness.lab.devices import KINDS, DeviceKind, l1_drivers
+
+    class Watchdog(DeviceKind, kind="test-watchdog"):
+        model = "i6300esb"
+        qemu_models = ("i6300esb",)
+        keys = frozenset({"count"})
+        driver = "i6300esb"
+
+        @classmethod
+        def read(cls, spec, raw, prefix):
+            return {"count": spec.integer(raw, "count", prefix, 1, 2, default=1)}
+
+        @classmethod
+        def below_port(cls, device, plan, port_id, topology):
+            plan.argv += ["-device", f"i6300esb,id={device.id},bus={port_id}"]
+            plan.add(device.id, device.kind, cls.model, "test", port_id, [topology, "00.0"])
+
+    try:
+        with pytest.raises(SpecError, match=re.escape("'devices[0].count' = 3")):
+            parse_spec({"name": "t", "devices": [{"kind": "test-watchdog", "count": 3}]})
+        spec = parse_spec({"name": "t", "devices": [{"kind": "test-watchdog"}]})
+        assert spec.devices[0].id == "test-watchdog0"
+        plan = build_machine(
+            spec, _paths(tmp_path), Ports(1, 2), accel="tcg", models=MODELS_72 | {"i6300esb"}, warn=print
+        )
+        assert "i6300esb,id=test-watchdog0,bus=rp-test-watchdog0" in _devices(plan.argv)
+        assert l1_drivers(d.model for d in plan.devices) == ["i6300esb"]
+        with pytest.raises(TypeError, match="registered twice"):
+            type("Again", (DeviceKind,), {}, kind="test-watchdog")
+    finally:
+        del KINDS["test-watchdog"]

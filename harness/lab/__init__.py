@@ -17,20 +17,21 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.lab.lab import Lab, LabError, booted_lab, list_labs, start_lab, stop_lab
-    from harness.lab.qemu import LabDevice
+    from harness.lab.devices import LabDevice
+    from harness.lab.lab import Lab, booted_lab, list_labs, start_lab, stop_lab
     from harness.lab.spec import LabSpec, SpecError, load_spec
+    from harness.lab.state import LabError
 
 # Imported on first use: the plugin (in L1 too, under TCG) needs only harness.lab.guest_image, and the
 # whole lab costs it seconds there.
 _EXPORTED_FROM = {
     "Lab": "harness.lab.lab",
-    "LabError": "harness.lab.lab",
+    "LabError": "harness.lab.state",
     "booted_lab": "harness.lab.lab",
     "list_labs": "harness.lab.lab",
     "start_lab": "harness.lab.lab",
     "stop_lab": "harness.lab.lab",
-    "LabDevice": "harness.lab.qemu",
+    "LabDevice": "harness.lab.devices",
     "LabSpec": "harness.lab.spec",
     "SpecError": "harness.lab.spec",
     "load_spec": "harness.lab.spec",

@@ -24,9 +24,10 @@ from types import FrameType
 from harness import __version__
 from harness.command import EXIT_INTERRUPTED, OneLineParser, run_command
 from harness.errors import HarnessInputError
-from harness.lab.lab import Lab, LabError, list_labs, start_lab
+from harness.lab.lab import Lab, list_labs, start_lab
 from harness.lab.paths import STATE_MARKER, removable_state_dir
 from harness.lab.spec import load_spec
+from harness.lab.state import LabError
 
 PROG = "hostdev-lab"
 _SSH_HELP = "an sshd in L1 on a loopback port of this machine (as the spec's [access] ssh = true)"

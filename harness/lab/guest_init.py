@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.lab.devices import l1_drivers
 from harness.lab.kernel import (
     BOOT_FAILED_MARKER,
     GUEST_IP,
@@ -26,8 +27,6 @@ from harness.libvirt.daemon import write_config
 
 AGENT_SCRIPT = Path(__file__).resolve().with_name("guest_agent.py")
 GUEST_QEMU_CACHE = "/var/cache/libvirt/qemu"
-# Drivers of the lab's test devices by QEMU model, loaded up front rather than through udev's coldplug.
-DRIVER_OF_MODEL = {"nvme": "nvme", "e1000e": "e1000e", "e1000": "e1000", "igb": "igb", "rtl8139": "8139cp"}
 # Emulated q35 chipset parts and CPU-feature modules nothing in the lab uses: udev would load each one
 # (slow under TCG). Blacklisting only stops alias-based autoloading; modprobe by name still works.
 UNUSED_MODULES = (
@@ -119,7 +118,8 @@ def write_guest_files(
     state_dir: Path, name: str, kernel: KernelImage, reports_dir: Path, device_models: Sequence[str]
 ) -> None:
     """Write init, inittab, early.sh, stage2.sh and libvirt's config into the state dir (L1's /run/hostdev-lab)."""
-    drivers = ["virtio_balloon", *sorted({DRIVER_OF_MODEL[m] for m in device_models if m in DRIVER_OF_MODEL})]
+    # The test devices' drivers (see harness.lab.devices) are loaded up front rather than through udev's coldplug.
+    drivers = ["virtio_balloon", *l1_drivers(device_models)]
     for file_name, text in (
         ("init", INIT),
         ("inittab", INITTAB),

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessEnvironmentError
+from harness.lab.devices import probed_models
 
 MACHINE_QEMU = "qemu-system-x86_64"
 NEWER_QEMU_SUITE = "trixie"
@@ -38,11 +39,6 @@ MIRROR_ENV = "HOSTDEV_LAB_QEMU_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 FETCH_TIMEOUT = 900.0
 PROGRESS_INTERVAL = 3.0
-# Every device model a lab spec can ask for, probed one by one (see the module docstring).
-LAB_DEVICE_MODELS = (
-    "nvme", "nvme-subsys", "e1000e", "e1000", "igb", "rtl8139", "pcie-root-port", "pcie-pci-bridge",
-    "intel-iommu", "amd-iommu", "virtio-net-pci", "virtio-9p-pci", "virtio-balloon-pci",
-)  # fmt: skip
 _LIBDIR = "usr/lib/x86_64-linux-gnu"
 
 Log = Callable[[str], None]
@@ -109,7 +105,8 @@ def available_device_models(binary: QemuBinary = QemuBinary()) -> frozenset[str]
     """Which of the lab's device models this QEMU has (``-device MODEL,help`` lists a known model's options;
     it exits 0 for an unknown one too, saying "Device 'MODEL' not found")."""
     found = set()
-    for model in LAB_DEVICE_MODELS:
+    # Every device model a lab can use, probed one by one (see the module docstring).
+    for model in probed_models():
         rc, output = binary.run(["-nodefaults", "-machine", "none", "-device", f"{model},help"])
         if rc == 0 and f"Device '{model}' not found" not in output and model in output:
             found.add(model)

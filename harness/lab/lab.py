@@ -1,18 +1,15 @@
-"""A running nested host: start, wait until ready, find its devices, exec in it, stop it.
+"""A lab's lifecycle: start, wait until ready, find its devices, exec in it, stop it.
 
-State of a lab lives in ``<state root>/<name>/`` (see :mod:`harness.lab.paths`): ``lab.json`` (the
-public description, see :meth:`Lab.to_json`), ``console.log``, ``qemu.log``, ``qemu.pid``, ``qmp.sock``
-and the guest's boot scripts (the same directory is L1's read-only ``/run/hostdev-lab``).
-
-A lab started by :func:`booted_lab` or ``hostdev-lab run`` dies with the process that started it
-(``PR_SET_PDEATHSIG``); a lab started detached (``hostdev-lab up``) runs until ``hostdev-lab down``.
+Its state on disk is :mod:`harness.lab.state`, QMP is :mod:`harness.lab.qmp`, its devices are
+:mod:`harness.lab.devices`. A lab started by :func:`booted_lab` or ``hostdev-lab run`` dies with the process
+that started it (``PR_SET_PDEATHSIG``); a lab started detached (``hostdev-lab up``) runs until
+``hostdev-lab down``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import shlex
 import shutil
@@ -26,16 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from harness.errors import HarnessEnvironmentError, HarnessInputError
-from harness.lab import agent
+from harness.errors import HarnessInputError
+from harness.lab import agent, qmp
 from harness.lab.accel import choose_accel
-from harness.lab.guest_image import GUEST_IMAGE_ENV, ensure_guest_image
-from harness.lab.guest_init import GUEST_QEMU_CACHE, write_guest_files
+from harness.lab.devices import DISCOVER, discover_devices
+from harness.lab.guest_image import ensure_guest_image
+from harness.lab.guest_init import write_guest_files
 from harness.lab.kernel import BOOT_FAILED_MARKER, ensure_initramfs, ensure_kernel
 from harness.lab.l1_qemu import choose_l1_qemu
 from harness.lab.paths import (
-    LAB_QEMU_ENV,
-    LAB_SKIPPED_ENV,
+    GUEST_ENV,
+    LAB_JSON,
+    QEMU_ARGV,
+    QEMU_LOG,
     STATE_MARKER,
     cache_dir,
     lab_state_dir,
@@ -43,19 +43,16 @@ from harness.lab.paths import (
     reports_dir,
     state_root,
 )
-from harness.lab.qemu import LabDevice, Ports, RuntimePaths, build_machine, wanted_models
+from harness.lab.qemu import Ports, RuntimePaths, build_machine, wanted_models
 from harness.lab.spec import LabSpec, load_spec
-from harness.lab.sshd import SshAccess, ensure_sshd, read_banner, write_ssh_files
+from harness.lab.sshd import ensure_sshd, read_banner, write_ssh_files
+from harness.lab.state import LabError, LabState, qemu_alive, tail
 from harness.progress import Progress
 
 BOOT_TIMEOUT_ENV = "HOSTDEV_LAB_BOOT_TIMEOUT"
 DEFAULT_BOOT_TIMEOUT = 180.0
 PR_SET_PDEATHSIG = 1
 Log = Callable[[str], None]
-
-
-class LabError(HarnessEnvironmentError):
-    """A lab could not be started or used; boot failures carry the tail of the serial console."""
 
 
 def _stderr_log(message: str) -> None:
@@ -68,15 +65,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _pid_alive(pid: int, state_dir: Path) -> bool:
-    """True if ``pid`` is still this lab's QEMU (a recycled pid must not be mistaken for it)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return str(state_dir).encode() in cmdline
-
-
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     def preexec() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -87,87 +75,11 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     return preexec
 
 
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"({path} is missing)"
-
-
 @dataclass
-class Lab:
+class Lab(LabState):
     """A nested host, running or being started. Built by :func:`start_lab` or :meth:`Lab.load`."""
 
-    name: str
-    state_dir: Path
-    ports: Ports
-    spec_path: str | None = None
-    accel: str = "tcg"
-    pid: int | None = None
-    status: str = "new"
-    devices: list[LabDevice] = field(default_factory=list)
-    skipped_devices: list[str] = field(default_factory=list)
-    # Why each skipped device is not in this lab (e.g. "QEMU 7.2.22 has no 'igb' device ...").
-    skipped_reasons: dict[str, str] = field(default_factory=dict)
-    # Which QEMU runs L1 and why: version, origin ("machine" or "fetched"), reason, root, fetch_error.
-    l1_qemu: dict[str, Any] = field(default_factory=dict)
-    kernel_cmdline: str = ""
-    detached: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-    # The answering L2 guest's image (kernel + initramfs), built on L0 and visible in L1 at this path.
-    guest_image: str | None = None
-    # How to log in to L1 over SSH (port, user, key, known_hosts) when the lab has an sshd.
-    ssh: SshAccess | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    # --- what other tools use -------------------------------------------------------------------
-    @property
-    def libvirt_uri(self) -> str:
-        return f"qemu+tcp://127.0.0.1:{self.ports.libvirtd}/system"
-
-    @property
-    def allowed_bdfs(self) -> list[str]:
-        """Guest BDFs suites may detach: the lab's test devices, never L1's own virtio devices.
-
-        The bridge endpoints are on it too: their group is shared (non-viable alone) by design, and the
-        assignment suite proves that such a group only goes to a guest as a whole.
-        """
-        return [d.guest_bdf for d in self.devices if d.assignable and d.guest_bdf]
-
-    @property
-    def l1_qemu_text(self) -> str:
-        """One line: which QEMU runs L1 and why."""
-        if not self.l1_qemu:
-            return "unknown"
-        return f"QEMU {self.l1_qemu['version']} ({self.l1_qemu['origin']}): {self.l1_qemu['reason']}"
-
-    @property
-    def guest_env(self) -> dict[str, str]:
-        env = {
-            "HARNESS_ALLOW": ",".join(self.allowed_bdfs),
-            # L1 keeps its kvm modules off (see guest_init.UNUSED_MODULES): its guests run under TCG.
-            "HARNESS_GUEST_TYPE": "qemu",
-            "HOSTDEV_LAB": self.name,
-            LAB_QEMU_ENV: self.l1_qemu_text,
-            "LIBVIRT_DEFAULT_URI": "qemu:///system",
-        }
-        if self.guest_image:
-            env[GUEST_IMAGE_ENV] = self.guest_image
-        if self.skipped_reasons:
-            # Suites that need a skipped device (igb) skip naming exactly this.
-            env[LAB_SKIPPED_ENV] = "; ".join(
-                f"{device}: {why}" for device, why in self.skipped_reasons.items()
-            )
-        return env
-
-    def device(self, device_id: str) -> LabDevice:
-        for device in self.devices:
-            if device.id == device_id:
-                return device
-        raise KeyError(f"lab {self.name} has no device {device_id!r} (has {[d.id for d in self.devices]})")
-
-    def is_running(self) -> bool:
-        return self.pid is not None and _pid_alive(self.pid, self.state_dir)
 
     def exec(
         self,
@@ -203,111 +115,18 @@ class Lab:
             stderr=stderr,
         )
 
-    def console_tail(self, lines: int = 40) -> str:
-        return tail(self.state_dir / "console.log", lines)
-
     def qmp(self, command: str, arguments: Mapping[str, Any] | None = None) -> Any:
         """One QMP command on L1's QEMU (e.g. ``device_add`` to simulate physical hotplug)."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(30)
-            sock.connect(str(self.state_dir / "qmp.sock"))
-            stream = sock.makefile("rwb")
-            json.loads(stream.readline())  # greeting
-            for message in (
-                {"execute": "qmp_capabilities"},
-                {"execute": command, "arguments": arguments or {}},
-            ):
-                stream.write(json.dumps(message).encode() + b"\n")
-                stream.flush()
-                while True:
-                    reply = json.loads(stream.readline())
-                    if "event" not in reply:
-                        break
-                if "error" in reply:
-                    raise LabError(f"QMP {command} failed: {reply['error']}")
-            return reply.get("return")
-
-    # --- state ----------------------------------------------------------------------------------
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "spec": self.spec_path,
-            "pid": self.pid,
-            "accel": self.accel,
-            "detached": self.detached,
-            "state_dir": str(self.state_dir),
-            "ports": {
-                "libvirtd": self.ports.libvirtd,
-                "agent": self.ports.agent,
-                **({"ssh": self.ports.ssh} if self.ports.ssh is not None else {}),
-            },
-            "libvirt_uri": self.libvirt_uri,
-            "qmp_socket": str(self.state_dir / "qmp.sock"),
-            "console_log": str(self.state_dir / "console.log"),
-            "kernel_cmdline": self.kernel_cmdline,
-            "harness_allow": self.allowed_bdfs,
-            "devices": [device.to_json() for device in self.devices],
-            "skipped_devices": self.skipped_devices,
-            "skipped_reasons": self.skipped_reasons,
-            "l1_qemu": self.l1_qemu,
-            "timings": self.timings,
-            "guest_image": self.guest_image,
-            "ssh": self.ssh.to_json() if self.ssh else None,
-        }
-
-    def save(self) -> None:
-        path = self.state_dir / "lab.json"
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        partial.rename(path)
-
-    @classmethod
-    def load(cls, name: str, root: Path | None = None) -> Lab:
-        state_dir = lab_state_dir(name, root)
-        lab_json = state_dir / "lab.json"
         try:
-            data = json.loads(lab_json.read_text())
-        except FileNotFoundError:
-            raise LabError(f"no lab named {name!r} (no {lab_json}); start one with hostdev-lab up") from None
-        except (OSError, ValueError) as error:
-            raise HarnessInputError(
-                f"{lab_json} is unreadable or not JSON ({error}); stop its QEMU by hand and remove {state_dir}"
-            ) from None
-        try:
-            return cls._from_json(name, state_dir, data)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise HarnessInputError(
-                f"{lab_json} is not a lab state file ({type(error).__name__}: {error}); "
-                f"stop its QEMU by hand and remove {state_dir}"
-            ) from None
-
-    @classmethod
-    def _from_json(cls, name: str, state_dir: Path, data: Any) -> Lab:
-        return cls(
-            name=data["name"],
-            state_dir=state_dir,
-            ports=Ports(**data["ports"]),
-            spec_path=data.get("spec"),
-            accel=data.get("accel", "tcg"),
-            pid=data.get("pid"),
-            status=data.get("status", "unknown"),
-            devices=[LabDevice(**device) for device in data.get("devices", [])],
-            skipped_devices=data.get("skipped_devices", []),
-            skipped_reasons=data.get("skipped_reasons", {}),
-            l1_qemu=data.get("l1_qemu", {}),
-            kernel_cmdline=data.get("kernel_cmdline", ""),
-            detached=data.get("detached", False),
-            timings=data.get("timings", {}),
-            guest_image=data.get("guest_image"),
-            ssh=SshAccess.from_json(data["ssh"]) if data.get("ssh") else None,
-        )
+            return qmp.execute(self.qmp_socket, command, arguments)
+        except qmp.QmpError as error:
+            raise LabError(str(error)) from None
 
     # --- lifecycle ------------------------------------------------------------------------------
     def stop(self, *, keep_state: bool = False) -> None:
         """Stop QEMU (and with it L1's libvirtd and everything else in L1); remove the state dir."""
         pid = self.process.pid if self.process is not None else self.pid
-        if pid is not None and (self.process is not None or _pid_alive(pid, self.state_dir)):
+        if pid is not None and (self.process is not None or qemu_alive(pid, self.state_dir)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             if not _wait_gone(pid, self.process, 5.0):
@@ -344,27 +163,6 @@ def list_labs(root: Path | None = None) -> list[Lab]:
     return labs
 
 
-# Lists every PCI device in L1 as "<sysfs path> <driver>"; the path gives the topology below the root bus.
-_DISCOVER = (
-    "udevadm settle --timeout=60; renice -n 0 -p $(pidof systemd-udevd) >/dev/null; "
-    "for d in /sys/bus/pci/devices/*; do "
-    'drv=$(readlink "$d/driver"); echo "$(readlink -f "$d") ${drv##*/}"; done'
-)
-
-
-def discover_devices(devices: list[LabDevice], listing: str) -> None:
-    """Fill ``guest_bdf`` of each planned device from L1's sysfs listing (see ``_DISCOVER``)."""
-    by_topology: dict[tuple[str, ...], str] = {}
-    for line in listing.splitlines():
-        path = line.split()[0] if line.split() else ""
-        if "/pci0000:00/" not in path:
-            continue
-        segments = path.split("/pci0000:00/", 1)[1].split("/")
-        by_topology[tuple(segment[-4:] for segment in segments)] = segments[-1]
-    for device in devices:
-        device.guest_bdf = by_topology.get(tuple(device.topology))
-
-
 def start_lab(
     spec: LabSpec | str | Path,
     *,
@@ -386,7 +184,7 @@ def start_lab(
     timeout = boot_timeout or float(os.environ.get(BOOT_TIMEOUT_ENV, DEFAULT_BOOT_TIMEOUT))
     root = state_root()
     state_dir = lab_state_dir(lab_name, root)
-    if (state_dir / "lab.json").exists():
+    if (state_dir / LAB_JSON).exists():
         previous = Lab.load(lab_name, root)
         if previous.is_running():
             raise LabError(
@@ -428,7 +226,7 @@ def start_lab(
         if sshd_tree is not None and ports.ssh is not None
         else None
     )
-    (state_dir / "qemu.argv").write_text(shlex.join(plan.argv) + "\n")
+    (state_dir / QEMU_ARGV).write_text(shlex.join(plan.argv) + "\n")
     lab = Lab(
         name=lab_name,
         state_dir=state_dir,
@@ -448,7 +246,7 @@ def start_lab(
     lab.timings["prepare_s"] = round(time.monotonic() - prepare_started, 2)
     lab.save()
 
-    with (state_dir / "qemu.log").open("wb") as qemu_log:
+    with (state_dir / QEMU_LOG).open("wb") as qemu_log:
         lab.process = subprocess.Popen(
             plan.argv,
             env={**os.environ, **plan.env},
@@ -480,9 +278,9 @@ def start_lab(
 
 def _boot_failure(lab: Lab, why: str) -> LabError:
     return LabError(
-        f"lab {lab.name}: {why}; console: {lab.state_dir / 'console.log'} (hostdev-lab console {lab.name})\n"
-        f"--- console tail ({lab.state_dir / 'console.log'}) ---\n{lab.console_tail(30)}\n"
-        f"--- qemu output ({lab.state_dir / 'qemu.log'}) ---\n{tail(lab.state_dir / 'qemu.log', 10)}\n"
+        f"lab {lab.name}: {why}; console: {lab.console_log} (hostdev-lab console {lab.name})\n"
+        f"--- console tail ({lab.console_log}) ---\n{lab.console_tail(30)}\n"
+        f"--- qemu output ({lab.qemu_log}) ---\n{tail(lab.qemu_log, 10)}\n"
         f"reproduce: {shlex.join(['hostdev-lab', 'up', lab.spec_path or '<spec>', '--name', lab.name])}"
     )
 
@@ -494,7 +292,7 @@ def _wait_ready(lab: Lab, timeout: float, stage: Callable[[str], None] = lambda 
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     started = time.monotonic()
     deadline = started + timeout
-    console = lab.state_dir / "console.log"
+    console = lab.console_log
     agent_up = libvirtd_up = False
     sshd_up = lab.ssh is None
     while not (agent_up and libvirtd_up and sshd_up):
@@ -527,7 +325,7 @@ def _wait_ready(lab: Lab, timeout: float, stage: Callable[[str], None] = lambda 
         if not (agent_up and libvirtd_up and sshd_up):
             time.sleep(0.2)
     stage("udev settles; finding the planned devices in L1's sysfs")
-    rc, listing = lab.exec(_DISCOVER, timeout=120)
+    rc, listing = lab.exec(DISCOVER, timeout=120)
     if rc != 0:
         raise _boot_failure(lab, f"device discovery in L1 failed ({rc}): {listing[-500:]}")
     discover_devices(lab.devices, listing)
@@ -537,7 +335,7 @@ def _wait_ready(lab: Lab, timeout: float, stage: Callable[[str], None] = lambda 
     lab.timings["ready_s"] = round(time.monotonic() - started, 2)
     # Readable from inside L1 too (the state dir is L1's /run/hostdev-lab).
     env_lines = [f"export {key}={shlex.quote(value)}" for key, value in lab.guest_env.items()]
-    (lab.state_dir / "env").write_text("\n".join(env_lines) + "\n")
+    (lab.state_dir / GUEST_ENV).write_text("\n".join(env_lines) + "\n")
 
 
 def stop_lab(name: str) -> bool:
@@ -562,13 +360,4 @@ def booted_lab(
         lab.stop()
 
 
-__all__ = [
-    "GUEST_QEMU_CACHE",
-    "Lab",
-    "LabError",
-    "booted_lab",
-    "discover_devices",
-    "list_labs",
-    "start_lab",
-    "stop_lab",
-]
+__all__ = ["Lab", "booted_lab", "list_labs", "start_lab", "stop_lab"]

@@ -86,6 +86,14 @@ def reports_dir() -> Path:
 LAB_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}\Z")
 # Written into a state dir when the lab machinery creates it; nothing without it is ever removed.
 STATE_MARKER = ".hostdev-lab-state"
+# The files of a lab's state dir (see harness.lab.state); the dir is L1's read-only /run/hostdev-lab too.
+LAB_JSON = "lab.json"  # the public description (harness.lab.state.LabState.to_json)
+CONSOLE_LOG = "console.log"  # L1's serial console
+QEMU_LOG = "qemu.log"  # QEMU's own stdout and stderr
+QEMU_PID = "qemu.pid"
+QMP_SOCKET = "qmp.sock"
+QEMU_ARGV = "qemu.argv"  # the command line, as a shell would run it
+GUEST_ENV = "env"  # what L1's shells export (HARNESS_ALLOW, ...)
 
 
 def lab_state_dir(name: str, root: Path | None = None) -> Path:

@@ -2,18 +2,19 @@
 
 Layout on the q35 root bus: lab infrastructure (user network, 9p shares, balloon) sits in slots 2-7 as
 integrated endpoints; every test device gets its own ``pcie-root-port`` from slot 8 on, so its guest BDF is
-found by walking sysfs below that port (see :func:`harness.lab.lab.discover_devices`).
+found by walking sysfs below that port (see :func:`harness.lab.devices.discover_devices`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessEnvironmentError
+from harness.lab.devices import IOMMU_DEVICE, KINDS, LabDevice
 from harness.lab.kernel import (
     GUEST_IP,
     LAB_TAG,
@@ -25,16 +26,9 @@ from harness.lab.kernel import (
     ROOT_TAG,
 )
 from harness.lab.l1_qemu import L1Qemu, QemuBinary, available_device_models, qemu_version
-from harness.lab.spec import DeviceSpec, LabSpec
+from harness.lab.paths import CONSOLE_LOG, QEMU_PID, QMP_SOCKET
+from harness.lab.spec import LabSpec
 
-# The model a kind needs; a multifunction device's own models are its functions (see wanted_models).
-MODEL_OF_KIND = {
-    "nvme-sriov": "nvme",
-    "pci-bridge": "pcie-pci-bridge",
-    "root-port": "pcie-root-port",
-    "multifunction": "pcie-root-port",
-}
-IOMMU_DEVICE = {"intel": "intel-iommu", "amd": "amd-iommu"}
 GUEST_LIBVIRTD_PORT = 16509
 GUEST_AGENT_PORT = 7000
 GUEST_SSH_PORT = 22
@@ -53,26 +47,6 @@ Warn = Callable[[str], None]
 
 class QemuError(HarnessEnvironmentError):
     """The requested lab cannot be expressed with this QEMU."""
-
-
-@dataclass
-class LabDevice:
-    """One device of the lab as L0 planned it and L1 found it (``guest_bdf`` filled after boot)."""
-
-    id: str
-    kind: str
-    model: str
-    role: str  # "test" (assignable by suites), "bridge", "free-root-port"
-    qemu_id: str
-    root_port: str
-    # Device.function at each level below the root bus: ["08.0", "00.0"] is the port's first child.
-    topology: list[str]
-    assignable: bool
-    guest_bdf: str | None = None
-    properties: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -99,16 +73,9 @@ class MachinePlan:
     skipped: dict[str, str]  # device id -> why it is not in this lab
 
 
-def has_igb(models: frozenset[str]) -> bool:
-    """igb (an SR-IOV NIC) arrived in QEMU 8.0."""
-    return "igb" in models
-
-
 def wanted_models(spec: LabSpec) -> set[str]:
     """The QEMU device models a spec needs (bridge endpoints and the IOMMU included)."""
-    models = {MODEL_OF_KIND.get(device.kind, device.kind) for device in spec.devices}
-    models |= {endpoint for device in spec.devices for endpoint in device.endpoints}
-    models |= {function for device in spec.devices for function in device.functions}
+    models = {model for device in spec.devices for model in KINDS[device.kind].wanted_models(device)}
     if spec.iommu.model != "none":
         models.add(IOMMU_DEVICE[spec.iommu.model])
     return models
@@ -147,64 +114,40 @@ def accel_args(accel: str, spec: LabSpec) -> list[str]:
     ]
 
 
-def _nic_backend(qemu_id: str) -> list[str]:
-    # A hub port with no other member: the NIC has a peer (no QEMU warning) and reaches nothing.
-    return ["-netdev", f"hubport,id=net-{qemu_id},hubid=9"]
+class DevicePlan:
+    """The test devices' part of the machine: QEMU arguments and planned devices, with root ports from slot 8 on.
 
+    Each device kind (:mod:`harness.lab.devices`) adds its own through :meth:`root_port` and :meth:`add`.
+    """
 
-def _plan_devices(
-    spec: LabSpec, models: frozenset[str], l1_qemu: L1Qemu, warn: Warn
-) -> tuple[list[str], list[LabDevice], dict[str, str]]:
-    argv: list[str] = []
-    devices: list[LabDevice] = []
-    skipped: dict[str, str] = {}
-    slot = FIRST_ROOT_PORT_SLOT
+    def __init__(self) -> None:
+        self.argv: list[str] = []
+        self.devices: list[LabDevice] = []
+        self._slot = FIRST_ROOT_PORT_SLOT
 
-    def root_port(name: str, acs: bool = True) -> tuple[str, str]:
-        nonlocal slot
+    def root_port(self, name: str, acs: bool = True) -> tuple[str, str]:
+        """A new ``pcie-root-port`` on the root bus: its QEMU id and its slot (``08.0``)."""
+        slot = self._slot
         if slot > LAST_ROOT_PORT_SLOT:
             raise QemuError(
                 f"too many devices: only {LAST_ROOT_PORT_SLOT - FIRST_ROOT_PORT_SLOT + 1} root ports fit"
             )
         port_id = f"rp-{name}"
-        argv.extend(
+        self.argv.extend(
             [
                 "-device",
                 f"pcie-root-port,id={port_id},bus=pcie.0,addr={slot:#04x},chassis={slot},slot={slot}"
                 + ("" if acs else ",disable-acs=on"),
             ]
         )
-        topology = f"{slot:02x}.0"
-        slot += 1
-        return port_id, topology
+        self._slot += 1
+        return port_id, f"{slot:02x}.0"
 
-    for device in spec.devices:
-        model = MODEL_OF_KIND.get(device.kind, device.kind)
-        if model not in models:
-            why = f"QEMU {l1_qemu.version} has no {model!r} device"
-            if model == "igb":
-                why += " (an SR-IOV NIC, QEMU >= 8.0)"
-            if l1_qemu.fetch_error:
-                why += f"; {l1_qemu.fetch_error}"
-            if not device.optional:
-                raise QemuError(f"hostdev-lab: cannot boot {device.id!r}: {why} (or set optional = true)")
-            warn(f"hostdev-lab: {model} is missing, booting without {device.id!r}: {why}")
-            skipped[device.id] = why
-            continue
-        _plan_one(device, root_port, argv, devices)
-    return argv, devices, skipped
-
-
-def _plan_one(
-    device: DeviceSpec,
-    root_port: Callable[[str, bool], tuple[str, str]],
-    argv: list[str],
-    devices: list[LabDevice],
-) -> None:
     def add(
-        device_id: str, kind: str, model: str, role: str, port: str, topology: list[str], **props: Any
+        self, device_id: str, kind: str, model: str, role: str, port: str, topology: list[str], **props: Any
     ) -> None:
-        devices.append(
+        """One device L1 will show (``role``: test, bridge or free-root-port; see :class:`LabDevice`)."""
+        self.devices.append(
             LabDevice(
                 id=device_id,
                 kind=kind,
@@ -218,66 +161,27 @@ def _plan_one(
             )
         )
 
-    if device.kind == "root-port":
-        for index in range(device.count):
-            name = f"{device.id}-{index}" if device.count > 1 else device.id
-            port_id, topology = root_port(name, device.root_port_acs)
-            add(name, "root-port", "pcie-root-port", "free-root-port", port_id, [topology])
-        return
-    port_id, topology = root_port(device.id, device.root_port_acs)
-    if device.kind == "nvme-sriov":
-        subsys = f"{device.id}-subsys"
-        argv += ["-device", f"nvme-subsys,id={subsys},nqn={subsys}"]
-        argv += [
-            "-device",
-            f"nvme,id={device.id},bus={port_id},serial={device.id},subsys={subsys},"
-            f"sriov_max_vfs={device.max_vfs},sriov_vq_flexible={2 * device.max_vfs},"
-            f"sriov_vi_flexible={device.max_vfs}",
-        ]
-        add(device.id, device.kind, "nvme", "test", port_id, [topology, "00.0"], sriov_max_vfs=device.max_vfs)
-    elif device.kind in ("e1000e", "e1000", "igb"):
-        argv += _nic_backend(device.id)
-        argv += ["-device", f"{device.kind},id={device.id},bus={port_id},netdev=net-{device.id}"]
-        props = {"sriov_max_vfs": device.max_vfs} if device.kind == "igb" else {}
-        add(device.id, device.kind, device.kind, "test", port_id, [topology, "00.0"], **props)
-    elif device.kind == "pci-bridge":
-        argv += ["-device", f"pcie-pci-bridge,id={device.id},bus={port_id}"]
-        add(device.id, device.kind, "pcie-pci-bridge", "bridge", port_id, [topology, "00.0"])
-        for index, model in enumerate(device.endpoints):
-            endpoint = f"{device.id}-ep{index}"
-            slot = f"{index + 1:02x}"
-            argv += _nic_backend(endpoint)
-            argv += ["-device", f"{model},id={endpoint},bus={device.id},addr=0x{slot},netdev=net-{endpoint}"]
-            add(
-                endpoint,
-                "bridge-endpoint",
-                model,
-                "test",
-                port_id,
-                [topology, "00.0", f"{slot}.0"],
-                behind=device.id,
-            )
-    elif device.kind == "multifunction":
-        # Functions 0..n of one device below the port; function 0 carries multifunction=on.
-        for index, model in enumerate(device.functions):
-            function = f"{device.id}-f{index}"
-            flag = ",multifunction=on" if index == 0 else ""
-            argv += _nic_backend(function)
-            argv += [
-                "-device",
-                f"{model},id={function},bus={port_id},addr=00.{index}{flag},netdev=net-{function}",
-            ]
-            add(
-                function,
-                "multifunction",
-                model,
-                "test",
-                port_id,
-                [topology, f"00.{index}"],
-                function_of=device.id,
-            )
-    else:  # pragma: no cover - spec validation rejects other kinds
-        raise QemuError(f"unknown device kind {device.kind!r}")
+
+def _plan_devices(
+    spec: LabSpec, models: frozenset[str], l1_qemu: L1Qemu, warn: Warn
+) -> tuple[DevicePlan, dict[str, str]]:
+    plan = DevicePlan()
+    skipped: dict[str, str] = {}
+    for device in spec.devices:
+        kind = KINDS[device.kind]
+        if kind.model not in models:
+            why = f"QEMU {l1_qemu.version} has no {kind.model!r} device"
+            if kind.needs:
+                why += f" ({kind.needs})"
+            if l1_qemu.fetch_error:
+                why += f"; {l1_qemu.fetch_error}"
+            if not device.optional:
+                raise QemuError(f"hostdev-lab: cannot boot {device.id!r}: {why} (or set optional = true)")
+            warn(f"hostdev-lab: {kind.model} is missing, booting without {device.id!r}: {why}")
+            skipped[device.id] = why
+            continue
+        kind.plan(device, plan)
+    return plan, skipped
 
 
 def _fsdev(name: str, tag: str, path: Path, addr: int, *, readonly: bool, remap: bool = False) -> list[str]:
@@ -306,7 +210,7 @@ def build_machine(
         machine = QemuBinary()
         l1_qemu = L1Qemu(machine, qemu_version(machine), "machine", "default")
     models = available_device_models(l1_qemu.binary) if models is None else models
-    device_argv, devices, skipped = _plan_devices(spec, models, l1_qemu, warn)
+    device_plan, skipped = _plan_devices(spec, models, l1_qemu, warn)
     state = paths.state_dir
     argv = [
         *l1_qemu.binary.prefix,
@@ -318,10 +222,10 @@ def build_machine(
         "-kernel", str(paths.kernel),
         "-initrd", str(paths.initramfs),
         "-append", kernel_command_line(spec),
-        "-chardev", f"file,id=console,path={state / 'console.log'}",
+        "-chardev", f"file,id=console,path={state / CONSOLE_LOG}",
         "-serial", "chardev:console",
-        "-qmp", f"unix:{state / 'qmp.sock'},server=on,wait=off",
-        "-pidfile", str(state / "qemu.pid"),
+        "-qmp", f"unix:{state / QMP_SOCKET},server=on,wait=off",
+        "-pidfile", str(state / QEMU_PID),
     ]  # fmt: skip
     argv += iommu_args(spec)
     forwards = [
@@ -338,8 +242,8 @@ def build_machine(
     argv += _fsdev("reports", REPORTS_TAG, paths.reports_dir, 0x05, readonly=False)
     argv += _fsdev("qemucache", QEMU_CACHE_TAG, paths.qemu_cache_dir, 0x06, readonly=False)
     argv += ["-device", "virtio-balloon-pci,bus=pcie.0,addr=0x07,free-page-reporting=on"]
-    argv += device_argv
-    return MachinePlan(argv=argv, env=dict(l1_qemu.binary.env), devices=devices, skipped=skipped)
+    argv += device_plan.argv
+    return MachinePlan(argv=argv, env=dict(l1_qemu.binary.env), devices=device_plan.devices, skipped=skipped)
 
 
 def iommu_args(spec: LabSpec) -> list[str]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessInputError
+from harness.lab.devices import KINDS, spec_kinds
 
 DEFAULT_CMDLINE = "intel_iommu=on iommu=pt"
 
@@ -22,9 +23,6 @@ MACHINE_TYPES = ("q35",)
 IOMMU_MODELS = ("intel", "amd", "none")
 # Which QEMU runs L1: auto = the machine's unless it lacks a device model the spec uses (see l1_qemu).
 QEMU_CHOICES = ("auto", "machine", "newer")
-DEVICE_KINDS = ("nvme-sriov", "e1000e", "e1000", "igb", "pci-bridge", "root-port", "multifunction")
-MULTIFUNCTION_MODELS = ("e1000e", "e1000")
-BRIDGE_ENDPOINT_MODELS = ("e1000", "e1000e", "rtl8139")
 _ID_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,30}\Z")
 
 _TOP_KEYS = {"name", "description", "base", "machine", "iommu", "kernel", "access", "devices"}
@@ -32,15 +30,6 @@ _ACCESS_KEYS = {"ssh"}
 _MACHINE_KEYS = {"type", "memory_mib", "cpus", "tcg_tb_size_mib", "qemu"}
 _IOMMU_KEYS = {"model", "intremap", "caching_mode", "xtsup"}
 _KERNEL_KEYS = {"cmdline", "extra_args"}
-_DEVICE_KEYS: dict[str, set[str]] = {
-    "nvme-sriov": {"max_vfs"},
-    "e1000e": set(),
-    "e1000": set(),
-    "igb": set(),
-    "pci-bridge": {"endpoints"},
-    "root-port": {"count"},
-    "multifunction": {"functions"},
-}
 # root_port_acs = false: the device's root port without ACS (QEMU's pcie-root-port,disable-acs=on).
 _COMMON_DEVICE_KEYS = {"kind", "id", "optional", "root_port_acs"}
 
@@ -87,6 +76,8 @@ class AccessSpec:
 
 @dataclass(frozen=True)
 class DeviceSpec:
+    """One ``[[devices]]`` entry; ``kind`` names its class in :data:`harness.lab.devices.KINDS`."""
+
     kind: str
     id: str
     optional: bool = False
@@ -119,7 +110,7 @@ def load_spec(path: str | Path) -> LabSpec:
 
 def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>", path: Path | None = None) -> LabSpec:
     """Validate an already-read (and merged) spec mapping."""
-    where = _Where(source)
+    where = SpecReader(source)
     where.unknown_keys(data, _TOP_KEYS, "")
     name = where.string(data, "name", "", default=path.stem if path else "lab")
     if not _ID_PATTERN.match(name):
@@ -188,33 +179,18 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>", path: Path | 
     )
 
 
-def _parse_device(where: _Where, index: int, raw: Mapping[str, Any]) -> DeviceSpec:
+def _parse_device(where: SpecReader, index: int, raw: Mapping[str, Any]) -> DeviceSpec:
     prefix = f"devices[{index}]"
-    kind = where.choice(raw, "kind", prefix, DEVICE_KINDS, default=None)
-    where.unknown_keys(raw, _COMMON_DEVICE_KEYS | _DEVICE_KEYS[kind], prefix, context=f" for kind {kind!r}")
-    device_id = where.string(raw, "id", prefix, default=f"{kind.replace('-sriov', '')}{index}")
+    kind = KINDS[where.choice(raw, "kind", prefix, spec_kinds(), default=None)]
+    where.unknown_keys(raw, _COMMON_DEVICE_KEYS | kind.keys, prefix, context=f" for kind {kind.kind!r}")
+    device_id = where.string(raw, "id", prefix, default=f"{kind.id_stem()}{index}")
     if not _ID_PATTERN.match(device_id):
         raise where.error(f"{prefix}.id", device_id, "use lowercase letters, digits and '-'")
     optional = where.boolean(raw, "optional", prefix, default=False)
     acs = where.boolean(raw, "root_port_acs", prefix, default=True)
-    if kind == "nvme-sriov":
-        max_vfs = where.integer(raw, "max_vfs", prefix, 1, 8, default=4)
-        return DeviceSpec(kind=kind, id=device_id, optional=optional, max_vfs=max_vfs, root_port_acs=acs)
-    if kind == "pci-bridge":
-        endpoints = where.models(raw, "endpoints", prefix, BRIDGE_ENDPOINT_MODELS, 1, ["e1000", "e1000"])
-        return DeviceSpec(
-            kind=kind, id=device_id, optional=optional, endpoints=tuple(endpoints), root_port_acs=acs
-        )
-    if kind == "multifunction":
-        functions = where.models(raw, "functions", prefix, MULTIFUNCTION_MODELS, 2, ["e1000e", "e1000e"])
-        return DeviceSpec(
-            kind=kind, id=device_id, optional=optional, functions=tuple(functions), root_port_acs=acs
-        )
-    if kind == "root-port":
-        count = where.integer(raw, "count", prefix, 1, 8, default=1)
-        return DeviceSpec(kind=kind, id=device_id, optional=optional, count=count, root_port_acs=acs)
-    max_vfs = 7 if kind == "igb" else 0
-    return DeviceSpec(kind=kind, id=device_id, optional=optional, max_vfs=max_vfs, root_port_acs=acs)
+    return DeviceSpec(
+        kind=kind.kind, id=device_id, optional=optional, root_port_acs=acs, **kind.read(where, raw, prefix)
+    )
 
 
 def _read_merged(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
@@ -252,14 +228,16 @@ def _read_merged(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _Where:
+class SpecReader:
+    """Reads keys of one spec file; each error names the file, the key and the value (device kinds use it)."""
+
     source: str
 
     def error(self, key: str, value: object, why: str) -> SpecError:
         return SpecError(f"{self.source}: key {key!r} = {value!r}: {why}")
 
     def unknown_keys(
-        self, data: Mapping[str, Any], allowed: set[str], prefix: str, context: str = ""
+        self, data: Mapping[str, Any], allowed: Set[str], prefix: str, context: str = ""
     ) -> None:
         for key in data:
             if key not in allowed:

@@ -96,10 +96,6 @@ class PrivateLibvirtd:
     def uri(self) -> str:
         return socket_uri(self.run_dir)
 
-    @property
-    def log_path(self) -> Path:
-        return self._log
-
     def _prepare(self) -> None:
         for directory in LIBVIRT_DIRS:
             target = self.state_dir / directory.lstrip("/")

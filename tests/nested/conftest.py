@@ -1,24 +1,16 @@
-"""Fixtures for the nested tier: one booted default lab shared by the whole session.
-
-Every lab a test boots gets a name unique to this test process, so two test runs (or a developer's own
-``hostdev-lab up``) never collide; each is stopped at the end even if the test fails.
-"""
+"""Helpers for the nested tier. The labs themselves (``default_lab``, ``lab``, ``boot_lab``) and the markers
+``harness_lab_spec`` / ``harness_lab_device`` come from :mod:`harness.lab.pytest_plugin`."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from harness.lab.lab import Lab, booted_lab
+from harness.lab.lab import Lab
 
 REPO = Path(__file__).resolve().parents[2]
-LABS = REPO / "fixtures" / "labs"
 VENV_BIN = Path(sys.executable).parent
 HOSTDEV_LAB = str(VENV_BIN / "hostdev-lab")
 # pytest in L1 for the suites that need no hypothesis: its plugin would import hypothesis for the summary
@@ -31,10 +23,6 @@ PROVE = (
     "p = prove_vfio('{bdf}', g); print(json.dumps(dict(works=p.works, at=p.refused_at, errno=p.errno, "
     'explain=p.explain())))"'
 )
-
-
-def lab_name(label: str) -> str:
-    return f"t{os.getpid()}-{label}"
 
 
 def qemu_processes(name: str) -> list[str]:
@@ -88,9 +76,3 @@ def wait_exit(process: subprocess.Popen[bytes], timeout: float, what: str, where
         ) from None
     print(f"waited {time.monotonic() - started:.1f} s for {what} (exit {code})")
     return code
-
-
-@pytest.fixture(scope="session")
-def default_lab() -> Iterator[Lab]:
-    with booted_lab(LABS / "default.toml", name=lab_name("default")) as lab:
-        yield lab

@@ -12,7 +12,6 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +20,16 @@ import yaml
 from lxml import etree
 
 from harness.errors import EXIT_NOT_READY, EXIT_READY
-from harness.lab.lab import Lab, booted_lab
-from tests.nested.conftest import LABS, REPO, VENV_BIN, lab_name
+from harness.lab.lab import Lab
+from tests.nested.conftest import REPO, VENV_BIN
 
-pytestmark = pytest.mark.nested
+pytestmark = [pytest.mark.nested, pytest.mark.harness_lab_spec("fleet")]
 
 TMT = VENV_BIN / "tmt"
 SUITES = "preparation,inventory"
 PLAN = "/plans/fleet/nightly"
 # What tmt's shell framework makes of the test's exit code (validate: 0 ready, 1 not ready).
 TMT_RESULT_OF_VERDICT = {"PASS": "pass", "WARN": "pass", "FAIL": "fail"}
-
-
-@pytest.fixture(scope="module")
-def ssh_lab() -> Iterator[Lab]:
-    with booted_lab(LABS / "fleet.toml", name=lab_name("fleet")) as lab:
-        yield lab
 
 
 def _tmt_run(workdir: Path, *provision: str) -> subprocess.CompletedProcess[str]:
@@ -88,12 +81,12 @@ def _suite_properties(junit: Any) -> dict[str, str]:
     return {p.get("name"): p.get("value") for p in junit.iterfind("testsuite/properties/property")}
 
 
-def test_tmt_runs_the_suites_over_ssh_and_merge_labels_each_host(ssh_lab: Lab, tmp_path: Path) -> None:
+def test_tmt_runs_the_suites_over_ssh_and_merge_labels_each_host(lab: Lab, tmp_path: Path) -> None:
     timings: dict[str, float] = {}
-    assert ssh_lab.ssh is not None, "the fleet lab has [access] ssh = true"
-    access = ssh_lab.ssh
+    assert lab.ssh is not None, "the fleet lab has [access] ssh = true"
+    access = lab.ssh
     assert access.key.stat().st_mode & 0o077 == 0, f"{access.key} must be private (0600)"
-    recorded = json.loads((ssh_lab.state_dir / "lab.json").read_text())
+    recorded = json.loads((lab.state_dir / "lab.json").read_text())
     assert recorded["ssh"]["port"] == access.port == recorded["ports"]["ssh"], recorded["ssh"]
 
     # A plain login with the lab's key, checking the host key lab.json pins (no trust on first use).
@@ -102,9 +95,9 @@ def test_tmt_runs_the_suites_over_ssh_and_merge_labels_each_host(ssh_lab: Lab, t
         [*access.command, "-o", "BatchMode=yes", "hostname"], capture_output=True, text=True, timeout=300
     )
     timings["ssh login"] = time.monotonic() - started
-    assert login.returncode == 0 and login.stdout.strip() == f"lab-{ssh_lab.name}", (
+    assert login.returncode == 0 and login.stdout.strip() == f"lab-{lab.name}", (
         f"ssh into L1 failed ({login.returncode}): {login.stderr[-1500:]}\nreproduce: "
-        f"{recorded['ssh']['command']} hostname\nconsole tail:\n{ssh_lab.console_tail(15)}"
+        f"{recorded['ssh']['command']} hostname\nconsole tail:\n{lab.console_tail(15)}"
     )
 
     # tmt over SSH on loopback: the nested host, fully prepared, passes the suites.
@@ -121,7 +114,7 @@ def test_tmt_runs_the_suites_over_ssh_and_merge_labels_each_host(ssh_lab: Lab, t
         f"see {lab_run}/log.txt\n{(data.parent / 'output.txt').read_text()[-3000:]}"
     )
     assert result["guest"]["primary-address"] == "127.0.0.1", result["guest"]
-    assert _suite_properties(junit)["hostname"] == f"lab-{ssh_lab.name}", "the JUnit names its host"
+    assert _suite_properties(junit)["hostname"] == f"lab-{lab.name}", "the JUnit names its host"
     cases = {case.get("name"): case for case in junit.iter("testcase")}
     assert any(name.startswith("test_preparation[") for name in cases), list(cases)
     assert any(name.startswith("test_device[") for name in cases), list(cases)  # the inventory suite
@@ -163,11 +156,11 @@ def test_tmt_runs_the_suites_over_ssh_and_merge_labels_each_host(ssh_lab: Lab, t
     fleet = json.loads((fleet_dir / "fleet.json").read_text())
     verdicts_by_host = {host["label"]: host["verdict"] for host in fleet["hosts"]}
     assert verdicts_by_host == {
-        f"lab-{ssh_lab.name}": lab_report["verdict"],
+        f"lab-{lab.name}": lab_report["verdict"],
         socket.gethostname(): here_report["verdict"],
     }, verdicts_by_host
     worst_is_fail = "FAIL" in verdicts_by_host.values()
     assert merged.returncode == (EXIT_NOT_READY if worst_is_fail else EXIT_READY), merged.stderr
     html = (fleet_dir / "fleet.html").read_text()
-    assert f"lab-{ssh_lab.name}" in html and socket.gethostname() in html
+    assert f"lab-{lab.name}" in html and socket.gethostname() in html
     print("fleet wall times: " + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in timings.items()))

@@ -4,23 +4,21 @@ device's path and says why devices share a group, as the kernel really grouped t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from harness.lab.lab import Lab, booted_lab
-from tests.nested.conftest import LABS, REPO, VENV_BIN, checked_exec, lab_name
+from harness.lab.lab import Lab
+from tests.nested.conftest import REPO, VENV_BIN, checked_exec
 
-pytestmark = pytest.mark.nested
+pytestmark = [pytest.mark.nested, pytest.mark.harness_lab_spec("isolation")]
 
 
 @pytest.fixture(scope="module")
-def inventory() -> Iterator[tuple[Lab, dict[str, dict[str, Any]]]]:
-    with booted_lab(LABS / "isolation.toml", name=lab_name("isolation")) as lab:
-        command = f"cd {REPO} && {VENV_BIN / 'hostdev-harness'} inventory --json 2>/dev/null"
-        rows = json.loads(checked_exec(lab, command))
-        yield lab, {row["address"]: row for row in rows}
+def inventory(lab: Lab) -> tuple[Lab, dict[str, dict[str, Any]]]:
+    command = f"cd {REPO} && {VENV_BIN / 'hostdev-harness'} inventory --json 2>/dev/null"
+    rows = json.loads(checked_exec(lab, command))
+    return lab, {row["address"]: row for row in rows}
 
 
 def _row(lab: Lab, rows: dict[str, dict[str, Any]], device_id: str) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from harness.lab.lab import Lab, booted_lab
-from tests.nested.conftest import LABS, PROVE, REPO, VENV_BIN, checked_exec, lab_name
+from harness.lab.lab import Lab
+from harness.lab.pytest_plugin import BootLab
+from tests.nested.conftest import PROVE, REPO, VENV_BIN, checked_exec
 
 pytestmark = pytest.mark.nested
 STDERR_MARK = "@@hostdev-lab-stderr@@"
@@ -155,12 +156,14 @@ FAULTS = [
 
 
 @pytest.fixture(scope="module", params=FAULTS, ids=[fault.spec for fault in FAULTS])
-def fault_lab(request: pytest.FixtureRequest, default_lab: Lab) -> Iterator[tuple[Fault, Lab]]:
+def fault_lab(
+    request: pytest.FixtureRequest, default_lab: Lab, boot_lab: BootLab
+) -> Iterator[tuple[Fault, Lab]]:
     fault: Fault = request.param
     if fault.spec == "default":
         yield fault, default_lab  # the session's lab: no second boot
         return
-    with booted_lab(LABS / f"{fault.spec}.toml", name=lab_name(fault.spec)) as lab:
+    with boot_lab(fault.spec) as lab:
         yield fault, lab
 
 

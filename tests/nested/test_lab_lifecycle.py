@@ -13,19 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.lab.lab import Lab, LabError, start_lab
+from harness.lab.lab import Lab, start_lab
 from harness.lab.paths import cache_dir, reports_dir, state_root
+from harness.lab.pytest_plugin import lab_name, spec_path
 from harness.lab.spec import load_spec, parse_spec
-from tests.nested.conftest import (
-    HOSTDEV_LAB,
-    LABS,
-    REPO,
-    checked_exec,
-    lab_name,
-    qemu_processes,
-    wait_exit,
-    wait_until,
-)
+from harness.lab.state import LabError
+from tests.nested.conftest import HOSTDEV_LAB, REPO, checked_exec, qemu_processes, wait_exit, wait_until
 
 pytestmark = pytest.mark.nested
 
@@ -88,13 +81,19 @@ def test_lab_json_and_harness_allow_agree(default_lab: Lab) -> None:
     assert sorted(set(drivers)) == expected_drivers, drivers
 
 
+def test_igb_is_missing_only_where_the_newer_qemu_could_not_be_fetched(default_lab: Lab) -> None:
+    data = json.loads((default_lab.state_dir / "lab.json").read_text())
+    if "sriovnic0" in data["skipped_devices"]:
+        assert data["l1_qemu"]["fetch_error"], (
+            f"igb skipped although no fetch failed: {data['skipped_reasons']}"
+        )
+
+
+@pytest.mark.harness_lab_device("igb")
 def test_default_lab_has_an_igb_pf_with_7_vfs(default_lab: Lab) -> None:
     """On every machine: its own QEMU if it has igb, else the newer QEMU the lab fetched (or a skip saying why)."""
     data = json.loads((default_lab.state_dir / "lab.json").read_text())
     qemu = data["l1_qemu"]
-    if "sriovnic0" in data["skipped_devices"]:
-        assert qemu["fetch_error"], f"igb skipped although no fetch failed: {data['skipped_reasons']}"
-        pytest.skip(f"no igb in this lab: {data['skipped_reasons']['sriovnic0']}")
     pf = default_lab.device("sriovnic0").guest_bdf
     assert pf in default_lab.allowed_bdfs, (
         f"the igb PF {pf} is not on the allowlist {default_lab.allowed_bdfs}"
@@ -209,7 +208,7 @@ def _interruptible() -> None:
 
 def _run_in_background(name: str, *command: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [HOSTDEV_LAB, "run", str(LABS / "default.toml"), "--name", name, "--", *command],
+        [HOSTDEV_LAB, "run", str(spec_path("default")), "--name", name, "--", *command],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -246,7 +245,7 @@ def _wait_ready(name: str, process: subprocess.Popen[bytes]) -> None:
 def test_failing_command_returns_its_code_and_leaves_nothing() -> None:
     name = lab_name("fails")
     result = subprocess.run(
-        [HOSTDEV_LAB, "run", str(LABS / "default.toml"), "--name", name, "--", "sh", "-c", "exit 3"],
+        [HOSTDEV_LAB, "run", str(spec_path("default")), "--name", name, "--", "sh", "-c", "exit 3"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -296,7 +295,7 @@ def test_interrupt_or_killed_parent_leaves_no_qemu(how: str) -> None:
 
 def test_failed_boot_raises_with_the_console_tail() -> None:
     # Blacklisting 9p makes the initramfs fail to reach L0's root: a real boot failure, reached in seconds.
-    spec = load_spec(LABS / "default.toml")
+    spec = load_spec(spec_path("default"))
     broken = parse_spec(
         {
             "name": "broken",

@@ -11,7 +11,6 @@ import pytest
 from lxml import etree
 
 from harness.lab.lab import Lab
-from harness.lab.paths import LAB_SKIPPED_ENV
 from tests.nested.conftest import L1_PYTEST, REPO, VENV_BIN, checked_exec
 
 pytestmark = pytest.mark.nested
@@ -124,7 +123,7 @@ def test_suites_pass_inside_the_default_lab(default_lab: Lab) -> None:
         # an SR-IOV NIC test where the lab says why it has no igb (the skip must name exactly that), and
         # libvirt's known 802.1Qbh leak (an xfail that names it).
         fetch_failed = bool((default_lab.l1_qemu or {}).get("fetch_error"))
-        missing = default_lab.guest_env.get(LAB_SKIPPED_ENV) if fetch_failed else None
+        missing = default_lab.skipped_summary if fetch_failed else None
         failed = []
         for name, case in cases.items():
             if any(case.find(kind) is not None for kind in ("failure", "error")):
