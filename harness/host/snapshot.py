@@ -32,6 +32,7 @@ from harness.host.backends import (
 from harness.host.host import SNAPSHOT_HOSTNAME, Host
 from harness.host.kernel import SNAPSHOT_DMESG
 from harness.host.limits import DAEMONS_MARKER, QEMU_DAEMONS, UNIT_DIRS, daemons_marker, find_daemons
+from harness.host.sysfs import PCI_DEVICES
 
 # Plain files read by the host model (globs relative to /). tests/test_snapshot_covers_readers.py
 # fails when a reader reads a path that neither this nor CAPTURED_WALKED captures.
@@ -101,8 +102,8 @@ CAPTURED_WALKED = (
     "sys/firmware/acpi/tables/*",
     "sys/kernel/iommu_groups/*/devices/*",
     "dev/vfio/vfio",
-    "sys/bus/pci/devices/*",
-    *(f"sys/bus/pci/devices/*/{name}" for name in _PCI_ENTRIES),
+    f"{PCI_DEVICES.lstrip('/')}/*",
+    *(f"{PCI_DEVICES.lstrip('/')}/*/{name}" for name in _PCI_ENTRIES),
     *(f"sys/devices/**/{name}" for name in _PCI_ENTRIES),
     # Links only: their target path names the PCI device behind them, which is all the readers take.
     *(f"sys/class/{kind}/*" for kind in ("net", "block", "tty")),

@@ -1,4 +1,7 @@
-"""``<hostdev mode='subsystem' type='pci'>``: a whole PCI function handed to the guest."""
+"""``<hostdev mode='subsystem' type='pci'>``: a whole PCI function handed to the guest.
+
+:class:`PciHostdevSource` is the part it shares with ``<interface type='hostdev'>`` (harness/xml/interface.py).
+"""
 
 from __future__ import annotations
 
