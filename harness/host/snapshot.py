@@ -32,9 +32,10 @@ from harness.host.backends import (
 from harness.host.host import SNAPSHOT_HOSTNAME, Host
 from harness.host.kernel import SNAPSHOT_DMESG
 from harness.host.limits import DAEMONS_MARKER, QEMU_DAEMONS, UNIT_DIRS, daemons_marker, find_daemons
-from harness.host.sysfs import pci_path
+from harness.host.sysfs import PCI_DEVICES, pci_path
 
-# Plain files read by the host model (globs relative to /).
+# Plain files read by the host model (globs relative to /). tests/test_snapshot_covers_readers.py
+# fails when a reader reads a path that neither this nor CAPTURED_WALKED captures.
 CAPTURED_FILES = (
     "proc/cmdline",
     "proc/modules",
@@ -73,6 +74,8 @@ CAPTURED_FILES = (
     *(f"{d.lstrip('/')}/{n}.service" for d in UNIT_DIRS for n in QEMU_DAEMONS),
     *(f"{d.lstrip('/')}/{n}.service.d/*.conf" for d in UNIT_DIRS for n in QEMU_DAEMONS),
     "etc/modprobe.d/*.conf",
+    "lib/modprobe.d/*.conf",
+    "usr/lib/modprobe.d/*.conf",
     "boot/grub/grub.cfg",
     "boot/grub2/grub.cfg",
     "etc/grub2.cfg",
@@ -89,6 +92,29 @@ PCI_ATTRIBUTES = (
 )  # fmt: skip
 # Symlinks whose target's last component the readers use.
 PCI_LINKS = ("driver", "iommu_group", "physfn")
+_PCI_ENTRIES = (*PCI_ATTRIBUTES, *PCI_LINKS, "virtfn*")
+# What _capture_into writes besides CAPTURED_FILES, found by walking this host (devices, groups,
+# daemons) or written by the harness, as globs relative to / ("**": any number of folders). A path
+# read through a mirrored link (sys/bus/pci/devices/*, sys/class/net/*) counts where the link leads.
+CAPTURED_WALKED = (
+    "lib/modules/*/modules.builtin",
+    "lib/modules/*/modules.dep",
+    "sys/firmware/acpi/tables/*",
+    "sys/kernel/iommu_groups/*/devices/*",
+    "dev/vfio/vfio",
+    f"{PCI_DEVICES.lstrip('/')}/*",
+    *(f"{PCI_DEVICES.lstrip('/')}/*/{name}" for name in _PCI_ENTRIES),
+    *(f"sys/devices/**/{name}" for name in _PCI_ENTRIES),
+    # Links only: their target path names the PCI device behind them, which is all the readers take.
+    *(f"sys/class/{kind}/*" for kind in ("net", "block", "tty")),
+    *(f"sys/class/{kind}/*/device" for kind in ("net", "tty")),
+    "sys/bus/virtio/devices/*",
+    *(f"sys/bus/virtio/devices/*/{name}" for name in ("device", "mount_tag")),
+    *(f"proc/*/{name}" for name in ("comm", "status", "limits")),  # the libvirt daemons found
+    *(path.lstrip("/") for path in (DAEMONS_MARKER, SNAPSHOT_PROBES, SNAPSHOT_LIBVIRT, SNAPSHOT_DMESG)),
+    SNAPSHOT_MANIFEST.lstrip("/"),
+    SNAPSHOT_HOSTNAME.lstrip("/"),
+)
 
 
 def _copy_file(source: Path, target: Path, redactions: Redactions | None = None) -> None:

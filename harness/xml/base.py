@@ -34,6 +34,7 @@ __all__ = [
     "get_yes_no",
     "int_as_written",
     "line_of",
+    "located_at",
     "origin_of",
     "parse_document",
     "parse_libvirt_int",
@@ -272,6 +273,19 @@ def refuse_unknown_content(model: _Writable) -> None:
 def line_of(element: Element) -> int | None:
     line: object = element.sourceline
     return line if isinstance(line, int) else None
+
+
+@contextmanager
+def located_at(element: Element) -> Iterator[None]:
+    """An XmlModelError raised inside that names no line yet takes ``element``'s line.
+
+    A model's ``__post_init__`` checks know no line; its ``from_element`` runs them in here.
+    """
+    try:
+        yield
+    except XmlModelError as error:
+        error.line = error.line or line_of(element)
+        raise
 
 
 def expect_tag(element: Element, tag: str) -> None:

@@ -24,6 +24,7 @@ from harness.xml.base import (
     expect_tag,
     get_choice,
     line_of,
+    located_at,
     origin_of,
     parse_libvirt_uint,
     text_child,
@@ -68,7 +69,7 @@ def check_unique_host_devices(devices: Iterable[Device]) -> None:
             continue
         if device.source in seen:
             raise XmlModelError(
-                "hostdev" if isinstance(device, PciHostdev) else "interface",
+                device.TAG,
                 f"host PCI device {device.source.bdf} is assigned twice in this domain "
                 "(libvirt: Hostdev already exists in the domain configuration)",
                 attribute="<source>",
@@ -185,7 +186,7 @@ class Domain(XmlModel):
         check_unique_host_devices(devices)
         check_unique_boot_orders(element.find("devices"), devices)
         check_boot_and_aliases(element)
-        try:
+        with located_at(element):
             return cls(
                 name=name,
                 memory_kib=int(memory.text),
@@ -195,9 +196,6 @@ class Domain(XmlModel):
                 devices=tuple(devices),
                 parsed_from=element,
             )
-        except XmlModelError as error:
-            error.line = error.line or line_of(element)
-            raise
 
     def to_element(self) -> Element:
         bound = self.parsed_from

@@ -13,7 +13,7 @@ from typing import Literal
 from lxml import etree
 
 from harness.xml.address import PciAddress
-from harness.xml.base import Element, XmlModel, expect_tag, get_int, line_of, required_attr
+from harness.xml.base import Element, XmlModel, expect_tag, get_int, line_of, located_at, required_attr
 from harness.xml.domain import Domain
 from harness.xml.errors import XmlModelError
 
@@ -96,15 +96,12 @@ class PciController(XmlModel):
         if element.get("type") != "pci":
             raise XmlModelError("controller", "only type='pci' is modelled", line=line_of(element))
         address = element.find("address")
-        try:
+        with located_at(element):
             return cls(
                 index=get_int(element, "index", required=True) or 0,
                 model=required_attr(element, "model"),
                 address=None if address is None else PciAddress.from_element(address),
             )
-        except XmlModelError as error:
-            error.line = error.line or line_of(element)
-            raise
 
     def to_element(self) -> Element:
         element = etree.Element("controller", type="pci", index=str(self.index), model=self.model)

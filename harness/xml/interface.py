@@ -9,12 +9,7 @@ from typing import Literal
 
 from lxml import etree
 
-from harness.xml.address import (
-    GuestAddress,
-    PciAddress,
-    UnassignedAddress,
-    guest_address_from_element,
-)
+from harness.xml.address import UnassignedAddress
 from harness.xml.base import (
     Base,
     Bound,
@@ -25,22 +20,14 @@ from harness.xml.base import (
     expect_tag,
     get_choice,
     get_int,
-    get_yes_no,
     int_as_written,
     line_of,
+    located_at,
     origin_of,
     required_attr,
-    yes_no,
 )
 from harness.xml.errors import XmlModelError
-from harness.xml.hostdev import (
-    HOSTDEV_DRIVERS,
-    HostdevDriver,
-    check_hostdev_driver,
-    driver_child,
-    guest_address_child,
-    source_child,
-)
+from harness.xml.hostdev import PciHostdevSource
 
 __all__ = [
     "HostdevInterface",
@@ -138,17 +125,11 @@ class Vlan(Bound):
         for tag in element.findall("tag"):
             tag_id = get_int(tag, "id", required=True, base=10)  # virNetDevVlanParse: base 10
             assert tag_id is not None
-            try:
+            with located_at(tag):
                 native: NativeMode | None = get_choice(tag, "nativeMode", ("tagged", "untagged"))
                 tags.append(VlanTag(tag_id, native, parsed_from=tag))
-            except XmlModelError as error:
-                error.line = line_of(tag)
-                raise
-        try:
+        with located_at(element):
             return cls(tuple(tags), trunk, parsed_from=element)
-        except XmlModelError as error:
-            error.line = line_of(element)
-            raise
 
     def to_element(self) -> Element:
         bound = self.parsed_from
@@ -239,7 +220,7 @@ def _virtualport_from_element(element: Element) -> VirtualPort:
     params = element.find("parameters")
     if params is None:
         params = etree.Element("parameters")
-    try:
+    with located_at(element):
         if kind == "802.1Qbh":
             return VirtualPort8021Qbh(required_attr(params, "profileid"), parsed_from=element)
         if kind == "802.1Qbg":
@@ -250,9 +231,6 @@ def _virtualport_from_element(element: Element) -> VirtualPort:
             return VirtualPort8021Qbg(
                 managerid, typeid, typeidversion, params.get("instanceid"), parsed_from=element
             )
-    except XmlModelError as error:
-        error.line = error.line or line_of(element)
-        raise
     raise XmlModelError(
         "virtualport", "type 802.1Qbh or 802.1Qbg is required", attribute="type", line=line_of(element)
     )
@@ -295,27 +273,24 @@ def check_teaming(element: Element) -> None:
         )
 
 
-# Children of <interface type='hostdev'> the model reads; the rest (alias, boot, model, teaming, ...)
-# is kept as written.
-_HOSTDEV_INTERFACE_CHILDREN = ("mac", "driver", "source", "vlan", "virtualport", "address")
-
-
 @dataclass(frozen=True)
-class HostdevInterface(XmlModel):
+class HostdevInterface(PciHostdevSource):
     """``<interface type='hostdev'>``: a VF assigned like a hostdev, with network settings applied first."""
 
-    source: PciAddress
     mac: str | None = None
-    managed: bool | None = None
-    driver: HostdevDriver | None = None
     vlan: Vlan | None = None
     virtualport: VirtualPort | None = None
-    guest_address: GuestAddress | None = None
+
+    TAG = "interface"
+    _KIND = (("type", "hostdev"),)
+    _MISSING_SOURCE = "missing <source><address type='pci'/></source>"
+    _SOURCE_TYPED = True
+    _OWN_CHILDREN = ("mac", "vlan", "virtualport")
 
     def __post_init__(self) -> None:
         if self.mac is not None:
             check_mac(self.mac)
-        check_hostdev_driver(self.driver)
+        super().__post_init__()
         if isinstance(self.guest_address, UnassignedAddress):
             raise XmlModelError(
                 "address",
@@ -329,51 +304,34 @@ class HostdevInterface(XmlModel):
 
     @classmethod
     def from_element(cls, element: Element) -> HostdevInterface:
-        expect_tag(element, "interface")
+        expect_tag(element, cls.TAG)
         if element.get("type") != "hostdev":
             raise XmlModelError(
-                "interface",
+                cls.TAG,
                 "expected type='hostdev'",
                 attribute="type",
                 value=element.get("type"),
                 line=line_of(element),
             )
-        address = element.find("source/address")
-        if address is None:
-            raise XmlModelError(
-                "interface", "missing <source><address type='pci'/></source>", line=line_of(element)
-            )
-        driver = element.find("driver")
+        shared = cls.read_source_fields(element)
+        check_teaming(element)
         vlan = element.find("vlan")
         port = element.find("virtualport")
-        guest = element.find("address")
-        check_teaming(element)
         return cls(
-            source=PciAddress.from_element(address),
+            **shared,
             mac=_mac_from(element),
-            managed=get_yes_no(element, "managed"),
-            driver=None if driver is None else get_choice(driver, "name", HOSTDEV_DRIVERS),
             vlan=None if vlan is None else Vlan.from_element(vlan),
             virtualport=None if port is None else _virtualport_from_element(port),
-            guest_address=None if guest is None else guest_address_from_element(guest),
             parsed_from=element,
         )
 
     def to_element(self) -> Element:
-        bound = self.parsed_from
-        children = mac_child(bound, self.mac) + driver_child(bound, self.driver)
-        children.append(source_child(bound, self.source, with_type=True))
-        for part in (self.vlan, self.virtualport):
-            if part is not None:
-                children.append((part.to_element(), part.parsed_from))
-        children += guest_address_child(self.guest_address)
-        return compose(
-            "interface",
-            bound,
-            [("type", "hostdev"), ("managed", yes_no(self.managed))],
-            children,
-            owns=lambda child: child.tag in _HOSTDEV_INTERFACE_CHILDREN,
-        )
+        own = [
+            (part.to_element(), part.parsed_from)
+            for part in (self.vlan, self.virtualport)
+            if part is not None
+        ]
+        return self.compose_source(mac_child(self.parsed_from, self.mac), own)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from harness.xml.base import (
     get_int,
     get_yes_no,
     line_of,
+    located_at,
     origin_of,
     required_attr,
     text_child,
@@ -96,7 +97,7 @@ class Forward(XmlModel):
                     attribute="type",
                     line=line_of(address),
                 )
-        try:
+        with located_at(element):
             return cls(
                 mode=element.get("mode", "nat"),
                 managed=get_yes_no(element, "managed"),
@@ -104,9 +105,6 @@ class Forward(XmlModel):
                 addresses=tuple(PciAddress.from_element(a) for a in addresses),
                 parsed_from=element,
             )
-        except XmlModelError as error:
-            error.line = error.line or line_of(element)
-            raise
 
     def to_element(self) -> Element:
         bound = self.parsed_from
@@ -169,7 +167,7 @@ class Network(XmlModel):
                 line=line_of(bridge),
             )
         vlan = element.find("vlan")
-        try:
+        with located_at(element):
             return cls(
                 name=name,
                 forward=None if forward is None else Forward.from_element(forward),
@@ -178,9 +176,6 @@ class Network(XmlModel):
                 vlan=None if vlan is None else Vlan.from_element(vlan),
                 parsed_from=element,
             )
-        except XmlModelError as error:
-            error.line = error.line or line_of(element)
-            raise
 
     def to_element(self) -> Element:
         bound = self.parsed_from

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypedDict
 
 from harness.xml.address import ARI_FUNCTION_LIMIT, PCI_LIMITS, PciAddress
 from harness.xml.base import (
@@ -28,6 +29,7 @@ from harness.xml.base import (
     get_int,
     int_as_written,
     line_of,
+    located_at,
     origin_of,
     parse_libvirt_uint,
     required_attr,
@@ -290,23 +292,17 @@ class NodeDevice(XmlModel):
 
     @classmethod
     def from_element(cls, element: Element) -> NodeDevice:
-        name = _device_name(element)
+        identity = _identity(element)
         capability = element.find("capability[@type='pci']")
         if capability is None:
             kinds = ", ".join(f"'{kind}'" for kind in _capability_types(element)) or "none"
             raise XmlModelError(
                 "device",
-                f"{name} is not a PCI device (capability type {kinds}, no <capability type='pci'>); "
+                f"{identity['name']} is not a PCI device (capability type {kinds}, no <capability type='pci'>); "
                 "read it with NonPciNodeDevice or node_device_from_element",
                 line=line_of(element),
             )
-        return cls(
-            name=name,
-            capability=PciCapability.from_element(capability),
-            parent=element.findtext("parent"),
-            driver=element.findtext("driver/name"),
-            parsed_from=element,
-        )
+        return cls(**identity, capability=PciCapability.from_element(capability), parsed_from=element)
 
     def to_element(self) -> Element:
         bound = self.parsed_from
@@ -331,13 +327,21 @@ class NodeDevice(XmlModel):
         return cls(name=capability.address.nodedev_name, capability=capability, parent=parent, driver=driver)
 
 
-def _device_name(element: Element) -> str:
-    """libvirt's ``no device name`` check (virNodeDeviceDefParseXML, an existing device)."""
+class _Identity(TypedDict):
+    """What every ``<device>`` says of itself, read by :func:`_identity` and written by ``_identity_children``."""
+
+    name: str
+    parent: str | None
+    driver: str | None
+
+
+def _identity(element: Element) -> _Identity:
+    """Name, parent and driver, with libvirt's ``no device name`` check (virNodeDeviceDefParseXML)."""
     expect_tag(element, "device")
     name = element.findtext("name")
     if not name:
         raise XmlModelError("device", "no device name: <name> is missing or empty", line=line_of(element))
-    return name
+    return _Identity(name=name, parent=element.findtext("parent"), driver=element.findtext("driver/name"))
 
 
 def _capability_types(element: Element) -> tuple[str, ...]:
@@ -379,18 +383,9 @@ class NonPciNodeDevice(XmlModel):
 
     @classmethod
     def from_element(cls, element: Element) -> NonPciNodeDevice:
-        name = _device_name(element)
-        try:
-            return cls(
-                name=name,
-                capability_types=_capability_types(element),
-                parent=element.findtext("parent"),
-                driver=element.findtext("driver/name"),
-                parsed_from=element,
-            )
-        except XmlModelError as error:
-            error.line = error.line or line_of(element)
-            raise
+        identity = _identity(element)
+        with located_at(element):
+            return cls(**identity, capability_types=_capability_types(element), parsed_from=element)
 
     def to_element(self) -> Element:
         bound = self.parsed_from
