@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from harness.guard import DeviceGuard, DeviceRefusedError
+from harness.changes.guard import DeviceGuard, DeviceRefusedError
 from harness.host.host import Host
 from tests.synthetic_hosts import Pci, base_devices, synthetic_hosts, write_host
 

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from harness.errors import HarnessEnvironmentError, HarnessInputError
+from harness.guest.image import GUEST_IMAGE_ENV
 from harness.lab import agent
 from harness.lab.accel import choose_accel
-from harness.lab.guest_image import GUEST_IMAGE_ENV, ensure_guest_image
+from harness.lab.guest_build import ensure_guest_image
 from harness.lab.guest_init import GUEST_QEMU_CACHE, write_guest_files
 from harness.lab.kernel import BOOT_FAILED_MARKER, ensure_initramfs, ensure_kernel
 from harness.lab.l1_qemu import choose_l1_qemu
