@@ -33,11 +33,12 @@ from harness.changes.protocol import ChangeContext, HostChanges
 from harness.changes.driver_detach import DriverDetach
 from harness.changes.guard import DeviceGuard
 from harness.host.host import Host
+from harness.host.pci import parse_pci_address
 from harness.changes.journal import ChangeJournal, Owner
 from harness.libvirt.connection import open_connection
 
 cycles, rounds = int(sys.argv[1]), int(sys.argv[2])
-allowed = os.environ["HARNESS_ALLOW"].split(",")
+allowed = [parse_pci_address(a) for a in os.environ["HARNESS_ALLOW"].split(",")]
 host = Host.local()
 device = next(host.pci.get(a) for a in allowed if host.pci.get(a).driver == "e1000e")
 connection = open_connection("qemu:///system")
@@ -68,7 +69,7 @@ for _ in range(rounds):
         for _ in range(cycles):
             way()
         seconds[name].append((time.perf_counter() - started) / cycles)
-print(json.dumps({"device": device.address, "driver": device.driver,
+print(json.dumps({"device": str(device.address), "driver": device.driver,
                   "per_cycle_s": {n: round(statistics.median(s), 4) for n, s in seconds.items()}}))
 """
 

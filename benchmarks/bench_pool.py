@@ -34,6 +34,7 @@ from harness.changes.protocol import ChangeContext, HostChanges
 from harness.changes.sriov import VfAutoprobe, VfCount
 from harness.changes.guard import DeviceGuard
 from harness.host.host import Host
+from harness.host.pci import parse_pci_address
 from harness.changes.journal import ChangeJournal, Owner
 from harness.libvirt.connection import open_connection
 from harness.libvirt.guests import guest_with_hostdevs
@@ -41,12 +42,11 @@ from harness.changes.networks import DefinedNetwork
 from harness.libvirt.networks import vf_pool
 from harness.changes.link_state import LinkState
 from harness.host.netdevs import netdev_names
-from harness.xml.address import PciAddress
 from harness.xml.hostdev import PciHostdev
 from harness.xml.interface import NetworkInterface
 
 count, rounds = int(sys.argv[1]), int(sys.argv[2])
-allowed = os.environ["HARNESS_ALLOW"].split(",")
+allowed = [parse_pci_address(a) for a in os.environ["HARNESS_ALLOW"].split(",")]
 host = Host.local()
 pf = next(host.pci.get(a) for a in allowed if host.pci.get(a).is_sriov_pf and netdev_names(host.root, a))
 netdev = netdev_names(host.root, pf.address)[0]
@@ -67,7 +67,7 @@ try:
                 for n in range(count)]
 
     def hostdev_guests():
-        return [guest_with_hostdevs((PciHostdev(source=PciAddress.from_bdf(vf), managed=True),), "qemu")
+        return [guest_with_hostdevs((PciHostdev(source=vf, managed=True),), "qemu")
                 for vf in vfs]
 
     def cycle(guests):
@@ -86,7 +86,7 @@ try:
         for name, way in ways.items():
             seconds[name].append(cycle(way()))
     per = {name: statistics.median(s) / count for name, s in seconds.items()}
-    print(json.dumps({"pf": pf.address, "vfs": count, "rounds": rounds,
+    print(json.dumps({"pf": str(pf.address), "vfs": count, "rounds": rounds,
                       "per_start_s": {n: round(v, 3) for n, v in per.items()},
                       "allocations_per_s": {n: round(1 / v, 3) for n, v in per.items()}}))
 finally:

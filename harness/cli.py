@@ -20,16 +20,17 @@ from harness.checks.result import CheckResult, Verdict
 from harness.command import OneLineParser, StoreOnce, run_command
 from harness.errors import EXIT_NOT_READY, EXIT_READY, HarnessError, HarnessInputError
 from harness.host.host import Host, open_host
-from harness.host.pci import normalize_bdf
+from harness.host.pci import parse_pci_address
 from harness.inventory import assess_all
 from harness.libvirt.connection import DEFAULT_URI
 from harness.report.summary import check_counts
+from harness.xml.address import PciAddress
 
 PROG = "hostdev-harness"
 
 
-def _refuse(text: str | None) -> tuple[str, ...]:
-    return tuple(normalize_bdf(a.strip()) for a in (text or "").split(",") if a.strip())
+def _refuse(text: str | None) -> tuple[PciAddress, ...]:
+    return tuple(parse_pci_address(a) for a in (text or "").split(",") if a.strip())
 
 
 def _open(args: argparse.Namespace) -> Host:
@@ -78,16 +79,16 @@ def _inventory(args: argparse.Namespace) -> int:
         assessments = assess_all(host)
     rows: list[dict[str, Any]] = [
         {
-            "address": a.device.address,
+            "address": str(a.device.address),
             "nodedev": a.device.nodedev_name,
             "description": a.device.description,
             "driver": a.device.driver,
             "iommu_group": a.device.iommu_group,
-            "group_members": list(a.group_members),
+            "group_members": list(map(str, a.group_members)),
             "sriov_totalvfs": a.device.sriov_totalvfs,
             "sriov_numvfs": a.device.sriov_numvfs,
-            "physfn": a.device.physfn,
-            "virtfns": list(a.device.virtfns),
+            "physfn": None if a.device.physfn is None else str(a.device.physfn),
+            "virtfns": list(map(str, a.device.virtfns)),
             "verdict": a.verdict,
             "reasons": a.reasons,
             "acs_path": a.acs_path,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from harness.host.host import Host
 from harness.host.pci import PciDevice
 from harness.host.pcicaps import PortType
+from harness.xml.address import PciAddress
 
 # Drivers a group member may be bound to without breaking the group's viability (the kernel's vfio rule).
 VIABLE_DRIVERS = frozenset({"vfio-pci", "pci-stub", "pcieport"})
@@ -15,7 +16,7 @@ VIABLE_DRIVERS = frozenset({"vfio-pci", "pci-stub", "pcieport"})
 @dataclass(frozen=True)
 class DeviceAssessment:
     device: PciDevice
-    group_members: tuple[str, ...]
+    group_members: tuple[PciAddress, ...]
     reasons: list[str] = field(default_factory=list)
     critical: list[str] = field(default_factory=list)
     # Isolation: ACS on the way to the root complex, and why the group has more than this device.
@@ -93,7 +94,7 @@ def describe_acs_path(host: Host, device: PciDevice) -> str:
             parts.append(f"{other.address} ({_kind(other)}): {detail}")
     if unknown:
         parts.append(
-            f"ACS unknown at {', '.join(d.address for d in unknown)} (config space beyond 64 bytes is root's only, and older snapshots lack it)"
+            f"ACS unknown at {', '.join(str(d.address) for d in unknown)} (config space beyond 64 bytes is root's only, and older snapshots lack it)"
         )
     if parts:
         return "; ".join(parts)
@@ -107,13 +108,13 @@ def explain_group(host: Host, device: PciDevice) -> str | None:
     if group is None or len(group.members) < 2:
         return None
     reasons = []
-    slot = device.address.rsplit(".", 1)[0]
-    functions = [m for m in group.members if m.address.rsplit(".", 1)[0] == slot]
+    slot = device.address.slot_address
+    functions = [m for m in group.members if m.address.slot_address == slot]
     if len(functions) > 1 and any(
         m.is_multifunction and m.config and m.config.acs_isolates() is False for m in functions
     ):
         reasons.append(
-            f"functions {', '.join(m.address for m in functions)} of one multi-function device without ACS "
+            f"functions {', '.join(str(m.address) for m in functions)} of one multi-function device without ACS "
             "can reach each other without the IOMMU (the common case: assign all its functions together)"
         )
     bridges = upstream_bridges(host, device)
@@ -180,7 +181,7 @@ def assess_device(host: Host, device: PciDevice) -> DeviceAssessment:
         reasons.append(no_group_reason(host, device))
         return assessment
     if group is not None:
-        critical_peers = [m.address for m in group.others(device.address) if m.address in host.critical]
+        critical_peers = [str(m.address) for m in group.others(device.address) if m.address in host.critical]
         if critical_peers:
             reasons.append(
                 f"shares IOMMU group {device.iommu_group} with host-critical {', '.join(critical_peers)}"

@@ -21,7 +21,7 @@ from harness.errors import HarnessError, HarnessInputError
 from harness.guest.image import GUEST_IMAGE_ENV
 from harness.host.backends import read_manifest
 from harness.host.host import Host, open_host
-from harness.host.pci import PciDevice, enumerate_pci, normalize_bdf
+from harness.host.pci import PciDevice, enumerate_pci, parse_pci_address
 from harness.host.root import HostRoot
 from harness.libvirt.connection import (
     DEFAULT_URI,
@@ -35,6 +35,7 @@ from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
 from harness.libvirt.guests import choose_virt_type
 from harness.report.properties import check_properties
 from harness.report.reporter import HarnessReporter, report_dir
+from harness.xml.address import PciAddress
 from harness.xml.domain import DomainType
 
 # One concern per module: how much of a test × device matrix runs is harness.matrix.
@@ -45,8 +46,8 @@ GUEST_TYPE_ENV = "HARNESS_GUEST_TYPE"
 GUEST_TYPES = ("auto", "kvm", "qemu")
 reporter_key = pytest.StashKey[HarnessReporter]()
 owner_key = pytest.StashKey[Owner]()
-allowlist_key = pytest.StashKey[list[str]]()
-collected_pci_key = pytest.StashKey[dict[str, PciDevice]]()
+allowlist_key = pytest.StashKey[list[PciAddress]]()
+collected_pci_key = pytest.StashKey[dict[PciAddress, PciDevice]]()
 
 
 class HarnessWarning(UserWarning):
@@ -115,7 +116,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "harness_destructive: changes device bindings (needs allowlisted devices)"
     )
     try:
-        config.stash[allowlist_key] = list(dict.fromkeys(normalize_bdf(a) for a in _allow_option(config)))
+        config.stash[allowlist_key] = list(dict.fromkeys(parse_pci_address(a) for a in _allow_option(config)))
         _validate_options(config)
     except HarnessInputError as exc:
         raise pytest.UsageError(f"hostdev-harness: {exc}") from None
@@ -183,8 +184,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def _validate_options(config: pytest.Config) -> None:
     """Every option and ini key the harness reads, checked once before any test: a bad one is a usage error."""
-    for address in refuse_list(config):  # the allowlist is parsed into the stash already
-        normalize_bdf(address)
+    refuse_list(config)  # the allowlist is parsed into the stash already
     snapshot = config.getoption("harness_snapshot")
     if snapshot:
         read_manifest(snapshot)
@@ -248,12 +248,12 @@ def _allow_option(config: pytest.Config) -> list[str]:
     return _split(value if value is not None else os.environ.get(ALLOW_ENV))
 
 
-def allowlist(config: pytest.Config) -> list[str]:
+def allowlist(config: pytest.Config) -> list[PciAddress]:
     """The allowlisted devices as canonical BDFs (``01:00.0`` and ``pci_0000_01_00_0`` are parsed once)."""
     return config.stash.get(allowlist_key, [])
 
 
-def collected_devices(config: pytest.Config) -> dict[str, PciDevice]:
+def collected_devices(config: pytest.Config) -> dict[PciAddress, PciDevice]:
     """The host's PCI devices by address, read once per run: what the suites parametrize and choose by
     (read in a lab's TCG, one enumeration takes over a second). A test reads the live state through
     ``harness_host``; VFs made during the run are not in here. Raises OSError as enumerate_pci does."""
@@ -267,11 +267,12 @@ def parametrize_allowlist(metafunc: pytest.Metafunc, argname: str) -> None:
     """One test per allowlisted device; a single visible skip when none is allowlisted."""
     allowed = allowlist(metafunc.config)
     no_device = pytest.param(None, marks=pytest.mark.skip(reason="no device allowlisted (--harness-allow)"))
-    metafunc.parametrize(argname, allowed or [no_device])
+    metafunc.parametrize(argname, allowed or [no_device], ids=[a.bdf for a in allowed] or None)
 
 
-def refuse_list(config: pytest.Config) -> tuple[str, ...]:
-    return tuple(_split(config.getoption("harness_refuse"))) + tuple(config.getini("harness_refuse"))
+def refuse_list(config: pytest.Config) -> tuple[PciAddress, ...]:
+    texts = _split(config.getoption("harness_refuse")) + list(config.getini("harness_refuse"))
+    return tuple(parse_pci_address(text) for text in texts)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from harness.changes.leases import GroupLeases
 from harness.changes.protocol import HostChanges
 from harness.host.drivers import VFIO_DRIVER, current_driver, wait_for_driver
 from harness.host.pci import PciDevice
+from harness.host.sysfs import pci_path
 from harness.inventory import no_group_reason
 from harness.libvirt.guests import guest_with_hostdevs, qemu_pci_devices
 from harness.xml.address import PciAddress
@@ -26,7 +27,7 @@ from harness.xml.hostdev import PciHostdev
 RecordProperty = Callable[[str, object], None]
 
 
-def permitted(address: str, guard: DeviceGuard, record_property: RecordProperty) -> PciDevice:
+def permitted(address: PciAddress, guard: DeviceGuard, record_property: RecordProperty) -> PciDevice:
     """The device if the guard lets the harness change it; a refusal fails the test and changes nothing.
 
     Without an IOMMU group nothing can be assigned: the test skips, naming why (the preparation checks
@@ -46,7 +47,7 @@ def permitted(address: str, guard: DeviceGuard, record_property: RecordProperty)
 
 @contextmanager
 def held(
-    address: str, guard: DeviceGuard, leases: GroupLeases, request: pytest.FixtureRequest, log: StepLog
+    address: PciAddress, guard: DeviceGuard, leases: GroupLeases, request: pytest.FixtureRequest, log: StepLog
 ) -> Iterator[tuple[PciDevice, HostChanges, str | None]]:
     """The allowlisted device (a refusal fails the test, nothing changed), its IOMMU group leased for the
     block, the changes fixture, and the host driver it had before."""
@@ -101,16 +102,16 @@ def assert_guest_has(domain: libvirt.virDomain, device: PciDevice, log: StepLog)
 def assert_driver(
     changes: HostChanges, device: PciDevice | PciAddress, expected: str | None, when: str
 ) -> None:
-    address = device.address if isinstance(device, PciDevice) else device.bdf
+    address = device.address if isinstance(device, PciDevice) else device
     found = wait_for_driver(changes.root, address, expected)
     assert found == expected, (
         f"{when}: expected {address} on {expected or 'no driver'}, found {found or 'no driver'} "
-        f"(look at /sys/bus/pci/devices/{address}/driver; virsh nodedev-dumpxml pci_{address.replace(':', '_').replace('.', '_')})"
+        f"(look at {pci_path(address, 'driver')}; virsh nodedev-dumpxml {address.nodedev_name})"
     )
 
 
 def hostdev(device: PciDevice, *, managed: bool) -> PciHostdev:
-    return PciHostdev(source=PciAddress.from_bdf(device.address), managed=managed)
+    return PciHostdev(source=device.address, managed=managed)
 
 
 def throwaway_guest(devices: tuple[PciHostdev, ...], guest_type: DomainType) -> Domain:
@@ -133,7 +134,7 @@ def managed_guest_cycle(
         domain = guest.domain(changes.context)
         live = Domain.parse(domain.XMLDesc(0))
         sources = [d.source for d in live.devices if isinstance(d, PciHostdev)]
-        assert PciAddress.from_bdf(device.address) in sources, (
+        assert device.address in sources, (
             f"live XML of {guest.name} lacks hostdev {device.address}: has {sources}; "
             f"reproduce: virsh dumpxml {guest.name}"
         )

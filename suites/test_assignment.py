@@ -50,14 +50,15 @@ from suites.steps import (
 pytestmark = [pytest.mark.harness_destructive, pytest.mark.harness_matrix("address")]
 
 
-def _shared_groups(config: pytest.Config) -> tuple[list[str], list[list[str]]]:
+def _shared_groups(config: pytest.Config) -> tuple[list[PciAddress], list[list[PciAddress]]]:
     """Allowlisted devices that can go alone, and groups of several endpoints that are all allowlisted."""
     allowed = allowlist(config)
     try:
         devices = collected_devices(config)
     except OSError:
         return allowed, []
-    alone, groups = [], {}
+    alone: list[PciAddress] = []
+    groups: dict[int, list[PciAddress]] = {}
     for address in allowed:
         device = devices.get(address)
         peers = (
@@ -71,8 +72,8 @@ def _shared_groups(config: pytest.Config) -> tuple[list[str], list[list[str]]]:
                 and other.address != address
             ]
         )
-        if peers and all(peer in allowed for peer in peers):
-            groups[device.iommu_group if device else 0] = sorted([address, *peers])
+        if peers and device is not None and all(peer in allowed for peer in peers):
+            groups[device.iommu_group or 0] = sorted([address, *peers])
         else:
             alone.append(address)
     return alone, list(groups.values())
@@ -82,12 +83,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     alone, groups = _shared_groups(metafunc.config)
     if "address" in metafunc.fixturenames:
         reason = "no device allowlisted (--harness-allow)"
-        metafunc.parametrize("address", alone or [pytest.param(None, marks=pytest.mark.skip(reason=reason))])
+        metafunc.parametrize(
+            "address",
+            alone or [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
+            ids=[a.bdf for a in alone] or None,
+        )
     if "group_endpoints" in metafunc.fixturenames:
         reason = "no IOMMU group with several endpoints has all of them allowlisted (--harness-allow)"
         metafunc.parametrize(
             "group_endpoints",
-            [pytest.param(g, id="+".join(g)) for g in groups]
+            [pytest.param(g, id="+".join(map(str, g))) for g in groups]
             or [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
         )
 
@@ -114,7 +119,7 @@ def _vfio_nodes() -> set[str]:
 
 
 def test_detach_reattach_cycle(
-    address: str,
+    address: PciAddress,
     harness_guard: DeviceGuard,
     harness_leases: GroupLeases,
     request: pytest.FixtureRequest,
@@ -167,7 +172,7 @@ def _cycle(device: PciDevice, changes: HostChanges, log: StepLog) -> None:
         f"IOMMU group changed across detach: {device.iommu_group} -> {view.iommu_group}"
     )
     if device.iommu_group is not None:
-        proof = prove_vfio(device.address, device.iommu_group)
+        proof = prove_vfio(device.address.bdf, device.iommu_group)
         log.record_property("harness.vfio_proof", proof.explain())
         assert proof.works, proof.explain()
     node = vfio_group_node(device.iommu_group)
@@ -184,7 +189,7 @@ def _cycle(device: PciDevice, changes: HostChanges, log: StepLog) -> None:
 
 
 def test_managed_hostdev_guest_takes_and_returns_the_device(
-    address: str,
+    address: PciAddress,
     harness_guard: DeviceGuard,
     harness_leases: GroupLeases,
     request: pytest.FixtureRequest,
@@ -197,7 +202,7 @@ def test_managed_hostdev_guest_takes_and_returns_the_device(
 
 
 def test_unmanaged_hostdev_guest_needs_a_detached_device(
-    address: str,
+    address: PciAddress,
     harness_guard: DeviceGuard,
     harness_leases: GroupLeases,
     request: pytest.FixtureRequest,
@@ -237,7 +242,7 @@ def test_unmanaged_hostdev_guest_needs_a_detached_device(
 
 
 def test_device_in_use_is_refused_to_a_second_guest(
-    address: str,
+    address: PciAddress,
     harness_guard: DeviceGuard,
     harness_leases: GroupLeases,
     request: pytest.FixtureRequest,
@@ -265,7 +270,7 @@ def test_device_in_use_is_refused_to_a_second_guest(
 
 
 def test_persistent_guest_config_attach_detach(
-    address: str,
+    address: PciAddress,
     harness_guard: DeviceGuard,
     harness_leases: GroupLeases,
     request: pytest.FixtureRequest,
@@ -307,11 +312,11 @@ def test_persistent_guest_config_attach_detach(
 
 def _has_hostdev(domain: libvirt.virDomain, device: PciDevice) -> bool:
     parsed = Domain.parse(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-    return any(isinstance(d, PciHostdev) and d.source.bdf == device.address for d in parsed.devices)
+    return any(isinstance(d, PciHostdev) and d.source == device.address for d in parsed.devices)
 
 
 def test_shared_group_goes_only_as_a_whole(
-    group_endpoints: list[str],
+    group_endpoints: list[PciAddress],
     harness_guard: DeviceGuard,
     harness_leases: GroupLeases,
     request: pytest.FixtureRequest,
@@ -354,7 +359,7 @@ def test_shared_group_goes_only_as_a_whole(
 
 
 def test_virt_install_host_device_guest(
-    address: str,
+    address: PciAddress,
     harness_guard: DeviceGuard,
     harness_leases: GroupLeases,
     request: pytest.FixtureRequest,
@@ -369,7 +374,7 @@ def test_virt_install_host_device_guest(
         guest = VirtInstalledGuest(
             throwaway_guest((), harness_guest_type).name,
             changes.connection.getURI(),
-            PciAddress.from_bdf(device.address),
+            device.address,
             harness_guest_type,
         )
         with log.step("virt_install", guest.reproduce()), changes.holding(guest):

@@ -39,6 +39,7 @@ from harness.host.netdevs import netdev_names, reproduce_vf_links, vf_index, vf_
 from harness.host.pci import PciDevice
 from harness.host.processes import open_fd_count, qemu_pid, vfio_nodes
 from harness.host.root import HostRoot
+from harness.host.sysfs import pci_path
 from harness.libvirt.guests import guest_with_hostdevs
 from harness.plugin import allowlist, collected_devices
 from harness.xml.address import PciAddress
@@ -63,12 +64,12 @@ class HotplugDevice:
     """A device to hotplug: its host address and the vendor:device the guest will list."""
 
     role: str  # "pf" (a whole function) or "vf"
-    address: str
+    address: PciAddress
     pci_id: str
     device: PciDevice
 
 
-def _candidates(config: pytest.Config) -> tuple[str | None, str | None]:
+def _candidates(config: pytest.Config) -> tuple[PciAddress | None, PciAddress | None]:
     """The first allowlisted non-SR-IOV device (the whole-function case) and the first SR-IOV PF (for VFs)."""
     allowed = allowlist(config)
     devices = {a: d for a, d in collected_devices(config).items() if a in allowed}
@@ -77,13 +78,13 @@ def _candidates(config: pytest.Config) -> tuple[str | None, str | None]:
     return plain, sriov
 
 
-def _net_pfs(root: HostRoot, config: pytest.Config) -> list[str]:
+def _net_pfs(root: HostRoot, config: pytest.Config) -> list[PciAddress]:
     """Allowlisted SR-IOV PFs with a network interface (igb): their VFs go in as <interface type='hostdev'>."""
     allowed = allowlist(config)
     return [
         d.address
         for d in collected_devices(config).values()
-        if d.address in allowed and d.is_sriov_pf and root.listdir(f"/sys/bus/pci/devices/{d.address}/net")
+        if d.address in allowed and d.is_sriov_pf and root.listdir(pci_path(d.address, "net"))
     ]
 
 
@@ -113,7 +114,9 @@ def booted_guest(
     return harness_answering_guest
 
 
-def _one_vf(address: str, changes: HostChanges, guard: DeviceGuard, leases: GroupLeases) -> Iterator[str]:
+def _one_vf(
+    address: PciAddress, changes: HostChanges, guard: DeviceGuard, leases: GroupLeases
+) -> Iterator[PciAddress]:
     """One VF of the PF ``address``, made with autoprobe off for as long as the generator runs."""
     host = guard.host
     pf = guard.permit(address)
@@ -124,7 +127,9 @@ def _one_vf(address: str, changes: HostChanges, guard: DeviceGuard, leases: Grou
     ):
         host.refresh_devices()
         vfs = host.pci.get(pf.address).virtfns
-        assert len(vfs) == 1, f"{pf.address}: expected 1 VF after sriov_numvfs=1, found {vfs}"
+        assert len(vfs) == 1, (
+            f"{pf.address}: expected 1 VF after sriov_numvfs=1, found {[str(vf) for vf in vfs]}"
+        )
         yield vfs[0]
     host.refresh_devices()
 
@@ -135,7 +140,7 @@ def vf_source(
     harness_guard: DeviceGuard,
     harness_leases: GroupLeases,
     pytestconfig: pytest.Config,
-) -> Iterator[str]:
+) -> Iterator[PciAddress]:
     """One VF of the first allowlisted SR-IOV PF, made for this module (autoprobe off) and removed after."""
     _, address = _candidates(pytestconfig)
     if address is None:
@@ -150,7 +155,7 @@ def net_vf_source(
     harness_guard: DeviceGuard,
     harness_leases: GroupLeases,
     pytestconfig: pytest.Config,
-) -> Iterator[str]:
+) -> Iterator[PciAddress]:
     """One VF of the first allowlisted SR-IOV NIC (the module's VF when that PF is the same one)."""
     pfs = _net_pfs(harness_changes.root, pytestconfig)
     if not pfs:
@@ -162,7 +167,11 @@ def net_vf_source(
 
 
 def _hotplug_device(
-    role: str, address: str | None, guard: DeviceGuard, leases: GroupLeases, record_property: RecordProperty
+    role: str,
+    address: PciAddress | None,
+    guard: DeviceGuard,
+    leases: GroupLeases,
+    record_property: RecordProperty,
 ) -> Iterator[HotplugDevice]:
     if address is None:
         pytest.skip(f"no allowlisted device for the {role} case")
@@ -232,7 +241,7 @@ def _plugged(
 ) -> HotpluggedDevice:
     """attach-device --live as a journaled change; its verify proves the live XML, vfio-pci and the guest's
     own PCI tree (a refusal or a missing proof fails the test with libvirt's words and the console tail)."""
-    source = PciAddress.from_bdf(device.address)
+    source = device.address
     mac = options.pop("mac", None)
     if mac is None:
         managed = bool(options.pop("managed"))
@@ -252,7 +261,7 @@ def _plugged(
 
 def _assert_gone(outcome: DetachOutcome, device: HotplugDevice, guest: AnsweringGuest) -> None:
     assert outcome.proved, (
-        f"{outcome.explain(PciAddress.from_bdf(device.address), guest.name)}\n"
+        f"{outcome.explain(device.address, guest.name)}\n"
         f"console tail ({guest.console.path}):\n{guest.console.tail()}\n"
         f"reproduce: virsh detach-device {guest.name} device.xml --live"
     )
@@ -302,7 +311,7 @@ def test_detach_from_a_guest_that_does_not_answer_is_reported_as_held(
     """libvirt says "Device detached successfully" after its 5 s wait even when the guest never acked:
     the harness must call that what it is, not a detach, and so must the change's undo (what recovery runs)."""
     root = harness_changes.root
-    source = PciAddress.from_bdf(pf_device.address)
+    source = pf_device.address
     before = current_driver(root, pf_device.address)
     machine = _noos_guest(harness_guest_type)
     with _noos_running(harness_changes, machine) as domain:
@@ -336,7 +345,7 @@ def test_attach_of_a_device_another_guest_holds_is_refused(
     harness_answering_guest: AnsweringGuest,
     harness_guest_type: DomainType,
 ) -> None:
-    source = PciAddress.from_bdf(pf_device.address)
+    source = pf_device.address
     holder = _noos_guest(harness_guest_type, hostdevs=(PciHostdev(source=source, managed=True),))
     with _noos_running(harness_changes, holder) as holder_domain:
         before = live_hostdev_sources(harness_answering_guest.domain)
@@ -364,7 +373,7 @@ def test_attach_into_a_full_bus_fails_clearly(
     before = current_driver(root, pf_device.address)
     machine = _noos_guest(harness_guest_type, root_ports=0)
     with _noos_running(harness_changes, machine) as domain:
-        xml = hostdev_xml(PciAddress.from_bdf(pf_device.address), managed=True, alias="ua-hotplug-full")
+        xml = hostdev_xml(pf_device.address, managed=True, alias="ua-hotplug-full")
         error = _refused(
             lambda: domain.attachDeviceFlags(xml, LIVE), f"attach to {machine.name} with no free slot"
         )
@@ -385,7 +394,7 @@ def test_detach_of_a_device_the_guest_lacks_fails(
     root = harness_changes.root
     before_driver = current_driver(root, pf_device.address)
     before = live_hostdev_sources(harness_answering_guest.domain)
-    xml = hostdev_xml(PciAddress.from_bdf(pf_device.address), managed=True, alias="ua-hotplug-absent")
+    xml = hostdev_xml(pf_device.address, managed=True, alias="ua-hotplug-absent")
     error = _refused(
         lambda: harness_answering_guest.domain.detachDeviceFlags(xml, LIVE),
         f"detach {pf_device.address} from {harness_answering_guest.name}, which does not have it",
@@ -440,7 +449,7 @@ def test_live_and_config_together(
     record_property: RecordProperty,
 ) -> None:
     """--live --config: the running guest and its persistent definition both gain and lose the device."""
-    source = PciAddress.from_bdf(pf_device.address)
+    source = pf_device.address
     inactive = libvirt.VIR_DOMAIN_XML_INACTIVE
     # The change's verify checks the persistent XML too when it carries --config.
     plugged = _plugged(
@@ -485,10 +494,11 @@ def test_live_hostdev_interface_with_its_mac(
     """An SR-IOV NIC's VF as <interface type='hostdev' managed='yes'> with a MAC: libvirt sets the MAC on
     the PF's VF before handing the VF to the guest; the guest lists it, DEVICE_REMOVED takes it out."""
     root = harness_changes.root
-    source = PciAddress.from_bdf(net_vf_device.address)
+    source = net_vf_device.address
     before = current_driver(root, source)
     mac = "52:54:00:" + ":".join(f"{octet:02x}" for octet in uuid.uuid4().bytes[:3])
-    pf = net_vf_device.device.physfn or ""
+    pf = net_vf_device.device.physfn
+    assert pf is not None, f"{source} is a VF without a PF"
     (pf_netdev,) = netdev_names(root, pf)
     index = vf_index(root, pf, source)
     # libvirt refuses to set a VF's MAC through a PF that is down ("the PF is not online").

@@ -12,10 +12,10 @@ import pytest
 
 from harness.changes.guard import DeviceGuard
 from harness.host.host import Host, open_host
-from harness.host.pci import nodedev_name
 from harness.inventory import assess_device
 from harness.plugin import parametrize_allowlist
 from harness.report.properties import device_properties
+from harness.xml.address import PciAddress
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -23,13 +23,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # Opened as the harness_host fixture opens it (the plugin has checked the snapshot already).
         with open_host(metafunc.config.getoption("harness_snapshot")) as host:
             addresses = [device.address for device in host.pci]
-        metafunc.parametrize("device_address", addresses, ids=[nodedev_name(a) for a in addresses])
+        metafunc.parametrize("device_address", addresses, ids=[a.nodedev_name for a in addresses])
     if "allowed_address" in metafunc.fixturenames:
         parametrize_allowlist(metafunc, "allowed_address")
 
 
 def test_device(
-    device_address: str, harness_host: Host, record_property: Callable[[str, object], None]
+    device_address: PciAddress, harness_host: Host, record_property: Callable[[str, object], None]
 ) -> None:
     device = harness_host.pci.get(device_address)
     assessment = assess_device(harness_host, device)
@@ -53,20 +53,20 @@ def test_device(
         f"IOMMU group of {device.address}: sysfs says {device.iommu_group}, libvirt says {view.iommu_group}"
     )
     if device.iommu_group is not None:
-        expected = sorted(nodedev_name(a) for a in assessment.group_members)
+        expected = sorted(a.nodedev_name for a in assessment.group_members)
         assert sorted(view.iommu_group_members) == expected, (
             f"members of IOMMU group {device.iommu_group}: sysfs {expected}, libvirt {sorted(view.iommu_group_members)}"
         )
 
 
 def test_allowed_device_is_assignable(
-    allowed_address: str,
+    allowed_address: PciAddress,
     harness_host: Host,
     harness_guard: DeviceGuard,
     record_property: Callable[[str, object], None],
 ) -> None:
     """A device the user wants to assign must be one the harness may touch, and assignable."""
-    record_property("harness.allowed", allowed_address)
+    record_property("harness.allowed", str(allowed_address))
     refusal = harness_guard.refusal(allowed_address)
     if refusal is not None:
         pytest.fail(f"refused: {refusal}; nothing was changed", pytrace=False)
@@ -82,6 +82,6 @@ def test_allowed_device_is_assignable(
         for reason in assessment.reasons
     )
     if group is not None and only_the_group and set(endpoints) <= allowed:
-        record_property("harness.assign_as_group", " ".join(endpoints))
+        record_property("harness.assign_as_group", " ".join(map(str, endpoints)))
         return
     pytest.fail(f"{allowed_address} cannot be assigned: {assessment.explain()}", pytrace=False)

@@ -22,7 +22,8 @@ from harness.changes.sriov import VfAutoprobe, VfCount
 from harness.host.drivers import current_driver
 from harness.host.host import Host
 from harness.host.netdevs import netdev_names
-from harness.host.pci import PciDevice, nodedev_name
+from harness.host.pci import PciDevice
+from harness.host.sysfs import pci_path
 from harness.plugin import allowlist, collected_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import DomainType
@@ -44,34 +45,38 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if d.address in allowed and d.is_sriov_pf
     ]
     reason = "no allowlisted SR-IOV PF (--harness-allow a device with sriov_totalvfs > 0)"
-    metafunc.parametrize("pf_address", pfs or [pytest.param(None, marks=pytest.mark.skip(reason=reason))])
+    metafunc.parametrize(
+        "pf_address",
+        pfs or [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
+        ids=[a.bdf for a in pfs] or None,
+    )
 
 
-def _libvirt_vfs(changes: HostChanges, pf: str) -> tuple[str, ...]:
-    pf_xml = NodeDevice.parse(changes.connection.nodeDeviceLookupByName(nodedev_name(pf)).XMLDesc(0))
+def _libvirt_vfs(changes: HostChanges, pf: PciAddress) -> tuple[PciAddress, ...]:
+    pf_xml = NodeDevice.parse(changes.connection.nodeDeviceLookupByName(pf.nodedev_name).XMLDesc(0))
     functions = pf_xml.capability.virt_functions
-    return tuple(a.bdf for a in functions.addresses) if functions else ()
+    return functions.addresses if functions else ()
 
 
-def _wait_for_libvirt_vfs(changes: HostChanges, pf: str, vfs: tuple[str, ...]) -> None:
+def _wait_for_libvirt_vfs(changes: HostChanges, pf: PciAddress, vfs: tuple[PciAddress, ...]) -> None:
     """libvirt learns of VFs (and of their removal) through udev: wait until it lists what sysfs has."""
     deadline = time.monotonic() + LIBVIRT_SEES_VFS_WITHIN
     while sorted(_libvirt_vfs(changes, pf)) != sorted(vfs) and time.monotonic() < deadline:
         time.sleep(0.5)
     listed = _libvirt_vfs(changes, pf)
     assert sorted(listed) == sorted(vfs), (
-        f"libvirt lists VFs {listed} under {nodedev_name(pf)}, sysfs has {vfs} (is udevd running?); "
-        f"reproduce: virsh nodedev-dumpxml {nodedev_name(pf)}"
+        f"libvirt lists VFs {[str(a) for a in listed]} under {pf.nodedev_name}, sysfs has "
+        f"{[str(a) for a in vfs]} (is udevd running?); reproduce: virsh nodedev-dumpxml {pf.nodedev_name}"
     )
 
 
-def _libvirt_netdevs(changes: HostChanges, vf: str) -> list[str]:
+def _libvirt_netdevs(changes: HostChanges, vf: PciAddress) -> list[str]:
     """Interfaces libvirt lists with the VF as their parent (``virsh nodedev-list --cap net``)."""
     flags = libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_NET
     return sorted(
         etree.fromstring(d.XMLDesc(0).encode()).findtext("capability[@type='net']/interface") or d.name()
         for d in changes.connection.listAllDevices(flags)
-        if d.parent() == nodedev_name(vf)
+        if d.parent() == vf.nodedev_name
     )
 
 
@@ -88,19 +93,19 @@ def _vfs_with_autoprobe_on(changes: HostChanges, pf: PciDevice, host: Host, log:
         names = netdev_names(changes.root, vf)
         assert driver and names, (
             f"{vf} with autoprobe on: expected a VF driver and a netdev, found driver {driver or 'none'} and "
-            f"netdevs {list(names)} (ls -l /sys/bus/pci/devices/{vf}/driver /sys/bus/pci/devices/{vf}/net)"
+            f"netdevs {list(names)} (ls -l {pci_path(vf, 'driver')} {pci_path(vf, 'net')})"
         )
         log.record_property(f"harness.vf_netdev.{vf}", f"{driver} {' '.join(names)}")
         deadline = time.monotonic() + LIBVIRT_SEES_VFS_WITHIN
         while _libvirt_netdevs(changes, vf) != list(names) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _libvirt_netdevs(changes, vf) == list(names), (
-            f"libvirt lists interfaces {_libvirt_netdevs(changes, vf)} under {nodedev_name(vf)}, sysfs has "
+            f"libvirt lists interfaces {_libvirt_netdevs(changes, vf)} under {vf.nodedev_name}, sysfs has "
             f"{list(names)}; reproduce: virsh nodedev-list --cap net; virsh nodedev-dumpxml net_{names[0]}_..."
         )
 
 
-def _wait_for_netdev(changes: HostChanges, vf: str) -> str | None:
+def _wait_for_netdev(changes: HostChanges, vf: PciAddress) -> str | None:
     """The VF's driver once it has bound and made its netdev (None if neither happened in time)."""
     deadline = time.monotonic() + LIBVIRT_SEES_VFS_WITHIN
     while current_driver(changes.root, vf) is None and time.monotonic() < deadline:
@@ -111,7 +116,7 @@ def _wait_for_netdev(changes: HostChanges, vf: str) -> str | None:
 
 
 def test_vfs_are_made_listed_assigned_and_removed(
-    pf_address: str,
+    pf_address: PciAddress,
     harness_guard: DeviceGuard,
     harness_leases: GroupLeases,
     request: pytest.FixtureRequest,
@@ -132,7 +137,9 @@ def test_vfs_are_made_listed_assigned_and_removed(
                 changes.make(count)
             host.refresh_devices()
             vfs = host.pci.get(pf.address).virtfns
-            assert len(vfs) == VF_COUNT, f"{pf.address}: expected {VF_COUNT} virtfn links, found {vfs}"
+            assert len(vfs) == VF_COUNT, (
+                f"{pf.address}: expected {VF_COUNT} virtfn links, found {[str(vf) for vf in vfs]}"
+            )
             for vf in vfs:
                 device = host.pci.get(vf)
                 assert device.physfn == pf.address, f"{vf}: physfn {device.physfn}, expected {pf.address}"
@@ -142,11 +149,11 @@ def test_vfs_are_made_listed_assigned_and_removed(
             _wait_for_libvirt_vfs(changes, pf.address, vfs)
             for vf in vfs:
                 vf_xml = NodeDevice.parse(
-                    changes.connection.nodeDeviceLookupByName(nodedev_name(vf)).XMLDesc(0)
+                    changes.connection.nodeDeviceLookupByName(vf.nodedev_name).XMLDesc(0)
                 )
                 phys, group = vf_xml.capability.phys_function, vf_xml.capability.iommu_group
                 found = (phys, group.number if group else None)
-                expected = (PciAddress.from_bdf(pf.address), host.pci.get(vf).iommu_group)
+                expected = (pf.address, host.pci.get(vf).iommu_group)
                 assert found == expected, (
                     f"{vf_xml.name}: expected phys_function and IOMMU group {expected} (sysfs), libvirt says "
                     f"{found}; reproduce: virsh nodedev-dumpxml {vf_xml.name}"
@@ -158,7 +165,7 @@ def test_vfs_are_made_listed_assigned_and_removed(
             for vf in vfs:
                 assert not netdev_names(changes.root, vf), (
                     f"{vf} has netdevs {netdev_names(changes.root, vf)} although autoprobe is off "
-                    f"(ls /sys/bus/pci/devices/{vf}/net; cat {pf.sys_path}/sriov_drivers_autoprobe)"
+                    f"(ls {pci_path(vf, 'net')}; cat {pf.sys_path}/sriov_drivers_autoprobe)"
                 )
             if is_nic and count.before == 0:
                 with log.step("remove_vfs", f"echo 0 > {pf.sys_path}/sriov_numvfs"):

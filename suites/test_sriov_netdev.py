@@ -36,6 +36,7 @@ from harness.changes.sriov import VfAutoprobe, VfCount
 from harness.host.drivers import VFIO_DRIVER, current_driver
 from harness.host.netdevs import VfLink, netdev_names, vf_index, vf_links
 from harness.host.pci import PciDevice
+from harness.host.sysfs import pci_path
 from harness.lab.paths import LAB_SKIPPED_ENV
 from harness.libvirt.connection import open_connection
 from harness.libvirt.guests import guest_with_hostdevs, lookup_guest
@@ -73,7 +74,7 @@ class SriovNic:
     guest_type: DomainType
 
     def number(self, vf: PciDevice | PciAddress) -> int:
-        address = vf.address if isinstance(vf, PciDevice) else vf.bdf
+        address = vf.address if isinstance(vf, PciDevice) else vf
         return vf_index(self.changes.root, self.pf.address, address)
 
     def link(self, vf: PciDevice | PciAddress) -> VfLink:
@@ -171,16 +172,14 @@ def test_vf_interface_sets_mac_and_vlan_on_the_pf(sriov_nic: SriovNic, log: Step
     nic, changes, vf = sriov_nic, sriov_nic.changes, sriov_nic.vfs[0]
     before, driver = nic.link(vf), current_driver(changes.root, vf.address)
     mac = _mac(1)
-    interface = HostdevInterface(
-        source=PciAddress.from_bdf(vf.address), mac=mac, managed=True, vlan=Vlan((VlanTag(VLAN_ID),))
-    )
+    interface = HostdevInterface(source=vf.address, mac=mac, managed=True, vlan=Vlan((VlanTag(VLAN_ID),)))
     guest = TransientGuest.of(nic.guest(interface))
     with log.step("start", f"virsh create {guest.name}.xml  # <interface type='hostdev'> {vf.address}"):
         changes.make(guest)
     try:
         _assert_link(nic, vf, VfLink(before.vf, mac, VLAN_ID), f"guest {guest.name} running")
         live = _live_interface(changes, guest.name)
-        assert (live.source.bdf, live.mac, live.vlan and [t.id for t in live.vlan.tags]) == (
+        assert (live.source, live.mac, live.vlan and [t.id for t in live.vlan.tags]) == (
             vf.address,
             mac,
             [VLAN_ID],
@@ -201,7 +200,7 @@ def test_generated_mac_is_set_and_survives_a_guest_restart(sriov_nic: SriovNic, 
     gives the VF its own state back."""
     nic, changes, vf = sriov_nic, sriov_nic.changes, sriov_nic.vfs[1]
     before = nic.link(vf)
-    guest = DefinedGuest.of(nic.guest(HostdevInterface(source=PciAddress.from_bdf(vf.address), managed=True)))
+    guest = DefinedGuest.of(nic.guest(HostdevInterface(source=vf.address, managed=True)))
     with log.step("define", guest.reproduce()), changes.holding(guest):
         domain = guest.domain(changes.context)
         inactive = Domain.parse(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
@@ -228,9 +227,7 @@ def test_vlan_trunk_on_a_vf_is_refused(sriov_nic: SriovNic, log: StepLog) -> Non
     nic, changes, vf = sriov_nic, sriov_nic.changes, sriov_nic.vfs[-1]
     before, driver = nic.link(vf), current_driver(changes.root, vf.address)
     trunk = Vlan((VlanTag(VLAN_ID), VlanTag(VLAN_ID + 1)), trunk=True)
-    interface = HostdevInterface(
-        source=PciAddress.from_bdf(vf.address), mac=_mac(3), managed=True, vlan=trunk
-    )
+    interface = HostdevInterface(source=vf.address, mac=_mac(3), managed=True, vlan=trunk)
     _refused(
         changes,
         TransientGuest.of(nic.guest(interface)),
@@ -248,7 +245,7 @@ def test_8021qbh_virtualport_on_a_nic_without_port_profiles(sriov_nic: SriovNic,
     before, driver = nic.link(vf), current_driver(changes.root, vf.address)
     mac = _mac(4)
     interface = HostdevInterface(
-        source=PciAddress.from_bdf(vf.address),
+        source=vf.address,
         mac=mac,
         managed=True,
         virtualport=VirtualPort8021Qbh("hostdev-harness"),
@@ -293,7 +290,7 @@ def test_vf_interface_on_a_device_that_is_not_a_vf_is_refused(
         pytest.skip("no allowlisted NIC that is not an SR-IOV device (an e1000e, say): not tried")
     with held(nics[0], harness_guard, harness_leases, request, log) as (device, changes, driver):
         names = netdev_names(changes.root, device.address)
-        interface = HostdevInterface(source=PciAddress.from_bdf(device.address), mac=_mac(5), managed=True)
+        interface = HostdevInterface(source=device.address, mac=_mac(5), managed=True)
         _refused(
             changes,
             TransientGuest.of(sriov_nic.guest(interface)),
@@ -304,7 +301,7 @@ def test_vf_interface_on_a_device_that_is_not_a_vf_is_refused(
         assert_driver(changes, device, driver, "after the refused VF interface")
         assert netdev_names(changes.root, device.address) == names, (
             f"{device.address} had netdevs {names}, now {netdev_names(changes.root, device.address)} "
-            f"(ls /sys/bus/pci/devices/{device.address}/net)"
+            f"(ls {pci_path(device.address, 'net')})"
         )
 
 
@@ -354,7 +351,7 @@ def test_pf_down_or_missing_is_refused(sriov_nic: SriovNic, log: StepLog) -> Non
     before = nic.link(vf)
     not_online = f"of PF '{nic.netdev}' because the PF is not online"
     with changes.holding(LinkState.of(changes.root, nic.netdev, up=False)):
-        interface = HostdevInterface(source=PciAddress.from_bdf(vf.address), mac=_mac(6), managed=True)
+        interface = HostdevInterface(source=vf.address, mac=_mac(6), managed=True)
         _refused(
             changes, TransientGuest.of(nic.guest(interface)), log, libvirt.VIR_ERR_INTERNAL_ERROR, not_online
         )
@@ -410,8 +407,8 @@ def test_pf_pool_gives_each_guest_its_own_vf(sriov_nic: SriovNic, log: StepLog) 
         )
         forward = Network.parse(network.XMLDesc(0)).forward
         listed = sorted(a.bdf for a in forward.addresses) if forward else []
-        assert listed == sorted(vf.address for vf in nic.vfs), (
-            f"pool {pool.name} lists VFs {listed}, sysfs has {[vf.address for vf in nic.vfs]}; "
+        assert listed == sorted(vf.address.bdf for vf in nic.vfs), (
+            f"pool {pool.name} lists VFs {listed}, sysfs has {[vf.address.bdf for vf in nic.vfs]}; "
             f"reproduce: virsh net-dumpxml {pool.name}"
         )
         macs = {}
@@ -484,7 +481,7 @@ def test_guests_started_at_once_on_an_address_pool_never_share_a_vf(
     """A pool of explicit VF <address>es; one guest more than VFs, each started from its own thread on its
     own libvirt connection at the same moment: every VF goes to one guest, exactly one guest is refused."""
     nic, changes = sriov_nic, sriov_nic.changes
-    addresses = tuple(PciAddress.from_bdf(vf.address) for vf in nic.vfs)
+    addresses = tuple(vf.address for vf in nic.vfs)
     pool = DefinedNetwork.of(changes.root, vf_pool(addresses=addresses))
     uri = changes.connection.getURI()
     with log.step("net_define_start", pool.reproduce()), changes.holding(pool):

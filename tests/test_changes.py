@@ -32,6 +32,7 @@ from harness.changes.protocol import (
 from harness.errors import HarnessInputError
 from harness.host.pci import PciDevice
 from harness.host.root import HostRoot
+from harness.xml.address import PciAddress
 
 FORK = multiprocessing.get_context("fork")
 
@@ -250,7 +251,9 @@ def test_compaction_never_loses_an_entry_appended_meanwhile(tmp_path: Path) -> N
 
 
 def _device(group: int | None, address: str = "0000:01:00.0") -> PciDevice:
-    return PciDevice(address, f"/sys/devices/{address}", "8086", "10d3", "0x020000", iommu_group=group)
+    return PciDevice(
+        PciAddress.from_bdf(address), f"/sys/devices/{address}", "8086", "10d3", "0x020000", iommu_group=group
+    )
 
 
 def _hold_many(directory: Path, tag: str, inside: Path) -> None:
@@ -301,7 +304,7 @@ def test_a_busy_group_names_its_holder(tmp_path: Path) -> None:
     with waiter.hold([_device(7)], wait=0.3):
         pass
     with holder.hold([_device(None, "0000:02:00.0")]) as keys:
-        assert keys == ["device-0000:02:00.0"]  # no IOMMU: the device alone
+        assert [str(key) for key in keys] == ["device-0000:02:00.0"]  # no IOMMU: the device alone
 
 
 # The journal file and its owners as another process (or a person with `cat`) reads them.

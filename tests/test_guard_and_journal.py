@@ -14,7 +14,9 @@ from harness.changes.networks import DefinedNetwork
 from harness.changes.protocol import Change, ChangeContext, ChangeError, HostChanges
 from harness.changes.sriov import VfAutoprobe, VfCount
 from harness.host.host import Host
+from harness.host.pci import parse_pci_address
 from harness.libvirt.networks import vf_pool
+from harness.xml.address import PciAddress
 from tests.synthetic_hosts import FIXTURES
 
 INTEL = FIXTURES / "synthetic-intel-iommu-on"
@@ -22,30 +24,35 @@ VIRTIO = FIXTURES / "debian12-virtio"
 
 
 def test_host_critical_is_refused_even_when_allowlisted() -> None:
-    guard = DeviceGuard(Host.from_snapshot(VIRTIO), ["0000:00:03.0"])
+    guard = DeviceGuard(Host.from_snapshot(VIRTIO), [PciAddress.from_bdf("0000:00:03.0")])
     with pytest.raises(
         DeviceRefusedError, match=r"0000:00:03.0 is host-critical: it carries the default route \(eth0\)"
     ):
-        guard.permit("0000:00:03.0")
+        guard.permit(PciAddress.from_bdf("0000:00:03.0"))
     assert guard.permitted() == []
 
 
 def test_allowlist_is_the_only_way_in() -> None:
-    guard = DeviceGuard(Host.from_snapshot(INTEL), ["0000:01:00.0"])
-    assert guard.permit("0000:01:00.0").driver == "igb"
-    assert "not on the allowlist" in (guard.refusal("0000:00:1c.0") or "")
+    guard = DeviceGuard(Host.from_snapshot(INTEL), [PciAddress.from_bdf("0000:01:00.0")])
+    assert guard.permit(PciAddress.from_bdf("0000:01:00.0")).driver == "igb"
+    assert "not on the allowlist" in (guard.refusal(PciAddress.from_bdf("0000:00:1c.0")) or "")
 
 
 def test_unknown_and_malformed_devices_are_named() -> None:
     guard = DeviceGuard(Host.from_snapshot(INTEL), [])
-    assert guard.refusal("0000:09:00.0") == "0000:09:00.0 is not a PCI device of this host"
+    assert (
+        guard.refusal(PciAddress.from_bdf("0000:09:00.0")) == "0000:09:00.0 is not a PCI device of this host"
+    )
     with pytest.raises(ValueError, match="not a PCI address"):
-        DeviceGuard(Host.from_snapshot(INTEL), ["eth0"])
+        DeviceGuard(Host.from_snapshot(INTEL), [parse_pci_address("eth0")])
 
 
 def test_refuse_list_makes_a_device_critical() -> None:
-    guard = DeviceGuard(Host.from_snapshot(INTEL, refuse=("0000:01:00.0",)), ["0000:01:00.0"])
-    assert "refuse list" in (guard.refusal("0000:01:00.0") or "")
+    guard = DeviceGuard(
+        Host.from_snapshot(INTEL, refuse=(PciAddress.from_bdf("0000:01:00.0"),)),
+        [PciAddress.from_bdf("0000:01:00.0")],
+    )
+    assert "refuse list" in (guard.refusal(PciAddress.from_bdf("0000:01:00.0")) or "")
 
 
 def _writable_copy(tmp_path: Path) -> Path:
@@ -58,16 +65,18 @@ def _writable_copy(tmp_path: Path) -> Path:
 def test_vf_count_out_of_range_changes_nothing(tmp_path: Path) -> None:
     host = Host.from_snapshot(_writable_copy(tmp_path))
     with pytest.raises(ChangeError, match="offers 0 to 7 VFs, not 8; nothing was changed"):
-        VfCount.of(host.root, host.pci.get("0000:01:00.0"), 8)
+        VfCount.of(host.root, host.pci.get(PciAddress.from_bdf("0000:01:00.0")), 8)
     with pytest.raises(ChangeError, match="is not an SR-IOV PF"):
-        VfCount.of(host.root, host.pci.get("0000:00:1c.0"), 1)
+        VfCount.of(host.root, host.pci.get(PciAddress.from_bdf("0000:00:1c.0")), 1)
 
 
 @pytest.mark.parametrize(
     ("make_change", "says"),
     [
         (
-            lambda host: VfAutoprobe.of(host.root, host.pci.get("0000:00:1c.0"), enabled=False),
+            lambda host: VfAutoprobe.of(
+                host.root, host.pci.get(PciAddress.from_bdf("0000:00:1c.0")), enabled=False
+            ),
             "0000:00:1c.0 is not on the allowlist",
         ),
         # libvirt hands out the VFs of <pf dev>: the guard is asked about the PF behind the interface.
@@ -84,7 +93,7 @@ def test_the_guard_refuses_before_anything_is_journaled(
         ChangeContext(host.root, _no_libvirt),
         journal,
         Owner.this_process(),
-        DeviceGuard(host, ["0000:01:00.0"]),
+        DeviceGuard(host, [PciAddress.from_bdf("0000:01:00.0")]),
     )
     with pytest.raises(DeviceRefusedError, match=says):
         changes.make(make_change(host))
@@ -98,9 +107,14 @@ def test_autoprobe_is_journaled_applied_verified_and_undone(tmp_path: Path) -> N
     journal = ChangeJournal(tmp_path / "journal.jsonl")
     owner = Owner.this_process()
     changes = HostChanges(
-        ChangeContext(host.root, _no_libvirt), journal, owner, DeviceGuard(host, ["0000:01:00.0"])
+        ChangeContext(host.root, _no_libvirt),
+        journal,
+        owner,
+        DeviceGuard(host, [PciAddress.from_bdf("0000:01:00.0")]),
     )
-    change = changes.make(VfAutoprobe.of(host.root, host.pci.get("0000:01:00.0"), enabled=False))
+    change = changes.make(
+        VfAutoprobe.of(host.root, host.pci.get(PciAddress.from_bdf("0000:01:00.0")), enabled=False)
+    )
     assert (pf_dir / "sriov_drivers_autoprobe").read_text() == "0"
     [entry] = journal.pending()
     assert (entry.kind, entry.owner, entry.change) == (

@@ -32,7 +32,7 @@ def test_snapshot_verdicts(snapshot: Path) -> None:
         assert any(fragment in line for line in results[name].evidence), (
             f"{snapshot.name}: evidence of {name} lacks {fragment!r}\n{results[name].explain()}"
         )
-    assessments = {a.device.address: a for a in assess_all(host)}
+    assessments = {str(a.device.address): a for a in assess_all(host)}
     for address, verdict in expected.get("devices", {}).items():
         assert assessments[address].verdict == verdict, (
             f"{snapshot.name}: {address} expected {verdict}, found {assessments[address].verdict} "

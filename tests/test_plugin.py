@@ -14,6 +14,7 @@ from lxml import etree
 from harness import plugin
 from harness.host.pci import PciDevice, enumerate_pci
 from harness.host.root import HostRoot
+from harness.xml.address import PciAddress
 from tests.synthetic_hosts import FIXTURES
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
@@ -150,7 +151,8 @@ def test_the_suites_read_the_host_once_per_run(monkeypatch: pytest.MonkeyPatch) 
     first = plugin.collected_devices(config)
     assert plugin.collected_devices(config) is first
     assert len(reads) == 1, f"expected one enumeration per run, found {len(reads)}"
-    assert "0000:01:00.0" in first and first["0000:01:00.0"].address == "0000:01:00.0"
+    address = PciAddress.from_bdf("0000:01:00.0")
+    assert address in first and str(first[address].address) == "0000:01:00.0"
 
 
 def test_the_plugin_leaves_hypothesis_and_the_lab_unimported() -> None:

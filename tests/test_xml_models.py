@@ -33,8 +33,6 @@ from harness.xml import (
     Vlan,
     VlanTag,
     XmlModelError,
-    bdf_to_nodedev_name,
-    nodedev_name_to_bdf,
 )
 from harness.xml.corpus import document_kind, parse_any, wrap_devices
 from harness.xml.guest import KernelBoot, PciController, SerialLog
@@ -53,8 +51,8 @@ def test_bdf_helpers() -> None:
     address = PciAddress.from_bdf("0000:01:00.0")
     assert address == PciAddress(0, 1, 0, 0)
     assert address.nodedev_name == "pci_0000_01_00_0"
-    assert bdf_to_nodedev_name("0000:02:10.7") == "pci_0000_02_10_7"
-    assert nodedev_name_to_bdf("pci_0000_00_1f_3") == "0000:00:1f.3"
+    assert PciAddress.from_bdf("0000:02:10.7").nodedev_name == "pci_0000_02_10_7"
+    assert PciAddress.from_nodedev_name("pci_0000_00_1f_3").bdf == "0000:00:1f.3"
     assert PciAddress.from_bdf("1f:00.1") == PciAddress(0, 0x1F, 0, 1)
     assert PciAddress.from_nodedev_name("pci_ffff_ff_1f_7").bdf == "ffff:ff:1f.7"
 

@@ -37,7 +37,7 @@ class DriverDetach(Change, kind="detach"):
 
     @classmethod
     def of(cls, device: PciDevice) -> DriverDetach:
-        return cls(PciAddress.from_bdf(device.address), device.driver, device.iommu_group)
+        return cls(device.address, device.driver, device.iommu_group)
 
     def touches(self) -> tuple[PciAddress, ...]:
         return (self.device,)

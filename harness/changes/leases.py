@@ -21,6 +21,7 @@ from pathlib import Path
 from harness.changes.journal import Owner
 from harness.errors import HarnessError
 from harness.host.pci import PciDevice
+from harness.xml.address import PciAddress
 
 DEFAULT_LEASE_DIR = Path("/run/hostdev-harness/leases")
 AUDIT_LOG = "audit.jsonl"
@@ -30,8 +31,33 @@ class LeaseBusyError(HarnessError):
     """A group stayed held by another owner for longer than the wait allowed."""
 
 
-def lease_key(device: PciDevice) -> str:
-    return f"group-{device.iommu_group}" if device.iommu_group is not None else f"device-{device.address}"
+@dataclass(frozen=True)
+class LeaseKey:
+    """What one lease excludes: an IOMMU group, or a device that has none (then it goes alone).
+
+    ``str(key)`` is the name of its lease file and its ``key`` in the audit log (``group-9``,
+    ``device-0000:01:00.0``), as every version wrote them; keys are taken in the order of that text.
+    """
+
+    group: int | None = None
+    device: PciAddress | None = None  # only for a device without a group
+
+    @classmethod
+    def of(cls, device: PciDevice) -> LeaseKey:
+        if device.iommu_group is not None:
+            return cls(group=device.iommu_group)
+        return cls(device=device.address)
+
+    def __str__(self) -> str:
+        return f"group-{self.group}" if self.group is not None else f"device-{self.device}"
+
+    def __lt__(self, other: LeaseKey) -> bool:
+        return str(self) < str(other)
+
+    @property
+    def description(self) -> str:
+        """``group 9`` or ``device 0000:01:00.0``: what a busy lease's message names."""
+        return f"group {self.group}" if self.group is not None else f"device {self.device}"
 
 
 @dataclass
@@ -40,17 +66,17 @@ class GroupLeases:
 
     owner: Owner
     directory: Path = DEFAULT_LEASE_DIR
-    held: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (fd, depth)
+    held: dict[LeaseKey, tuple[int, int]] = field(default_factory=dict)  # key -> (fd, depth)
 
-    def _audit(self, key: str, event: str) -> None:
-        record = json.dumps({"key": key, "event": event, "at": time.time(), "owner": asdict(self.owner)})
+    def _audit(self, key: LeaseKey, event: str) -> None:
+        record = json.dumps({"key": str(key), "event": event, "at": time.time(), "owner": asdict(self.owner)})
         fd = os.open(self.directory / AUDIT_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, (record + "\n").encode())  # one write on O_APPEND: lines never interleave
         finally:
             os.close(fd)
 
-    def _acquire(self, key: str, wait: float) -> None:
+    def _acquire(self, key: LeaseKey, wait: float) -> None:
         if key in self.held:
             fd, depth = self.held[key]
             self.held[key] = (fd, depth + 1)
@@ -67,7 +93,7 @@ class GroupLeases:
                     holder = path.read_text().strip() or "an unknown owner"
                     os.close(fd)
                     raise LeaseBusyError(
-                        f"IOMMU {key.replace('-', ' ')} is held by {holder} for more than {wait:.0f} s; "
+                        f"IOMMU {key.description} is held by {holder} for more than {wait:.0f} s; "
                         "another run or worker uses it (nothing was changed)"
                     ) from None
                 time.sleep(0.1)
@@ -76,7 +102,7 @@ class GroupLeases:
         self.held[key] = (fd, 1)
         self._audit(key, "granted")
 
-    def _release(self, key: str) -> None:
+    def _release(self, key: LeaseKey) -> None:
         fd, depth = self.held[key]
         if depth > 1:
             self.held[key] = (fd, depth - 1)
@@ -87,11 +113,11 @@ class GroupLeases:
         os.close(fd)  # closing the last descriptor drops the flock
 
     @contextmanager
-    def hold(self, devices: Iterable[PciDevice], wait: float = 900.0) -> Iterator[list[str]]:
+    def hold(self, devices: Iterable[PciDevice], wait: float = 900.0) -> Iterator[list[LeaseKey]]:
         """Hold the groups of ``devices`` for a block; groups are taken in sorted order."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        keys = sorted({lease_key(device) for device in devices})
-        taken: list[str] = []
+        keys = sorted({LeaseKey.of(device) for device in devices})
+        taken: list[LeaseKey] = []
         try:
             for key in keys:
                 self._acquire(key, wait)

@@ -29,7 +29,7 @@ class VfCount(Change, kind="sriov_numvfs"):
 
     @classmethod
     def of(cls, root: HostRoot, pf: PciDevice, count: int) -> VfCount:
-        address = PciAddress.from_bdf(pf.address)
+        address = pf.address
         if not root.exists(pci_path(address, "sriov_numvfs")):
             raise ChangeError(f"{pf.address} is not an SR-IOV PF (no {pci_path(address, 'sriov_numvfs')})")
         total = int(root.read_stripped(pci_path(address, "sriov_totalvfs")) or 0)
@@ -84,7 +84,7 @@ class VfAutoprobe(Change, kind="sriov_drivers_autoprobe"):
 
     @classmethod
     def of(cls, root: HostRoot, pf: PciDevice, enabled: bool) -> VfAutoprobe:
-        address = PciAddress.from_bdf(pf.address)
+        address = pf.address
         return cls(address, root.read_stripped(pci_path(address, "sriov_drivers_autoprobe")) == "1", enabled)
 
     def touches(self) -> tuple[PciAddress, ...]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from harness.host.pci import is_pci_address
 from harness.host.root import HostRoot
+from harness.host.sysfs import PCI_DEVICES, pci_function, pci_path
+from harness.xml.address import PciAddress
 
 # virtio device ids (virtio spec 5): a VM's control channels and the filesystems its host shares with it
 # (an overlay root over 9p does not show its lower 9p mount in /proc/self/mounts, so the id decides).
@@ -17,12 +18,13 @@ VIRTIO_CONTROL_DEVICES = {
 }
 
 
-def pci_ancestor(host_path: str) -> str | None:
+def pci_ancestor(host_path: str) -> PciAddress | None:
     """The nearest PCI device on a sysfs device path, e.g. the NIC behind ``.../net/eth0``."""
     found = None
     for component in host_path.split("/"):
-        if component[:1].isdigit() and is_pci_address(component):
-            found = component
+        address = pci_function(component) if component[:1].isdigit() else None
+        if address is not None:
+            found = address
     return found
 
 
@@ -70,17 +72,21 @@ def _mount_sources(root: HostRoot) -> list[tuple[str, str, str]]:
     return mounts
 
 
-def find_host_critical(root: HostRoot, refuse: Iterable[str] = ()) -> dict[str, list[str]]:
+def find_host_critical(root: HostRoot, refuse: Iterable[PciAddress] = ()) -> dict[PciAddress, list[str]]:
     """Map each host-critical PCI address to the reasons it must never be detached."""
-    reasons: dict[str, list[str]] = {}
+    reasons: dict[PciAddress, list[str]] = {}
 
-    def mark(sys_path: str, reason: str) -> None:
-        bdf = pci_ancestor(sys_path)
-        if bdf is not None and reason not in reasons.setdefault(bdf, []):
-            reasons[bdf].append(reason)
+    def mark(address: PciAddress | None, reason: str) -> None:
+        if address is not None and reason not in reasons.setdefault(address, []):
+            reasons[address].append(reason)
+
+    def mark_below(sys_path: str, reason: str) -> None:
+        mark(pci_ancestor(sys_path), reason)
 
     for interface in _default_route_interfaces(root):
-        mark(root.realpath(f"/sys/class/net/{interface}/device"), f"carries the default route ({interface})")
+        mark_below(
+            root.realpath(f"/sys/class/net/{interface}/device"), f"carries the default route ({interface})"
+        )
 
     virtio_tags = {
         (root.read_stripped(f"/sys/bus/virtio/devices/{dev}/mount_tag") or "").strip("\x00"): dev
@@ -91,24 +97,26 @@ def find_host_critical(root: HostRoot, refuse: Iterable[str] = ()) -> dict[str, 
         if source.startswith("/dev/"):
             name = root.realpath(source).rsplit("/", 1)[-1] if root.exists(source) else source[5:]
             for block in _block_devices_below(root, name, set()):
-                mark(root.realpath(f"/sys/class/block/{block}"), f"holds {what} on {source}")
+                mark_below(root.realpath(f"/sys/class/block/{block}"), f"holds {what} on {source}")
         elif fstype in ("9p", "virtiofs") and source in virtio_tags:
-            mark(root.realpath(f"/sys/bus/virtio/devices/{virtio_tags[source]}"), f"shares {what} ({fstype})")
+            mark_below(
+                root.realpath(f"/sys/bus/virtio/devices/{virtio_tags[source]}"), f"shares {what} ({fstype})"
+            )
 
     for line in (root.read_text("/proc/consoles") or "").splitlines():
         console = line.split()[0] if line.split() else ""
         if console:
             console = _name(root, "/proc/consoles", console)
-            mark(root.realpath(f"/sys/class/tty/{console}/device"), f"is the console ({console})")
-    for device in root.listdir("/sys/bus/pci/devices"):
-        if root.read_stripped(f"/sys/bus/pci/devices/{device}/boot_vga") == "1":
-            mark(device, "is the boot display (boot_vga)")
+            mark_below(root.realpath(f"/sys/class/tty/{console}/device"), f"is the console ({console})")
+    for address in filter(None, map(pci_function, root.listdir(PCI_DEVICES))):
+        if root.read_stripped(pci_path(address, "boot_vga")) == "1":
+            mark(address, "is the boot display (boot_vga)")
 
     for device in root.listdir("/sys/bus/virtio/devices"):
         kind = root.read_hex(f"/sys/bus/virtio/devices/{device}/device")
         if kind is not None and kind in VIRTIO_CONTROL_DEVICES:
-            mark(root.realpath(f"/sys/bus/virtio/devices/{device}"), VIRTIO_CONTROL_DEVICES[kind])
+            mark_below(root.realpath(f"/sys/bus/virtio/devices/{device}"), VIRTIO_CONTROL_DEVICES[kind])
 
-    for bdf in refuse:
-        mark(bdf, "is on the refuse list (--harness-refuse / harness_refuse)")
+    for address in refuse:
+        mark(address, "is on the refuse list (--harness-refuse / harness_refuse)")
     return reasons

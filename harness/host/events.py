@@ -8,6 +8,8 @@ from types import TracebackType
 
 import pyudev
 
+from harness.xml.address import PciAddress
+
 
 @dataclass(frozen=True)
 class PciEvent:
@@ -22,7 +24,7 @@ class PciEventWatcher:
     The kernel source needs no udevd (libvirt's view does, but that is checked separately).
     """
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: PciAddress) -> None:
         self.address = address
         self.events: list[PciEvent] = []
         self._monitor: pyudev.Monitor | None = None
@@ -50,7 +52,7 @@ class PciEventWatcher:
             device = self._monitor.poll(timeout=remaining)
             if device is None:  # a timeout, or a uevent libudev dropped (another subsystem): the loop decides
                 continue
-            if device.sys_name != self.address:
+            if device.sys_name != self.address.bdf:
                 continue
             event = PciEvent(device.action or "", device.sys_name, device.properties.get("DRIVER"))
             self.events.append(event)

@@ -17,6 +17,7 @@ from harness.host.pci import PciInventory, enumerate_pci
 from harness.host.virt import VirtualMachine, detect_virtual_machine
 from harness.libvirt.connection import DEFAULT_URI
 from harness.libvirt.facts import LibvirtFacts
+from harness.xml.address import PciAddress
 
 SNAPSHOT_HOSTNAME = "/proc/sys/kernel/hostname"
 
@@ -28,7 +29,7 @@ class Host:
     started for it, such as a private libvirtd.
     """
 
-    def __init__(self, backend: HostBackend, *, refuse: tuple[str, ...] = ()) -> None:
+    def __init__(self, backend: HostBackend, *, refuse: tuple[PciAddress, ...] = ()) -> None:
         self.backend = backend
         self.root = backend.root
         self.refuse = refuse
@@ -39,12 +40,12 @@ class Host:
         *,
         uri: str = DEFAULT_URI,
         libvirt_facts: Callable[[], LibvirtFacts] | None = None,
-        refuse: tuple[str, ...] = (),
+        refuse: tuple[PciAddress, ...] = (),
     ) -> Host:
         return cls(LiveBackend(uri, libvirt_facts), refuse=refuse)
 
     @classmethod
-    def from_snapshot(cls, path: str | Path, refuse: tuple[str, ...] = ()) -> Host:
+    def from_snapshot(cls, path: str | Path, refuse: tuple[PciAddress, ...] = ()) -> Host:
         return cls(SnapshotBackend(path), refuse=refuse)
 
     @property
@@ -91,7 +92,7 @@ class Host:
         return read_boot_configuration(self.root)
 
     @cached_property
-    def critical(self) -> dict[str, list[str]]:
+    def critical(self) -> dict[PciAddress, list[str]]:
         return find_host_critical(self.root, self.refuse)
 
     @cached_property
@@ -118,7 +119,7 @@ class Host:
 def open_host(
     snapshot: str | Path | None = None,
     uri: str = DEFAULT_URI,
-    refuse: tuple[str, ...] = (),
+    refuse: tuple[PciAddress, ...] = (),
     *,
     libvirt_facts: Callable[[], LibvirtFacts] | None = None,
 ) -> Host:

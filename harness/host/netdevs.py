@@ -33,7 +33,7 @@ def netdev_function(root: HostRoot, netdev: str) -> PciAddress | None:
     such interface or it is not on PCI."""
     path = f"/sys/class/net/{netdev}"
     bdf = pci_ancestor(root.realpath(path)) if root.exists(path) else None
-    return PciAddress.from_bdf(bdf) if bdf else None
+    return bdf
 
 
 def vf_index(root: HostRoot, pf: PciAddress, vf: PciAddress) -> int:

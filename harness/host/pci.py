@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.errors import HarnessInputError
 from harness.host.pcicaps import PciConfig, parse_config
 from harness.host.root import HostRoot
+from harness.host.sysfs import PCI_DEVICES, pci_function
 from harness.xml.address import PciAddress
 
 PCI_IDS_PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids")
@@ -33,27 +34,9 @@ def parse_pci_address(text: str) -> PciAddress:
         ) from None
 
 
-def is_pci_address(text: str) -> bool:
-    try:
-        parse_pci_address(text)
-    except UnknownDeviceError:
-        return False
-    return True
-
-
-def normalize_bdf(text: str) -> str:
-    """``1:0.0`` / ``0000:01:00.0`` / ``pci_0000_01_00_0`` -> ``0000:01:00.0``; raises on anything else."""
-    return parse_pci_address(text).bdf
-
-
-def nodedev_name(bdf: str) -> str:
-    """libvirt's node device name for a PCI address: ``pci_0000_01_00_0``."""
-    return parse_pci_address(bdf).nodedev_name
-
-
 @dataclass(frozen=True)
 class PciDevice:
-    address: str
+    address: PciAddress
     sys_path: str
     vendor_id: str
     device_id: str
@@ -62,11 +45,11 @@ class PciDevice:
     device_name: str | None = None
     driver: str | None = None
     iommu_group: int | None = None
-    parent: str | None = None
+    parent: PciAddress | None = None
     sriov_totalvfs: int | None = None
     sriov_numvfs: int | None = None
-    physfn: str | None = None
-    virtfns: tuple[str, ...] = ()
+    physfn: PciAddress | None = None
+    virtfns: tuple[PciAddress, ...] = ()
     reset_method: str | None = None
     driver_override: str | None = None
     # Isolation facts from the configuration space (None: not readable or not captured).
@@ -75,7 +58,7 @@ class PciDevice:
 
     @property
     def nodedev_name(self) -> str:
-        return nodedev_name(self.address)
+        return self.address.nodedev_name
 
     @property
     def base_class(self) -> int:
@@ -139,14 +122,14 @@ def _int_or_none(text: str | None) -> int | None:
         return None
 
 
-def _udev_names(bdf: str) -> tuple[str | None, str | None]:
+def _udev_names(address: PciAddress) -> tuple[str | None, str | None]:
     """Names from udev's hardware database, when udevd has recorded them."""
     try:
         import pyudev
     except ImportError:
         return None, None
     try:
-        device = pyudev.Devices.from_name(pyudev.Context(), "pci", bdf)
+        device = pyudev.Devices.from_name(pyudev.Context(), "pci", address.bdf)
     except Exception:
         return None, None
     properties = device.properties
@@ -163,11 +146,16 @@ def device_sys_paths(root: HostRoot) -> list[str]:
     """Host paths of every PCI device: pyudev's enumeration on the live host, sysfs in a snapshot."""
     if root.is_live:
         return sorted(_live_sys_paths(), key=lambda p: p.rsplit("/", 1)[-1])
-    return [root.realpath(f"/sys/bus/pci/devices/{bdf}") for bdf in root.listdir("/sys/bus/pci/devices")]
+    return [root.realpath(f"{PCI_DEVICES}/{name}") for name in root.listdir(PCI_DEVICES)]
 
 
 def read_device(root: HostRoot, sys_path: str) -> PciDevice:
-    bdf = sys_path.rstrip("/").rsplit("/", 1)[-1]
+    entry = sys_path.rstrip("/").rsplit("/", 1)[-1]
+    address = pci_function(entry)
+    if address is None:
+        raise root.error(
+            sys_path, f"a device named {entry[:40]!r}, expected a PCI function like 0000:01:00.0"
+        )
 
     def attr(name: str) -> str | None:
         return root.read_stripped(f"{sys_path}/{name}")
@@ -186,15 +174,18 @@ def read_device(root: HostRoot, sys_path: str) -> PciDevice:
             raise root.error(f"{sys_path}/{name}", f"holds {value}, expected a count (0 or more)")
         return value
 
-    def address_link(name: str) -> str | None:
+    def address_link(name: str) -> PciAddress | None:
         target = root.link_name(f"{sys_path}/{name}")
-        if target is not None and not is_pci_address(target):
+        if target is None:
+            return None
+        linked = pci_function(target)
+        if linked is None:
             raise root.error(f"{sys_path}/{name}", f"a link to {target!r}, expected a link to a PCI function")
-        return target
+        return linked
 
     vendor_id, device_id = _hex_id(hex_attr("vendor", 4)), _hex_id(hex_attr("device", 4))
     class_code = hex_attr("class", 6)
-    vendor_name, device_name = _udev_names(bdf) if root.is_live else (None, None)
+    vendor_name, device_name = _udev_names(address) if root.is_live else (None, None)
     if vendor_name is None or device_name is None:
         vendors, devices = _pci_ids()
         vendor_name = vendor_name or vendors.get(vendor_id)
@@ -204,14 +195,14 @@ def read_device(root: HostRoot, sys_path: str) -> PciDevice:
         raise root.error(
             f"{sys_path}/iommu_group", f"a link to {group!r}, expected a link to an IOMMU group number"
         )
-    parent = sys_path.rstrip("/").rsplit("/", 2)[-2]
+    parent = pci_function(sys_path.rstrip("/").rsplit("/", 2)[-2])
     virtfns = sorted(
         (name for name in root.listdir(sys_path) if re.fullmatch(r"virtfn\d+", name)),
         key=lambda n: int(n[6:]),
     )
     override = attr("driver_override")
     return PciDevice(
-        address=bdf,
+        address=address,
         sys_path=sys_path,
         vendor_id=vendor_id,
         device_id=device_id,
@@ -220,11 +211,11 @@ def read_device(root: HostRoot, sys_path: str) -> PciDevice:
         device_name=device_name,
         driver=root.link_name(f"{sys_path}/driver"),
         iommu_group=_int_or_none(group),
-        parent=parent if is_pci_address(parent) else None,
+        parent=parent,
         sriov_totalvfs=count_attr("sriov_totalvfs"),
         sriov_numvfs=count_attr("sriov_numvfs"),
         physfn=address_link("physfn"),
-        virtfns=tuple(address_link(name) or name for name in virtfns),
+        virtfns=tuple(vf for vf in map(address_link, virtfns) if vf is not None),
         reset_method=attr("reset_method"),
         driver_override=None if override in (None, "(null)") else override,
         config=_config(root, f"{sys_path}/config"),
@@ -254,10 +245,10 @@ class IommuGroup:
     members: tuple[PciDevice, ...]
 
     @property
-    def addresses(self) -> tuple[str, ...]:
+    def addresses(self) -> tuple[PciAddress, ...]:
         return tuple(member.address for member in self.members)
 
-    def others(self, address: str) -> tuple[PciDevice, ...]:
+    def others(self, address: PciAddress) -> tuple[PciDevice, ...]:
         return tuple(member for member in self.members if member.address != address)
 
 
@@ -282,13 +273,12 @@ class PciInventory:
     def __len__(self) -> int:
         return len(self.devices)
 
-    def get(self, address: str) -> PciDevice:
-        bdf = normalize_bdf(address)
+    def get(self, address: PciAddress) -> PciDevice:
         try:
-            return self.devices[bdf]
+            return self.devices[address]
         except KeyError:
-            known = ", ".join(self.devices) or "none"
-            raise UnknownDeviceError(f"no PCI device {bdf} on this host (devices: {known})") from None
+            known = ", ".join(map(str, self.devices)) or "none"
+            raise UnknownDeviceError(f"no PCI device {address} on this host (devices: {known})") from None
 
     def group_of(self, device: PciDevice) -> IommuGroup | None:
         return None if device.iommu_group is None else self.groups.get(device.iommu_group)

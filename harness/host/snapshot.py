@@ -32,6 +32,7 @@ from harness.host.backends import (
 from harness.host.host import SNAPSHOT_HOSTNAME, Host
 from harness.host.kernel import SNAPSHOT_DMESG
 from harness.host.limits import DAEMONS_MARKER, QEMU_DAEMONS, UNIT_DIRS, daemons_marker, find_daemons
+from harness.host.sysfs import pci_path
 
 # Plain files read by the host model (globs relative to /).
 CAPTURED_FILES = (
@@ -263,7 +264,7 @@ def _capture_into(host: Host, destination: Path) -> list[str]:
         (destination / "dev/vfio/vfio").touch()
     for device in host.pci:
         sys_path = Path(device.sys_path)
-        _mirror_link(Path(f"/sys/bus/pci/devices/{device.address}"), destination)
+        _mirror_link(Path(pci_path(device.address)), destination)
         for attribute in PCI_ATTRIBUTES:
             _copy_file(sys_path / attribute, destination / str(sys_path).lstrip("/") / attribute)
         for link in (*PCI_LINKS, *(f"virtfn{i}" for i in range(len(device.virtfns)))):

@@ -95,7 +95,7 @@ def detect_virtual_machine(
         if match:
             signs.append(f"DMI {name}: {value}")
             hypervisor = hypervisor or match
-    virtio = [device.address for device in devices if device.vendor_id == VIRTIO_VENDOR]
+    virtio = [str(device.address) for device in devices if device.vendor_id == VIRTIO_VENDOR]
     if virtio:
         signs.append(f"virtio devices: {', '.join(virtio[:4])}{' ...' if len(virtio) > 4 else ''}")
     if not signs:

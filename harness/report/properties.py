@@ -28,12 +28,12 @@ def check_properties(result: CheckResult) -> list[tuple[str, str]]:
 def device_properties(assessment: DeviceAssessment) -> list[tuple[str, str]]:
     device = assessment.device
     return [
-        (DEVICE, device.address),
+        (DEVICE, str(device.address)),
         ("harness.nodedev", device.nodedev_name),
         ("harness.description", device.description),
         ("harness.driver", device.driver or "none"),
         ("harness.iommu_group", "none" if device.iommu_group is None else str(device.iommu_group)),
-        ("harness.group_members", " ".join(assessment.group_members)),
+        ("harness.group_members", " ".join(map(str, assessment.group_members))),
         ("harness.sriov", _sriov_text(assessment)),
         ("harness.assignable", assessment.verdict),
         ("harness.reasons", assessment.explain()),

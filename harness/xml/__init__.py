@@ -13,8 +13,6 @@ from __future__ import annotations
 from harness.xml.address import (
     PciAddress,
     UnassignedAddress,
-    bdf_to_nodedev_name,
-    nodedev_name_to_bdf,
 )
 from harness.xml.base import parse_document, unknown_content
 from harness.xml.domain import Device, Domain
@@ -63,8 +61,6 @@ __all__ = [
     "Vlan",
     "VlanTag",
     "XmlModelError",
-    "bdf_to_nodedev_name",
-    "nodedev_name_to_bdf",
     "parse_document",
     "unknown_content",
 ]

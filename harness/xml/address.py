@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import total_ordering
 from typing import Literal
 
 from harness.xml.base import (
@@ -28,9 +29,7 @@ __all__ = [
     "Notation",
     "PciAddress",
     "UnassignedAddress",
-    "bdf_to_nodedev_name",
     "guest_address_from_element",
-    "nodedev_name_to_bdf",
 ]
 
 Notation = Literal["hex", "decimal"]
@@ -45,12 +44,14 @@ _BDF = re.compile(r"^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2
 _NODEDEV = re.compile(r"^pci_([0-9a-f]{4})_([0-9a-f]{2})_([0-9a-f]{2})_([0-7])\Z")
 
 
+@total_ordering
 @dataclass(frozen=True)
 class PciAddress(Bound):
     """One PCI address. ``notation`` remembers how it was written and is not part of equality.
 
     ``ari`` lets the function run to 255 (an ARI device in node-device data); a parsed address keeps
     each number's text as written (hex, decimal, octal, upper case) while the number is unchanged.
+    Addresses sort by (domain, bus, slot, function): the order of their BDF text, as lspci lists them.
     """
 
     domain: int
@@ -100,6 +101,16 @@ class PciAddress(Bound):
 
     def __str__(self) -> str:
         return self.bdf
+
+    @property
+    def slot_address(self) -> tuple[int, int, int]:
+        """(domain, bus, slot): the functions of one multi-function device share it."""
+        return (self.domain, self.bus, self.slot)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, PciAddress):
+            return NotImplemented
+        return (*self.slot_address, self.function) < (*other.slot_address, other.function)
 
     # --- XML -----------------------------------------------------------------------------------
     @classmethod
@@ -200,13 +211,3 @@ def guest_address_from_element(element: Element) -> GuestAddress:
 
 def _on_off(value: str | None) -> bool | None:
     return None if value is None else value == "on"
-
-
-def bdf_to_nodedev_name(bdf: str) -> str:
-    """``0000:01:00.0`` -> ``pci_0000_01_00_0``."""
-    return PciAddress.from_bdf(bdf).nodedev_name
-
-
-def nodedev_name_to_bdf(name: str) -> str:
-    """``pci_0000_01_00_0`` -> ``0000:01:00.0``."""
-    return PciAddress.from_nodedev_name(name).bdf

@@ -44,7 +44,9 @@ from harness.guest.machine import AnsweringGuest, answering_guest_machine
 from harness.guest.protocol import SERIAL_LOG_DIR, GuestConsole, fresh_serial_log
 from harness.host.host import Host
 from harness.host.netdevs import link_is_up, netdev_names
+from harness.host.pci import parse_pci_address
 from harness.host.root import HostRoot
+from harness.host.sysfs import pci_path
 from harness.libvirt.connection import open_connection
 from harness.libvirt.guests import GUEST_PREFIX, guest_with_hostdevs
 from harness.libvirt.networks import NETWORK_PREFIX, vf_pool
@@ -55,7 +57,7 @@ from harness.xml.interface import NetworkInterface
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
 POINTS = ("recorded", "applied", "verified", "undoing")
-ALLOWED = [a for a in os.environ.get("HARNESS_ALLOW", "").split(",") if a]
+ALLOWED = [parse_pci_address(a) for a in os.environ.get("HARNESS_ALLOW", "").split(",") if a]
 ANSWERING_BOOT_TIMEOUT_S = 400.0  # TCG inside TCG on a busy 2-core machine: 115-160 s measured
 HOTPLUG_GUEST = GUEST_PREFIX + "answering"  # the loop's own long-lived guest, not one a scenario makes
 
@@ -97,10 +99,10 @@ def _changes(host: Host) -> KillAt:
     )
 
 
-def _by_kind(host: Host) -> dict[str, str]:
+def _by_kind(host: Host) -> dict[str, PciAddress]:
     """The lab's devices by role: an SR-IOV PF, two single-group NICs, and a shared group's endpoints."""
-    roles: dict[str, str] = {}
-    shared: list[str] = []
+    roles: dict[str, PciAddress] = {}
+    shared: list[PciAddress] = []
     for address in ALLOWED:
         device = host.pci.get(address)
         group = host.pci.group_of(device)
@@ -120,8 +122,8 @@ def _by_kind(host: Host) -> dict[str, str]:
     return roles
 
 
-def _guest(address: str, *, managed: bool) -> TransientGuest:
-    hostdev = PciHostdev(source=PciAddress.from_bdf(address), managed=managed)
+def _guest(address: PciAddress, *, managed: bool) -> TransientGuest:
+    hostdev = PciHostdev(source=address, managed=managed)
     return TransientGuest.of(guest_with_hostdevs((hostdev,), "qemu"))
 
 
@@ -166,7 +168,7 @@ def scenario(name: str, changes: KillAt, host: Host, answering: str = HOTPLUG_GU
         changes.undo(other)
     elif name == "hotplug":
         console = SERIAL_LOG_DIR / f"{answering}.serial.log"
-        source = PciAddress.from_bdf(roles["nic"])
+        source = roles["nic"]
         plugged = changes.make(
             HotpluggedDevice.hostdev(host.root, answering, source, managed=True, console=str(console))
         )
@@ -203,15 +205,14 @@ def state() -> dict[str, Any]:
     host = _host()
     devices = {}
     for address in ALLOWED:
-        base = f"/sys/bus/pci/devices/{address}"
-        devices[address] = {
-            "driver": host.root.link_name(f"{base}/driver"),
-            "numvfs": host.root.read_stripped(f"{base}/sriov_numvfs"),
-            "autoprobe": host.root.read_stripped(f"{base}/sriov_drivers_autoprobe"),
+        devices[address.bdf] = {
+            "driver": host.root.link_name(pci_path(address, "driver")),
+            "numvfs": host.root.read_stripped(pci_path(address, "sriov_numvfs")),
+            "autoprobe": host.root.read_stripped(pci_path(address, "sriov_drivers_autoprobe")),
         }
         netdevs = netdev_names(host.root, address)
-        if netdevs and devices[address]["numvfs"] is not None:
-            devices[address]["link_up"] = str(link_is_up(host.root, netdevs[0]))
+        if netdevs and devices[address.bdf]["numvfs"] is not None:
+            devices[address.bdf]["link_up"] = str(link_is_up(host.root, netdevs[0]))
     guests = subprocess.run(["virsh", "list", "--all", "--name"], capture_output=True, text=True, check=False)
     networks = subprocess.run(
         ["virsh", "net-list", "--all", "--name"], capture_output=True, text=True, check=False

@@ -19,12 +19,13 @@ from harness.changes.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
 from harness.changes.protocol import ChangeContext, HostChanges
 from harness.changes.unplug_report import host_unplug_report
 from harness.host.host import Host
+from harness.host.pci import parse_pci_address
 from harness.libvirt.connection import open_connection
 from harness.libvirt.guests import guest_with_hostdevs
 from harness.xml.address import PciAddress
 from harness.xml.hostdev import PciHostdev
 
-ALLOWED = [a for a in os.environ.get("HARNESS_ALLOW", "").split(",") if a]
+ALLOWED = [parse_pci_address(a) for a in os.environ.get("HARNESS_ALLOW", "").split(",") if a]
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
     journal = ChangeJournal(DEFAULT_JOURNAL)
     if command == "assign":
         # The device was hotplugged into L1 by the test itself: allowed for this run only.
-        guard = DeviceGuard(host, [*ALLOWED, bdf])
+        guard = DeviceGuard(host, [*ALLOWED, source])
         changes = HostChanges(context, journal, Owner.this_process(worker="unplug-driver"), guard)
         guest = guest_with_hostdevs((PciHostdev(source=source, managed=True),), "qemu")
         changes.make(TransientGuest.of(guest))
