@@ -6,8 +6,8 @@ kernel has pciehp, acpiphp and the 8250 serial console built in, so the initramf
 just busybox and the ``/init`` of :func:`harness.guest.protocol.guest_init_text`.
 
 The image lives under ``<cache>/guest-image/<digest>/`` with an ``image.json`` naming the kernel, the
-initramfs and the kernel command line; the lab builds it on L0 (where the kernel cache is) and L1 sees the
-same path through its read-only root.
+initramfs and the kernel command line; the lab builds it on L0 (:mod:`harness.lab.guest_build`, where the
+kernel cache is) and L1 sees the same path through its read-only root.
 """
 
 from __future__ import annotations

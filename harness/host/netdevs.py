@@ -24,7 +24,7 @@ NO_MAC = "00:00:00:00:00:00"  # what igb reports for a VF whose MAC the PF never
 
 
 def netdev_names(root: HostRoot, address: PciAddress) -> tuple[str, ...]:
-    """The netdevs a PCI function's driver made (``/sys/bus/pci/devices/<bdf>/net/``); none without a driver."""
+    """The netdevs a PCI function's driver made (the ``net/`` folder of its sysfs node); none without a driver."""
     return tuple(sorted(root.listdir(pci_path(address, "net"))))
 
 
