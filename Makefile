@@ -82,6 +82,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Mutation testing (not in CI): one change at a time to harness/checks, guard, journal and xml ([tool.mutmut]),
 # each mutant against the fast-tier tests that run its function (mutmut records which, in one first pass).

@@ -29,12 +29,12 @@ from harness.lab.lab import Lab  # noqa: E402
 INSIDE = r"""
 import json, os, statistics, subprocess, sys, time, tempfile
 from pathlib import Path
-from harness.changes import ChangeContext, HostChanges
-from harness.devices import DriverDetach
-from harness.guard import DeviceGuard
+from harness.changes.protocol import ChangeContext, HostChanges
+from harness.changes.driver_detach import DriverDetach
+from harness.changes.guard import DeviceGuard
 from harness.host.host import Host
 from harness.host.pci import parse_pci_address
-from harness.journal import ChangeJournal, Owner
+from harness.changes.journal import ChangeJournal, Owner
 from harness.libvirt.connection import open_connection
 
 cycles, rounds = int(sys.argv[1]), int(sys.argv[2])

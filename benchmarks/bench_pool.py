@@ -30,16 +30,18 @@ from harness.lab.lab import Lab  # noqa: E402
 INSIDE = r"""
 import json, os, statistics, sys, tempfile, time
 from pathlib import Path
-from harness.changes import ChangeContext, HostChanges
-from harness.devices import VfAutoprobe, VfCount
-from harness.guard import DeviceGuard
+from harness.changes.protocol import ChangeContext, HostChanges
+from harness.changes.sriov import VfAutoprobe, VfCount
+from harness.changes.guard import DeviceGuard
 from harness.host.host import Host
 from harness.host.pci import parse_pci_address
-from harness.journal import ChangeJournal, Owner
+from harness.changes.journal import ChangeJournal, Owner
 from harness.libvirt.connection import open_connection
 from harness.libvirt.guests import guest_with_hostdevs
-from harness.libvirt.networks import DefinedNetwork, vf_pool
-from harness.netdevs import LinkState, netdev_names
+from harness.changes.networks import DefinedNetwork
+from harness.libvirt.networks import vf_pool
+from harness.changes.link_state import LinkState
+from harness.host.netdevs import netdev_names
 from harness.xml.hostdev import PciHostdev
 from harness.xml.interface import NetworkInterface
 

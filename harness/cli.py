@@ -120,9 +120,9 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from harness.changes import ChangeContext, orphaned, recover
+    from harness.changes.journal import DEFAULT_JOURNAL, ChangeJournal
+    from harness.changes.protocol import ChangeContext, orphaned, recover
     from harness.host.root import HostRoot
-    from harness.journal import DEFAULT_JOURNAL, ChangeJournal
     from harness.libvirt.daemon import connected
 
     if args.journal is not None and not args.journal.strip():

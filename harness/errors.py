@@ -37,6 +37,11 @@ class HostChangeError(HarnessError, RuntimeError):
     exit_code: ClassVar[int] = EXIT_INTERNAL
 
 
+class HostStateError(HostChangeError):
+    """The host is not in the state a change needs, as its readers found it (a driver link, a netdev, a VF,
+    a libvirt object); raised by the layers below the changes, with the exit code of a change that failed."""
+
+
 class HarnessEnvironmentError(HarnessError, RuntimeError):
     """Something the harness needs is missing or broken on this machine (libvirtd, QEMU, a kernel)."""
 

@@ -11,18 +11,18 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from harness.changes import ChangeContext, HostChanges, orphaned, recover
+from harness.changes.guard import DeviceGuard
+from harness.changes.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
+from harness.changes.leases import DEFAULT_LEASE_DIR, GroupLeases
+from harness.changes.protocol import ChangeContext, HostChanges, orphaned, recover
 from harness.checks.preparation import CheckPlan
 from harness.checks.result import CheckResult, Verdict
 from harness.errors import HarnessError, HarnessInputError
-from harness.guard import DeviceGuard
+from harness.guest.image import GUEST_IMAGE_ENV
 from harness.host.backends import read_manifest
 from harness.host.host import Host, open_host
 from harness.host.pci import PciDevice, enumerate_pci, parse_pci_address
 from harness.host.root import HostRoot
-from harness.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
-from harness.lab.guest_image import GUEST_IMAGE_ENV
-from harness.leases import DEFAULT_LEASE_DIR, GroupLeases
 from harness.libvirt.connection import (
     DEFAULT_URI,
     LibvirtUnavailableError,

@@ -19,15 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.changes import HostChanges
-from harness.lab.guest_image import GUEST_IMAGE_ENV, GuestImage
-from harness.libvirt.guests import DefinedGuest
-from harness.libvirt.hotplug import (
-    AnsweringGuest,
-    GuestConsole,
-    answering_guest_machine,
-    fresh_serial_log,
-)
+from harness.changes.guests import DefinedGuest
+from harness.changes.protocol import HostChanges
+from harness.guest.image import GUEST_IMAGE_ENV, GuestImage
+from harness.guest.machine import AnsweringGuest, answering_guest_machine
+from harness.guest.protocol import GuestConsole, fresh_serial_log
 from harness.plugin import allowlist
 from harness.xml.domain import DomainType
 

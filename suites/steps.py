@@ -11,20 +11,15 @@ from dataclasses import dataclass, field
 import libvirt
 import pytest
 
-from harness.changes import HostChanges
-from harness.devices import VFIO_DRIVER, current_driver, wait_for_driver
-from harness.guard import DeviceGuard, DeviceRefusedError
+from harness.changes.guard import DeviceGuard, DeviceRefusedError
+from harness.changes.guests import GuestChange, GuestStartError, TransientGuest
+from harness.changes.leases import GroupLeases
+from harness.changes.protocol import HostChanges
+from harness.host.drivers import VFIO_DRIVER, current_driver, wait_for_driver
 from harness.host.pci import PciDevice
 from harness.host.sysfs import pci_path
 from harness.inventory import no_group_reason
-from harness.leases import GroupLeases
-from harness.libvirt.guests import (
-    GuestChange,
-    GuestStartError,
-    TransientGuest,
-    guest_with_hostdevs,
-    qemu_pci_devices,
-)
+from harness.libvirt.guests import guest_with_hostdevs, qemu_pci_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType
 from harness.xml.hostdev import PciHostdev

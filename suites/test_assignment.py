@@ -19,20 +19,17 @@ import shutil
 import libvirt
 import pytest
 
-from harness.changes import HostChanges
-from harness.devices import VFIO_DRIVER, DriverDetach, current_driver, vfio_group_node
-from harness.guard import DeviceGuard
+from harness.changes.driver_detach import DriverDetach
+from harness.changes.guard import DeviceGuard
+from harness.changes.guests import DefinedGuest, TransientGuest, VirtInstalledGuest
+from harness.changes.leases import GroupLeases
+from harness.changes.protocol import HostChanges
+from harness.host.drivers import VFIO_DRIVER, current_driver, vfio_group_node
 from harness.host.events import PciEventWatcher
 from harness.host.pci import PciDevice
 from harness.host.vfio import prove_vfio
-from harness.leases import GroupLeases
 from harness.libvirt.facts import read_node_device
-from harness.libvirt.guests import (
-    GUEST_PREFIX,
-    DefinedGuest,
-    TransientGuest,
-    VirtInstalledGuest,
-)
+from harness.libvirt.guests import GUEST_PREFIX
 from harness.plugin import allowlist, collected_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType

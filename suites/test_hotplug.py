@@ -1,7 +1,7 @@
 """Live attach and detach of allowlisted devices into a running guest, proved by the guest itself.
 
 One answering guest per module (the lab's Debian kernel with a busybox initramfs that prints its PCI tree
-on its serial console, see :mod:`harness.lab.guest_image`) starts with the module; the tests that need no
+on its serial console, see :mod:`harness.guest.protocol`) starts with the module; the tests that need no
 guest OS run first, while it boots. A live attach counts when libvirt's live XML has the device, the guest
 lists its vendor:device, and the host driver is vfio-pci; a live detach when libvirt's DEVICE_REMOVED event
 arrived, the live XML and the guest lost it, and (managed) the host driver is back.
@@ -17,28 +17,30 @@ from dataclasses import dataclass
 import libvirt
 import pytest
 
-from harness.changes import ChangeError, HostChanges
-from harness.devices import VFIO_DRIVER, DriverDetach, VfAutoprobe, VfCount, current_driver, wait_for_driver
-from harness.guard import DeviceGuard
-from harness.host.pci import PciDevice
-from harness.host.root import HostRoot
-from harness.host.sysfs import pci_path
-from harness.leases import GroupLeases
-from harness.libvirt.guests import TransientGuest, guest_with_hostdevs
-from harness.libvirt.hotplug import (
+from harness.changes.driver_detach import DriverDetach
+from harness.changes.guard import DeviceGuard
+from harness.changes.guests import TransientGuest
+from harness.changes.hotplug import (
     CONFIG,
     LIVE,
-    AnsweringGuest,
     DetachOutcome,
     HotpluggedDevice,
     hostdev_xml,
     live_hostdev_sources,
-    open_fd_count,
     pci_id_of,
-    qemu_pid,
-    vfio_nodes,
 )
-from harness.netdevs import LinkState, netdev_names, reproduce_vf_links, vf_index, vf_links
+from harness.changes.leases import GroupLeases
+from harness.changes.link_state import LinkState
+from harness.changes.protocol import ChangeError, HostChanges
+from harness.changes.sriov import VfAutoprobe, VfCount
+from harness.guest.machine import AnsweringGuest
+from harness.host.drivers import VFIO_DRIVER, current_driver, wait_for_driver
+from harness.host.netdevs import netdev_names, reproduce_vf_links, vf_index, vf_links
+from harness.host.pci import PciDevice
+from harness.host.processes import open_fd_count, qemu_pid, vfio_nodes
+from harness.host.root import HostRoot
+from harness.host.sysfs import pci_path
+from harness.libvirt.guests import guest_with_hostdevs
 from harness.plugin import allowlist, collected_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType
@@ -495,7 +497,8 @@ def test_live_hostdev_interface_with_its_mac(
     source = net_vf_device.address
     before = current_driver(root, source)
     mac = "52:54:00:" + ":".join(f"{octet:02x}" for octet in uuid.uuid4().bytes[:3])
-    pf = net_vf_device.device.physfn or ""
+    pf = net_vf_device.device.physfn
+    assert pf is not None, f"{source} is a VF without a PF"
     (pf_netdev,) = netdev_names(root, pf)
     index = vf_index(root, pf, source)
     # libvirt refuses to set a VF's MAC through a PF that is down ("the PF is not online").

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.guard import DeviceGuard
+from harness.changes.guard import DeviceGuard
 from harness.host.host import Host, open_host
 from harness.inventory import assess_device
 from harness.plugin import parametrize_allowlist

@@ -15,14 +15,15 @@ import libvirt
 import pytest
 from lxml import etree
 
-from harness.changes import HostChanges
-from harness.devices import VfAutoprobe, VfCount, current_driver
-from harness.guard import DeviceGuard
+from harness.changes.guard import DeviceGuard
+from harness.changes.leases import GroupLeases
+from harness.changes.protocol import HostChanges
+from harness.changes.sriov import VfAutoprobe, VfCount
+from harness.host.drivers import current_driver
 from harness.host.host import Host
+from harness.host.netdevs import netdev_names
 from harness.host.pci import PciDevice
 from harness.host.sysfs import pci_path
-from harness.leases import GroupLeases
-from harness.netdevs import netdev_names
 from harness.plugin import allowlist, collected_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import DomainType

@@ -26,23 +26,21 @@ import libvirt
 import pytest
 from lxml import etree
 
-from harness.changes import ChangeContext, HostChanges
-from harness.devices import VFIO_DRIVER, VfAutoprobe, VfCount, current_driver
-from harness.guard import DeviceGuard
+from harness.changes.guard import DeviceGuard
+from harness.changes.guests import DefinedGuest, GuestStartError, TransientGuest
+from harness.changes.leases import GroupLeases
+from harness.changes.link_state import LinkState
+from harness.changes.networks import DefinedNetwork, NetworkError
+from harness.changes.protocol import ChangeContext, HostChanges
+from harness.changes.sriov import VfAutoprobe, VfCount
+from harness.host.drivers import VFIO_DRIVER, current_driver
+from harness.host.netdevs import VfLink, netdev_names, vf_index, vf_links
 from harness.host.pci import PciDevice
 from harness.host.sysfs import pci_path
 from harness.lab.paths import LAB_SKIPPED_ENV
-from harness.leases import GroupLeases
 from harness.libvirt.connection import open_connection
-from harness.libvirt.guests import (
-    DefinedGuest,
-    GuestStartError,
-    TransientGuest,
-    guest_with_hostdevs,
-    lookup_guest,
-)
-from harness.libvirt.networks import DefinedNetwork, NetworkError, lookup_network, pool_ports, vf_pool
-from harness.netdevs import LinkState, VfLink, netdev_names, vf_index, vf_links
+from harness.libvirt.guests import guest_with_hostdevs, lookup_guest
+from harness.libvirt.networks import lookup_network, pool_ports, vf_pool
 from harness.xml.address import PciAddress
 from harness.xml.domain import Device, Domain, DomainType
 from harness.xml.interface import (

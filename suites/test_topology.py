@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import libvirt
 import pytest
 
-from harness.changes import HostChanges
-from harness.libvirt.guests import DefinedGuest, TransientGuest, guest_with_hostdevs
+from harness.changes.guests import DefinedGuest, TransientGuest
+from harness.changes.protocol import HostChanges
+from harness.libvirt.guests import guest_with_hostdevs
 from harness.xml.address import PciAddress
 from harness.xml.domain import DomainType
 from harness.xml.guest import EmulatedNic, GuestMachine, MachineType, q35_root_ports

@@ -18,12 +18,20 @@ from typing import Any
 
 import pytest
 
-from harness.changes import Change, ChangeContext, ChangeError, HostChanges, decode, orphaned, recover
+from harness.changes.journal import ChangeJournal, JournalError, Owner, _process_start
+from harness.changes.leases import GroupLeases, LeaseBusyError, overlapping_holders, read_audit
+from harness.changes.protocol import (
+    Change,
+    ChangeContext,
+    ChangeError,
+    HostChanges,
+    decode,
+    orphaned,
+    recover,
+)
 from harness.errors import HarnessInputError
 from harness.host.pci import PciDevice
 from harness.host.root import HostRoot
-from harness.journal import ChangeJournal, JournalError, Owner, _process_start
-from harness.leases import GroupLeases, LeaseBusyError, overlapping_holders, read_audit
 from harness.xml.address import PciAddress
 
 FORK = multiprocessing.get_context("fork")

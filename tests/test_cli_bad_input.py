@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import changes as harness_changes
 from harness import cli as harness_cli
+from harness.changes import protocol as harness_changes
 from harness.command import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, run_command
 from harness.errors import EXIT_INTERNAL, EXIT_USAGE
 from harness.lab import cli as lab_cli

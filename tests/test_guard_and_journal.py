@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.changes import Change, ChangeContext, ChangeError, HostChanges
-from harness.devices import VfAutoprobe, VfCount
-from harness.guard import DeviceGuard, DeviceRefusedError
+from harness.changes.guard import DeviceGuard, DeviceRefusedError
+from harness.changes.journal import ChangeJournal, Owner
+from harness.changes.networks import DefinedNetwork
+from harness.changes.protocol import Change, ChangeContext, ChangeError, HostChanges
+from harness.changes.sriov import VfAutoprobe, VfCount
 from harness.host.host import Host
 from harness.host.pci import parse_pci_address
-from harness.journal import ChangeJournal, Owner
-from harness.libvirt.networks import DefinedNetwork, vf_pool
+from harness.libvirt.networks import vf_pool
 from harness.xml.address import PciAddress
 from tests.synthetic_hosts import FIXTURES
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from harness.guard import DeviceGuard, DeviceRefusedError
+from harness.changes.guard import DeviceGuard, DeviceRefusedError
 from harness.host.host import Host
 from harness.host.pci import parse_pci_address
 from harness.xml.address import PciAddress

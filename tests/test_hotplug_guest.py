@@ -15,29 +15,18 @@ import libvirt
 import pytest
 from lxml import etree
 
-from harness.changes import ChangeContext, decode
+from harness.changes.guests import TransientGuest
+from harness.changes.hotplug import DetachOutcome, HotpluggedDevice, hostdev_xml
+from harness.changes.journal import ChangeJournal, Owner
+from harness.changes.protocol import ChangeContext, decode
+from harness.changes.unplug_report import host_unplug_report
+from harness.guest.image import GuestImage, GuestImageError
+from harness.guest.machine import AnsweringGuest, answering_guest_machine
+from harness.guest.protocol import PCI_REPORT_MARKER, GuestConsole, guest_init_text, parse_reports
 from harness.host.kernel import SNAPSHOT_DMESG
 from harness.host.root import HostRoot
-from harness.journal import ChangeJournal, Owner
-from harness.lab.guest_image import (
-    PCI_REPORT_MARKER,
-    GuestImage,
-    GuestImageError,
-    ensure_guest_image,
-    guest_init_text,
-)
+from harness.lab.guest_build import ensure_guest_image
 from harness.lab.kernel import KernelImage
-from harness.libvirt.guests import TransientGuest
-from harness.libvirt.hotplug import (
-    AnsweringGuest,
-    DetachOutcome,
-    GuestConsole,
-    HotpluggedDevice,
-    answering_guest_machine,
-    host_unplug_report,
-    hostdev_xml,
-    parse_reports,
-)
 from harness.xml.address import PciAddress
 from harness.xml.domain import Domain
 from harness.xml.guest import EmulatedNic, GuestMachine, PciController, q35_root_ports

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
-from harness.changes import Change
+from harness.changes.link_state import LinkState
+from harness.changes.networks import DefinedNetwork
+from harness.changes.protocol import Change
+from harness.host.netdevs import VfLink, netdev_function, parse_vf_links
 from harness.host.root import HostRoot
-from harness.libvirt.networks import NETWORK_PREFIX, DefinedNetwork, vf_pool
-from harness.netdevs import LinkState, VfLink, netdev_function, parse_vf_links
+from harness.libvirt.networks import NETWORK_PREFIX, vf_pool
 from harness.xml.address import PciAddress
 from tests.synthetic_hosts import FIXTURES
 

@@ -114,7 +114,7 @@ def test_the_run_recovers_what_a_dead_owner_left_and_leaves_live_owners_alone(
     pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Before any test, the run undoes a dead run's change and says so; this (live) process's is kept."""
-    from harness.journal import ChangeJournal, Owner
+    from harness.changes.journal import ChangeJournal, Owner
     from tests.test_changes import _dead_owner
 
     journal = ChangeJournal(tmp_path / "journal.jsonl")

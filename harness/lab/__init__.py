@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from harness.lab.spec import LabSpec, SpecError, load_spec
     from harness.lab.state import LabError
 
-# Imported on first use: the plugin (in L1 too, under TCG) needs only harness.lab.guest_image, and the
+# Imported on first use: the plugin (in L1 too, under TCG) needs only harness.guest, and the
 # whole lab costs it seconds there.
 _EXPORTED_FROM = {
     "Lab": "harness.lab.lab",

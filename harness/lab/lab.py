@@ -27,7 +27,7 @@ from harness.errors import HarnessInputError
 from harness.lab import agent, qmp
 from harness.lab.accel import choose_accel
 from harness.lab.devices import DISCOVER, discover_devices
-from harness.lab.guest_image import ensure_guest_image
+from harness.lab.guest_build import ensure_guest_image
 from harness.lab.guest_init import write_guest_files
 from harness.lab.kernel import BOOT_FAILED_MARKER, ensure_initramfs, ensure_kernel
 from harness.lab.l1_qemu import choose_l1_qemu

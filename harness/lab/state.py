@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.errors import HarnessEnvironmentError, HarnessInputError
+from harness.guest.image import GUEST_IMAGE_ENV
 from harness.lab.devices import LabDevice
-from harness.lab.guest_image import GUEST_IMAGE_ENV
 from harness.lab.paths import (
     CONSOLE_LOG,
     LAB_JSON,

@@ -29,28 +29,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.changes import Change, ChangeContext, HostChanges, recover
-from harness.devices import DriverDetach, VfAutoprobe, VfCount
+from harness.changes.driver_detach import DriverDetach
+from harness.changes.guard import DeviceGuard
+from harness.changes.guests import TransientGuest
+from harness.changes.hotplug import HotpluggedDevice
+from harness.changes.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
+from harness.changes.link_state import LinkState
+from harness.changes.networks import DefinedNetwork
+from harness.changes.protocol import Change, ChangeContext, HostChanges, recover
+from harness.changes.sriov import VfAutoprobe, VfCount
 from harness.errors import HostChangeError
-from harness.guard import DeviceGuard
+from harness.guest.image import GUEST_IMAGE_ENV, GuestImage
+from harness.guest.machine import AnsweringGuest, answering_guest_machine
+from harness.guest.protocol import SERIAL_LOG_DIR, GuestConsole, fresh_serial_log
 from harness.host.host import Host
+from harness.host.netdevs import link_is_up, netdev_names
 from harness.host.pci import parse_pci_address
 from harness.host.root import HostRoot
 from harness.host.sysfs import pci_path
-from harness.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
-from harness.lab.guest_image import GUEST_IMAGE_ENV, GuestImage
 from harness.libvirt.connection import open_connection
-from harness.libvirt.guests import GUEST_PREFIX, TransientGuest, guest_with_hostdevs
-from harness.libvirt.hotplug import (
-    SERIAL_LOG_DIR,
-    AnsweringGuest,
-    GuestConsole,
-    HotpluggedDevice,
-    answering_guest_machine,
-    fresh_serial_log,
-)
-from harness.libvirt.networks import NETWORK_PREFIX, DefinedNetwork, vf_pool
-from harness.netdevs import LinkState, link_is_up, netdev_names
+from harness.libvirt.guests import GUEST_PREFIX, guest_with_hostdevs
+from harness.libvirt.networks import NETWORK_PREFIX, vf_pool
 from harness.xml.address import PciAddress
 from harness.xml.hostdev import PciHostdev
 from harness.xml.interface import NetworkInterface

@@ -10,8 +10,8 @@ import uuid
 import pytest
 from lxml import etree
 
+from harness.changes.leases import overlapping_holders, read_audit
 from harness.lab.lab import Lab
-from harness.leases import overlapping_holders, read_audit
 from tests.nested.conftest import L1_PYTEST, REPO, VENV_BIN, checked_exec
 
 pytestmark = pytest.mark.nested

@@ -4,7 +4,7 @@ unplug_driver.py assign BDF          start a guest with no OS holding BDF (manag
                                      HostChanges and the default journal; this process then exits, so
                                      the journal entry's owner is gone (what `hostdev-harness restore`
                                      recovers); prints {"guest": NAME}
-unplug_driver.py report BDF GUEST    harness.libvirt.hotplug.host_unplug_report as one JSON line
+unplug_driver.py report BDF GUEST    harness.changes.unplug_report.host_unplug_report as one JSON line
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import json
 import os
 import sys
 
-from harness.changes import ChangeContext, HostChanges
-from harness.guard import DeviceGuard
+from harness.changes.guard import DeviceGuard
+from harness.changes.guests import TransientGuest
+from harness.changes.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
+from harness.changes.protocol import ChangeContext, HostChanges
+from harness.changes.unplug_report import host_unplug_report
 from harness.host.host import Host
 from harness.host.pci import parse_pci_address
-from harness.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
 from harness.libvirt.connection import open_connection
-from harness.libvirt.guests import TransientGuest, guest_with_hostdevs
-from harness.libvirt.hotplug import host_unplug_report
+from harness.libvirt.guests import guest_with_hostdevs
 from harness.xml.address import PciAddress
 from harness.xml.hostdev import PciHostdev
 

@@ -6,15 +6,13 @@ holds. ``HostChanges`` is the one place a change is made: it asks the guard, jou
 its owner *before* applying it, verifies it, and on failure undoes what the change did. Recovery undoes
 only entries whose owner process is gone: nothing ever undoes a change a live owner holds.
 
-Kinds live next to what they change: ``harness.devices`` (driver detach, VF count, VF autoprobe),
-``harness.netdevs`` (a netdev's link state), ``harness.libvirt.guests`` (transient and defined guests),
-``harness.libvirt.networks`` (networks), ``harness.libvirt.hotplug`` (devices hotplugged into running guests).
+Each kind is a module of this package (``driver_detach``, ``sriov``, ``link_state``, ``guests``,
+``networks``, ``hotplug``), imported by the package's ``__init__`` so that ``decode`` knows every kind.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -23,24 +21,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from harness.changes.journal import ChangeJournal, JournalEntry, Owner
 from harness.errors import HarnessInputError, HostChangeError
 from harness.host.root import HostRoot
-from harness.journal import ChangeJournal, JournalEntry, Owner
 from harness.xml.address import PciAddress
 
 if TYPE_CHECKING:
     import libvirt
 
-    from harness.guard import DeviceGuard
-
-# Modules that define kinds: imported before a journal record is decoded.
-KIND_MODULES = (
-    "harness.devices",
-    "harness.netdevs",
-    "harness.libvirt.guests",
-    "harness.libvirt.networks",
-    "harness.libvirt.hotplug",
-)
+    from harness.changes.guard import DeviceGuard
 
 
 class ChangeError(HostChangeError):
@@ -122,8 +111,6 @@ def _encode(value: object) -> object:
 
 def decode(entry: JournalEntry) -> Change:
     """The change a journal entry holds; a kind this version does not know is an input error."""
-    for module in KIND_MODULES:
-        importlib.import_module(module)
     kind = Change.kinds.get(entry.kind)
     if kind is None:
         raise HarnessInputError(

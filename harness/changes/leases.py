@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.changes.journal import Owner
 from harness.errors import HarnessError
 from harness.host.pci import PciDevice
-from harness.journal import Owner
 from harness.xml.address import PciAddress
 
 DEFAULT_LEASE_DIR = Path("/run/hostdev-harness/leases")

@@ -1,5 +1,5 @@
 """Network devices of SR-IOV NICs: a PCI function's netdev names, the VFs' MAC and VLAN as their PF reports
-them, and a netdev's link state as a change.
+them, and a netdev's link state (readers; the link state as a change is :mod:`harness.changes.link_state`).
 
 libvirt sets a VF's MAC and VLAN through its PF (netlink IFLA_VF_MAC / IFLA_VF_VLAN), so that is where a
 person looks: ``ip link show <pf>`` prints one ``vf N`` line per VF. ``ip -j`` gives the same as JSON.
@@ -13,18 +13,19 @@ import json
 import subprocess
 from dataclasses import dataclass
 
-from harness.changes import Change, ChangeContext, ChangeError
+from harness.errors import HostStateError
 from harness.host.critical import pci_ancestor
 from harness.host.root import HostRoot
+from harness.host.sysfs import pci_path
 from harness.xml.address import PciAddress
 
 IFF_UP = 0x1
 NO_MAC = "00:00:00:00:00:00"  # what igb reports for a VF whose MAC the PF never set
 
 
-def netdev_names(root: HostRoot, address: str | PciAddress) -> tuple[str, ...]:
-    """The netdevs a PCI function's driver made (``/sys/bus/pci/devices/<bdf>/net/``); none without a driver."""
-    return tuple(sorted(root.listdir(f"/sys/bus/pci/devices/{address}/net")))
+def netdev_names(root: HostRoot, address: PciAddress) -> tuple[str, ...]:
+    """The netdevs a PCI function's driver made (the ``net/`` folder of its sysfs node); none without a driver."""
+    return tuple(sorted(root.listdir(pci_path(address, "net"))))
 
 
 def netdev_function(root: HostRoot, netdev: str) -> PciAddress | None:
@@ -35,13 +36,13 @@ def netdev_function(root: HostRoot, netdev: str) -> PciAddress | None:
     return bdf
 
 
-def vf_index(root: HostRoot, pf: str | PciAddress, vf: str | PciAddress) -> int:
+def vf_index(root: HostRoot, pf: PciAddress, vf: PciAddress) -> int:
     """N of the PF's ``virtfnN`` link that points at ``vf``: the number ``ip link`` shows as ``vf N``."""
-    base = f"/sys/bus/pci/devices/{pf}"
+    base = pci_path(pf)
     for name in root.listdir(base):
         if name.startswith("virtfn") and root.link_name(f"{base}/{name}") == str(vf):
             return int(name[len("virtfn") :])
-    raise ChangeError(f"{vf} is not a VF of {pf} (ls -l {base}/virtfn*)")
+    raise HostStateError(f"{vf} is not a VF of {pf} (ls -l {base}/virtfn*)")
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,9 @@ def vf_links(pf_netdev: str) -> dict[int, VfLink]:
             ["ip", "-j", "link", "show", "dev", pf_netdev], capture_output=True, text=True, check=False
         )
     except OSError as exc:
-        raise ChangeError(f"`ip` did not run: {exc} (iproute2 is needed to read VF MACs)") from None
+        raise HostStateError(f"`ip` did not run: {exc} (iproute2 is needed to read VF MACs)") from None
     if done.returncode != 0:
-        raise ChangeError(f"`ip -j link show {pf_netdev}` exited {done.returncode}: {done.stderr.strip()}")
+        raise HostStateError(f"`ip -j link show {pf_netdev}` exited {done.returncode}: {done.stderr.strip()}")
     return parse_vf_links(done.stdout)
 
 
@@ -85,52 +86,5 @@ def parse_vf_links(ip_json: str) -> dict[int, VfLink]:
 def link_is_up(root: HostRoot, netdev: str) -> bool:
     flags = root.read_stripped(f"/sys/class/net/{netdev}/flags")
     if flags is None:
-        raise ChangeError(f"no netdev {netdev} (ip link show {netdev})")
+        raise HostStateError(f"no netdev {netdev} (ip link show {netdev})")
     return bool(int(flags, 16) & IFF_UP)
-
-
-@dataclass(frozen=True)
-class LinkState(Change, kind="link_state"):
-    """``ip link set dev X up|down``; undone by the old state."""
-
-    netdev: str
-    before: bool
-    up: bool
-
-    @classmethod
-    def of(cls, root: HostRoot, netdev: str, *, up: bool) -> LinkState:
-        return cls(netdev, link_is_up(root, netdev), up)
-
-    def describe(self) -> str:
-        return f"set link {self.netdev} {'up' if self.up else 'down'}"
-
-    def reproduce(self) -> str:
-        return f"ip link set dev {self.netdev} {'up' if self.up else 'down'}"
-
-    def _set(self, up: bool) -> None:
-        word = "up" if up else "down"
-        done = subprocess.run(
-            ["ip", "link", "set", "dev", self.netdev, word], capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            raise ChangeError(
-                f"`ip link set dev {self.netdev} {word}` exited {done.returncode}: {done.stderr.strip()}"
-            )
-
-    def apply(self, context: ChangeContext) -> None:
-        self._set(self.up)
-
-    def verify(self, context: ChangeContext) -> None:
-        if link_is_up(context.root, self.netdev) != self.up:
-            raise ChangeError(
-                f"{self.netdev} is not {'up' if self.up else 'down'} after `{self.reproduce()}` "
-                f"(ip link show {self.netdev})"
-            )
-
-    def undo(self, context: ChangeContext) -> str:
-        if not context.root.exists(f"/sys/class/net/{self.netdev}"):
-            return f"{self.netdev} is gone"
-        if link_is_up(context.root, self.netdev) == self.before:
-            return f"{self.netdev} is {'up' if self.before else 'down'} already"
-        self._set(self.before)
-        return f"set link {self.netdev} {'up' if self.before else 'down'} again"
