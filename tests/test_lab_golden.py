@@ -21,6 +21,7 @@ from harness.lab.l1_qemu import L1Qemu, QemuBinary
 from harness.lab.qemu import Ports, RuntimePaths, build_machine, wanted_models
 from harness.lab.spec import load_spec
 
+CHECKOUT = Path(__file__).resolve().parents[1]
 LABS = Path(__file__).resolve().parents[1] / "fixtures" / "labs"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "lab"
 MODELS_72 = frozenset(
@@ -62,7 +63,12 @@ def _render(spec_file: str, models: frozenset[str], tmp_path: Path) -> str:
         **{name: (paths.state_dir / name).read_text() for name in GUEST_FILES},
     }
     text = "".join(f"=== {title}\n{body.rstrip()}\n" for title, body in sections.items())
-    return text.replace(str(tmp_path), "<tmp>").replace(sys.executable, "<python>")
+    # The checkout's own path (the L1 agent script) differs per clone: golden files name it <checkout>.
+    return (
+        text.replace(str(tmp_path), "<tmp>")
+        .replace(sys.executable, "<python>")
+        .replace(str(CHECKOUT), "<checkout>")
+    )
 
 
 @pytest.mark.parametrize("qemu", sorted(QEMUS))
