@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +118,8 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
-    from harness.changes import ChangeContext, orphaned, recover
-    from harness.host.root import HostRoot
+    from harness.changes import orphaned, recover_host
     from harness.journal import DEFAULT_JOURNAL, ChangeJournal
-    from harness.libvirt.daemon import connected
 
     if args.journal is not None and not args.journal.strip():
         # An empty --journal must not silently mean the system journal.
@@ -149,10 +146,7 @@ def _restore(args: argparse.Namespace) -> int:
     if not dead:
         print(f"nothing to restore ({journal.path})")
         return EXIT_READY
-    with ExitStack() as stack:  # libvirt only if an entry needs it (a VF count does not)
-        context = ChangeContext(HostRoot("/"), lambda: stack.enter_context(connected(args.uri)))
-        recovery = recover(journal, context)
-    for line in recovery.undone:
+    for line in recover_host(journal, args.uri).undone:
         print(f"restored: {line}")
     return EXIT_READY
 

@@ -38,7 +38,7 @@ from harness.libvirt.hotplug import (
     vfio_nodes,
 )
 from harness.netdevs import LinkState, netdev_names, reproduce_vf_links, vf_index, vf_links
-from harness.plugin import allowlist, collected_devices
+from harness.plugin.devices import allowlist, collected_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType
 from harness.xml.guest import GuestMachine, q35_root_ports

@@ -22,7 +22,7 @@ from harness.host.host import Host
 from harness.host.pci import PciDevice, nodedev_name
 from harness.leases import GroupLeases
 from harness.netdevs import netdev_names
-from harness.plugin import allowlist, collected_devices
+from harness.plugin.devices import allowlist, collected_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import DomainType
 from harness.xml.nodedev import NodeDevice
