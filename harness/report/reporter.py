@@ -159,11 +159,7 @@ class HarnessReporter:
             warnings = sum(1 for check in report["checks"] if check["verdict"] == "WARN")
             xml.add_global_property("harness.warnings", str(warnings))
             self.junit_path = Path(self.config.option.xmlpath).absolute()
-        checks = [as_dict(r.properties) for r in records if any(n == CHECK for n, _ in r.properties)]
-        devices = [
-            as_dict(r.properties) for r in records if any(n == "harness.assignable" for n, _ in r.properties)
-        ]
-        self.summary = render_summary(host, checks, devices, report)
+        self.summary = render_summary(report)
         folder = self.folder
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in (
