@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +120,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     from harness.changes.journal import DEFAULT_JOURNAL, ChangeJournal
-    from harness.changes.protocol import ChangeContext, orphaned, recover
-    from harness.host.root import HostRoot
-    from harness.libvirt.daemon import connected
+    from harness.changes.protocol import orphaned, recover_host
 
     if args.journal is not None and not args.journal.strip():
         # An empty --journal must not silently mean the system journal.
@@ -150,10 +147,7 @@ def _restore(args: argparse.Namespace) -> int:
     if not dead:
         print(f"nothing to restore ({journal.path})")
         return EXIT_READY
-    with ExitStack() as stack:  # libvirt only if an entry needs it (a VF count does not)
-        context = ChangeContext(HostRoot("/"), lambda: stack.enter_context(connected(args.uri)))
-        recovery = recover(journal, context)
-    for line in recovery.undone:
+    for line in recover_host(journal, args.uri).undone:
         print(f"restored: {line}")
     return EXIT_READY
 

@@ -24,7 +24,8 @@ from harness.changes.protocol import HostChanges
 from harness.guest.image import GUEST_IMAGE_ENV, GuestImage
 from harness.guest.machine import AnsweringGuest, answering_guest_machine
 from harness.guest.protocol import GuestConsole, fresh_serial_log
-from harness.plugin import allowlist
+from harness.plugin.devices import allowlist
+from harness.plugin.options import options
 from harness.xml.domain import DomainType
 
 if __package__ and __package__ != "suites":  # installed: make ``from suites.steps import ...`` work
@@ -43,10 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "hostdev-harness: the suites need the harness plugin, which -p no:harness turned off; run without it"
         )
-    from harness.report.reporter import report_dir
-
     if config.option.xmlpath is None and not hasattr(config, "workerinput"):
-        config.option.xmlpath = str(report_dir(config) / "junit.xml")
+        config.option.xmlpath = str(options(config).report_dir / "junit.xml")
 
 
 @pytest.fixture
@@ -68,7 +67,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def harness_guest_image(pytestconfig: pytest.Config) -> GuestImage:
-    location = pytestconfig.getoption("harness_guest_image")
+    location = options(pytestconfig).guest_image
     if not location:
         pytest.skip(
             f"no answering guest image (--harness-guest-image or ${GUEST_IMAGE_ENV}; the lab sets it): "
@@ -103,6 +102,6 @@ def _answering_guest_boots_early(request: pytest.FixtureRequest, pytestconfig: p
     reported by those tests (pytest keeps a session fixture's error), never by an unrelated first test."""
     # An xdist worker collects every test but runs only some: it starts a guest only when one needs it.
     wanted = not hasattr(pytestconfig, "workerinput") and any(_is_hotplug(i) for i in request.session.items)
-    if wanted and allowlist(pytestconfig) and pytestconfig.getoption("harness_guest_image"):
+    if wanted and allowlist(pytestconfig) and options(pytestconfig).guest_image:
         with contextlib.suppress(Exception, pytest.skip.Exception, pytest.fail.Exception):
             request.getfixturevalue("harness_answering_guest")

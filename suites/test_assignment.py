@@ -30,7 +30,8 @@ from harness.host.pci import PciDevice
 from harness.host.vfio import prove_vfio
 from harness.libvirt.facts import read_node_device
 from harness.libvirt.guests import GUEST_PREFIX
-from harness.plugin import allowlist, collected_devices
+from harness.plugin.devices import allowlist, collected_devices
+from harness.plugin.options import options
 from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType
 from harness.xml.hostdev import PciHostdev
@@ -130,7 +131,7 @@ def test_detach_reattach_cycle(
     device = permitted(address, harness_guard, log.record_property)
     # Refusal comes first, so it is reported even where nothing could be changed (a snapshot).
     changes: HostChanges = request.getfixturevalue("harness_changes")
-    cycles = max(1, int(pytestconfig.getoption("harness_cycles")))
+    cycles = options(pytestconfig).cycles
     with harness_leases.hold([device]):
         nodes_before, fds_before = _vfio_nodes(), _fd_count("libvirtd")
         for _ in range(cycles):

@@ -41,7 +41,7 @@ from harness.host.processes import open_fd_count, qemu_pid, vfio_nodes
 from harness.host.root import HostRoot
 from harness.host.sysfs import pci_path
 from harness.libvirt.guests import guest_with_hostdevs
-from harness.plugin import allowlist, collected_devices
+from harness.plugin.devices import allowlist, collected_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import Domain, DomainType
 from harness.xml.guest import GuestMachine, q35_root_ports

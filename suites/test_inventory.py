@@ -13,7 +13,8 @@ import pytest
 from harness.changes.guard import DeviceGuard
 from harness.host.host import Host, open_host
 from harness.inventory import assess_device
-from harness.plugin import parametrize_allowlist
+from harness.plugin.devices import parametrize_allowlist
+from harness.plugin.options import options
 from harness.report.properties import device_properties
 from harness.xml.address import PciAddress
 
@@ -21,7 +22,7 @@ from harness.xml.address import PciAddress
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "device_address" in metafunc.fixturenames:
         # Opened as the harness_host fixture opens it (the plugin has checked the snapshot already).
-        with open_host(metafunc.config.getoption("harness_snapshot")) as host:
+        with open_host(options(metafunc.config).snapshot) as host:
             addresses = [device.address for device in host.pci]
         metafunc.parametrize("device_address", addresses, ids=[a.nodedev_name for a in addresses])
     if "allowed_address" in metafunc.fixturenames:

@@ -24,7 +24,7 @@ from harness.host.host import Host
 from harness.host.netdevs import netdev_names
 from harness.host.pci import PciDevice
 from harness.host.sysfs import pci_path
-from harness.plugin import allowlist, collected_devices
+from harness.plugin.devices import allowlist, collected_devices
 from harness.xml.address import PciAddress
 from harness.xml.domain import DomainType
 from harness.xml.nodedev import NodeDevice

@@ -81,12 +81,14 @@ def test_every_check_has_a_hint_when_not_passing() -> None:
 
 def test_a_nested_host_is_named_once_in_the_summary_and_per_check_in_evidence() -> None:
     from harness.report.properties import check_properties
+    from harness.report.run_report import TestRecord, build_report
     from harness.report.summary import render_summary
 
     host = Host.from_snapshot(FIXTURES / "synthetic-nested-qemu")
     assert host.virtual_machine is not None and host.virtual_machine.hypervisor == "QEMU"
-    checks = [dict(check_properties(result)) for result in run_all(host)]
-    summary = render_summary({"virtual_machine": host.virtual_machine.summary()}, checks, [])
+    records = [TestRecord(r.name, properties=list(check_properties(r))) for r in run_all(host)]
+    report = build_report(records, {"virtual_machine": host.virtual_machine.summary()}, [], None)
+    summary = render_summary(report)
     assert summary.count("this host is a virtual machine (QEMU") == 1, summary
     bare = Host.from_snapshot(FIXTURES / "synthetic-intel-iommu-on")
     assert bare.virtual_machine is None

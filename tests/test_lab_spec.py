@@ -407,7 +407,7 @@ def test_discovery_maps_topology_to_guest_bdfs(tmp_path: Path) -> None:
 
 
 def test_junit_host_properties_say_which_qemu_runs_l1(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.report.reporter import host_properties
+    from harness.lab.report_properties import lab_host_properties as host_properties
 
     monkeypatch.delenv(LAB_QEMU_ENV, raising=False)
     monkeypatch.delenv(LAB_SKIPPED_ENV, raising=False)

@@ -11,9 +11,10 @@ from typing import cast
 import pytest
 from lxml import etree
 
-from harness import plugin
 from harness.host.pci import PciDevice, enumerate_pci
 from harness.host.root import HostRoot
+from harness.plugin import devices
+from harness.plugin.options import HarnessOptions, options_key
 from harness.xml.address import PciAddress
 from tests.synthetic_hosts import FIXTURES
 
@@ -145,11 +146,12 @@ def test_the_suites_read_the_host_once_per_run(monkeypatch: pytest.MonkeyPatch) 
         reads.append(root)
         return enumerate_pci(root)
 
-    monkeypatch.setattr(plugin, "enumerate_pci", counted)
+    monkeypatch.setattr(devices, "enumerate_pci", counted)
     snapshot = str(FIXTURES / "synthetic-intel-iommu-on")
-    config = cast(pytest.Config, SimpleNamespace(stash=pytest.Stash(), getoption=lambda _name: snapshot))
-    first = plugin.collected_devices(config)
-    assert plugin.collected_devices(config) is first
+    config = cast(pytest.Config, SimpleNamespace(stash=pytest.Stash()))
+    config.stash[options_key] = HarnessOptions(snapshot=snapshot)
+    first = devices.collected_devices(config)
+    assert devices.collected_devices(config) is first
     assert len(reads) == 1, f"expected one enumeration per run, found {len(reads)}"
     address = PciAddress.from_bdf("0000:01:00.0")
     assert address in first and str(first[address].address) == "0000:01:00.0"

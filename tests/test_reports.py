@@ -334,3 +334,20 @@ def test_check_json_is_an_object_with_host_and_verdict_and_json_list_keeps_the_l
     assert document["host"]["hostname"] == "synthetic-grub-misspelled" and document["verdict"] == "FAIL"
     assert document["checks"] == outputs["--json-list"], "--json's checks differ from --json-list"
     assert [c["name"] for c in outputs["--json-list"]] == list(PREPARATION_CHECKS)
+
+
+def test_the_lab_plugin_adds_its_host_properties_through_the_harness_hook(tmp_path: Path) -> None:
+    """Inside L1 the lab names ``harness.lab.report_properties`` in PYTEST_PLUGINS: its properties reach
+    report.json and junit.xml through ``pytest_harness_host_properties``, and the reporter imports no lab."""
+    from harness.lab.paths import LAB_QEMU_ENV
+
+    qemu = "QEMU 10.0.13 (fetched): the machine's QEMU 7.2.22 has no igb"
+    env = {**os.environ, "PYTEST_PLUGINS": "harness.lab.report_properties", LAB_QEMU_ENV: qemu}
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "suites/test_preparation.py"]
+    argv += [f"--harness-snapshot={WARN_HOST}", f"--harness-report-dir={tmp_path}"]
+    result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert json.loads((tmp_path / "report.json").read_text())["host"]["lab_l1_qemu"] == qemu
+    junit = etree.parse(str(tmp_path / "junit.xml")).getroot()
+    found = {p.get("name"): p.get("value") for p in junit.iter("property")}
+    assert found.get("lab_l1_qemu") == qemu, found

@@ -16,7 +16,7 @@ import dataclasses
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -242,3 +242,15 @@ def recover(journal: ChangeJournal, context: ChangeContext) -> Recovery:
     journal.compact()
     held = [f"{entry.kind} held by {entry.owner}: {entry.change}" for entry in live]
     return Recovery(undone, held)
+
+
+def recover_host(journal: ChangeJournal, uri: str) -> Recovery:
+    """The one recovery of this machine, for the plugin (orphans at session start and end) and
+    ``hostdev-harness restore``: undo what owners that are gone left; libvirt at ``uri`` only if an entry needs it."""
+    from harness.libvirt.daemon import connected  # a VF count needs no libvirt: none is opened for it
+
+    dead, _live = orphaned(journal)
+    if not dead:
+        return Recovery([], [])
+    with ExitStack() as stack:
+        return recover(journal, ChangeContext(HostRoot("/"), lambda: stack.enter_context(connected(uri))))

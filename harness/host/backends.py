@@ -19,13 +19,8 @@ from typing import Any, Protocol
 from harness.errors import HarnessInputError
 from harness.host.kvm import KvmProbe, probe_kvm
 from harness.host.root import HostRoot
-from harness.libvirt.connection import (
-    DEFAULT_URI,
-    LibvirtUnavailableError,
-    answers,
-    is_local_system_uri,
-    open_connection,
-)
+from harness.libvirt.connection import DEFAULT_URI, LibvirtUnavailableError, open_connection
+from harness.libvirt.daemon import private_libvirtd_for
 from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
 from harness.progress import Progress
 
@@ -210,14 +205,9 @@ class LiveBackend:
     def libvirt_facts(self) -> LibvirtFacts:
         if self._libvirt_facts is not None:
             return self._libvirt_facts()
-        uri = self.uri
-        if is_local_system_uri(uri) and not answers(uri):
-            from harness.libvirt.daemon import private_libvirtd
-
-            with Progress(f"starting a private libvirtd because none answers at {uri}") as step:
-                daemon = self._resources.enter_context(private_libvirtd())
-                step.done(f"private libvirtd at {daemon.uri}")
-            uri = daemon.uri
+        announce = f"starting a private libvirtd because none answers at {self.uri}"
+        daemon = self._resources.enter_context(private_libvirtd_for(self.uri, lambda: Progress(announce)))
+        uri = daemon.uri if daemon else self.uri
         try:
             connection = open_connection(uri)
         except LibvirtUnavailableError as exc:

@@ -106,6 +106,7 @@ class LabState:
             "HOSTDEV_LAB": self.name,
             LAB_QEMU_ENV: self.l1_qemu_text,
             "LIBVIRT_DEFAULT_URI": "qemu:///system",
+            "PYTEST_PLUGINS": "harness.lab.report_properties",  # the lab's host properties in the reports
         }
         if self.guest_image:
             env[GUEST_IMAGE_ENV] = self.guest_image

@@ -16,15 +16,19 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import libvirt
 
 from harness.errors import HarnessEnvironmentError
 from harness.libvirt.connection import answers, is_local_system_uri, open_connection
+
+if TYPE_CHECKING:
+    from harness.progress import Progress
 
 # Directories libvirtd writes to; a private daemon gets its own copy of each, bind-mounted in place.
 LIBVIRT_DIRS = ("/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt")
@@ -217,18 +221,29 @@ def private_libvirtd(state_dir: Path | None = None, timeout: float = 30.0) -> It
 
 
 @contextmanager
+def private_libvirtd_for(
+    uri: str, starting: Callable[[], AbstractContextManager[Progress | None]] = nullcontext
+) -> Iterator[PrivateLibvirtd | None]:
+    """Which libvirt a run talks to, decided in this one place: None when ``uri`` is not this machine's system
+    URI or a libvirtd answers there (talk to ``uri``); else a private libvirtd, started for the run (inside
+    ``starting``: a progress line, told where the daemon listens) and stopped on exit."""
+    if not is_local_system_uri(uri) or answers(uri):
+        yield None
+        return
+    with ExitStack() as stack:
+        with starting() as step:
+            daemon = stack.enter_context(private_libvirtd())
+            if step is not None:
+                step.done(f"private libvirtd at {daemon.uri}")
+        yield daemon
+
+
+@contextmanager
 def connected(uri: str) -> Iterator[libvirt.virConnect]:
     """A connection to ``uri``; on this machine's system URI with no libvirtd answering, a private one's."""
-    if is_local_system_uri(uri) and not answers(uri):
-        with private_libvirtd() as daemon:
-            connection = open_connection(daemon.uri)
-            try:
-                yield connection
-            finally:
-                connection.close()
-        return
-    connection = open_connection(uri)
-    try:
-        yield connection
-    finally:
-        connection.close()
+    with private_libvirtd_for(uri) as daemon:
+        connection = open_connection(daemon.uri if daemon else uri)
+        try:
+            yield connection
+        finally:
+            connection.close()

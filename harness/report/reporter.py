@@ -11,17 +11,15 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
+from typing import Protocol
 
 import pytest
-from _pytest.junitxml import xml_key
 
 from harness.checks.preparation import PREPARATION_CHECKS
 from harness.host.backends import read_manifest
 from harness.host.root import HostRoot
-from harness.lab.paths import LAB_QEMU_ENV, LAB_SKIPPED_ENV
 from harness.report.html import render_html
 from harness.report.junit import JENKINS_JUNIT, mark_warnings, write_jenkins_junit
 from harness.report.properties import CHECK, DEVICE, HOST_PREFIX, as_dict
@@ -65,17 +63,24 @@ def host_properties(snapshot: str | None = None) -> dict[str, str]:
         manifest = read_manifest(snapshot)
         properties["snapshot_captured_at"] = str(manifest.get("captured_at") or "not recorded")
         properties["snapshot_captured_by"] = str(manifest.get("captured_by") or "not recorded")
-    # Inside the nested host: which QEMU runs it and why, and which planned devices it lacks and why.
-    for name, variable in (("lab_l1_qemu", LAB_QEMU_ENV), ("lab_skipped_devices", LAB_SKIPPED_ENV)):
-        if value := os.environ.get(variable):
-            properties[name] = value
     return properties
 
 
-def report_dir(config: pytest.Config) -> Path:
-    """The one folder every report of a run goes to: ``--harness-report-dir``, else ``<rootdir>/reports``."""
-    chosen = config.getoption("harness_report_dir", None)
-    return Path(chosen).absolute() if chosen else config.rootpath / "reports"
+class _SuiteProperties(Protocol):
+    """pytest's JUnit writer, as far as the reporter uses it: properties on the test suite."""
+
+    def add_global_property(self, name: str, value: object) -> None: ...
+
+
+def _junit_writer(config: pytest.Config) -> _SuiteProperties | None:
+    """The JUnit writer pytest's junitxml plugin registered for ``--junitxml`` (None without one), found
+    through the public plugin manager rather than junitxml's private stash key."""
+    if not config.option.xmlpath:
+        return None
+    for plugin in config.pluginmanager.get_plugins():
+        if callable(getattr(plugin, "add_global_property", None)) and not isinstance(plugin, type):
+            return plugin  # type: ignore[no-any-return]
+    return None
 
 
 def _collected_harness_tests(session: pytest.Session) -> bool:
@@ -88,8 +93,10 @@ def _collected_harness_tests(session: pytest.Session) -> bool:
 class HarnessReporter:
     """Collects verdicts from test reports (which carry user_properties across xdist) and reports them."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, folder: Path, snapshot: str | None) -> None:
         self.config = config
+        self.folder = folder
+        self.snapshot = snapshot
         self.records: dict[str, TestRecord] = {}
         self.host: dict[str, str] = {}
         self.summary: str | None = None
@@ -125,8 +132,13 @@ class HarnessReporter:
         # report of an earlier run left in the folder must not stand for this one.
         if not self._has_verdicts() and not (interrupted and _collected_harness_tests(session)):
             return
-        snapshot = self.config.getoption("harness_snapshot", None)
-        host = {**host_properties(snapshot), **self.host}
+        snapshot = self.snapshot
+        # After the harness's own, what other plugins add (the lab's, inside a nested host).
+        extra = [
+            found for found in self.config.hook.pytest_harness_host_properties(config=self.config) if found
+        ]
+        host = {**host_properties(snapshot), **{k: v for found in extra for k, v in found.items()}}
+        host.update(self.host)
         command = ["pytest", *sys.argv[1:]] if "pytest" in Path(sys.argv[0]).name else list(sys.argv)
         records = list(self.records.values())
         report = build_report(
@@ -138,7 +150,7 @@ class HarnessReporter:
             interrupted=interrupted,
         )
         report["restored"] = list(self.restored)
-        xml = self.config.stash.get(xml_key, None)
+        xml = _junit_writer(self.config)
         if xml is not None:
             for name, value in host.items():
                 xml.add_global_property(name, value)
@@ -147,12 +159,8 @@ class HarnessReporter:
             warnings = sum(1 for check in report["checks"] if check["verdict"] == "WARN")
             xml.add_global_property("harness.warnings", str(warnings))
             self.junit_path = Path(self.config.option.xmlpath).absolute()
-        checks = [as_dict(r.properties) for r in records if any(n == CHECK for n, _ in r.properties)]
-        devices = [
-            as_dict(r.properties) for r in records if any(n == "harness.assignable" for n, _ in r.properties)
-        ]
-        self.summary = render_summary(host, checks, devices, report)
-        folder = report_dir(self.config)
+        self.summary = render_summary(report)
+        folder = self.folder
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in (
             ("summary.txt", self.summary),
@@ -168,7 +176,7 @@ class HarnessReporter:
         if self.summary:
             terminalreporter.write_sep("=", "hostdev-harness summary")
             terminalreporter.write(self.summary)
-            reports = [*self.written, *([report_dir(self.config) / JENKINS_JUNIT] if self.junit_path else [])]
+            reports = [*self.written, *([self.folder / JENKINS_JUNIT] if self.junit_path else [])]
             terminalreporter.write_line("reports: " + " ".join(str(path) for path in reports))
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -176,4 +184,4 @@ class HarnessReporter:
         if self.junit_path is None or not self.junit_path.exists():
             return
         mark_warnings(self.junit_path)
-        write_jenkins_junit(self.junit_path, report_dir(config) / JENKINS_JUNIT)
+        write_jenkins_junit(self.junit_path, self.folder / JENKINS_JUNIT)

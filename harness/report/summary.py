@@ -6,8 +6,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.report.properties import CHECK, DEVICE
-
 _MARK = {"PASS": "PASS", "WARN": "WARN", "FAIL": "FAIL"}
 
 
@@ -19,12 +17,11 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
     ]
 
 
-def render_summary(
-    host_properties: dict[str, str],
-    checks: list[dict[str, str]],
-    devices: list[dict[str, str]],
-    report: Mapping[str, Any] | None = None,
-) -> str:
+def render_summary(report: Mapping[str, Any]) -> str:
+    """summary.txt, rendered from the run's one model: the report.json document (``build_report``)."""
+    host_properties: Mapping[str, str] = report["host"]
+    checks: Sequence[Mapping[str, Any]] = report["checks"]
+    devices: Sequence[Mapping[str, Any]] = report["devices"]
     lines = [
         f"hostdev-harness: {host_properties.get('hostname', '?')} ({host_properties.get('kernel', '?')})"
     ]
@@ -36,34 +33,33 @@ def render_summary(
         lines.append("")
         lines.append("Preparation checks")
         for check in checks:
-            title = check.get("harness.title", check[CHECK])
-            lines.append(f"{title:.<72}: {_MARK.get(check.get('harness.verdict', ''), '?')}")
-            if check.get("harness.verdict") != "PASS":
-                lines.append(f"    {check.get('harness.summary', '')}")
-                if check.get("harness.hint"):
-                    lines.append(f"    hint: {check['harness.hint']}")
+            title = check["title"] or check["name"]
+            lines.append(f"{title:.<72}: {_MARK.get(check['verdict'], '?')}")
+            if check["verdict"] != "PASS":
+                lines.append(f"    {check['summary']}")
+                if check["hint"]:
+                    lines.append(f"    hint: {check['hint']}")
     if devices:
         lines.append("")
         lines.append("PCI devices")
         rows = [
             (
-                d[DEVICE],
-                d.get("harness.nodedev", ""),
-                d.get("harness.driver", ""),
-                d.get("harness.iommu_group", ""),
-                d.get("harness.sriov", ""),
-                d.get("harness.assignable", ""),
-                d.get("harness.reasons", ""),
+                d["address"],
+                d["nodedev"],
+                d["driver"] or "",
+                "none" if d["iommu_group"] is None else str(d["iommu_group"]),
+                d["sriov"],
+                d["assignable"],
+                d["reasons"],
             )
-            for d in sorted(devices, key=lambda d: d[DEVICE])
+            for d in devices  # sorted by address in the model
         ]
         lines += _table(rows, ("address", "libvirt name", "driver", "group", "SR-IOV", "verdict", "why"))
-    if report is not None:
-        lines.append("")
-        lines.append(f"Run {report.get('run_id', '?')} at {report.get('generated_at', '?')}")
-        if report.get("not_run"):
-            lines.append(f"Not run: {', '.join(report['not_run'])}")
-        lines.append(verdict_line(report))
+    lines.append("")
+    lines.append(f"Run {report.get('run_id', '?')} at {report.get('generated_at', '?')}")
+    if report.get("not_run"):
+        lines.append(f"Not run: {', '.join(report['not_run'])}")
+    lines.append(verdict_line(report))
     return "\n".join(lines) + "\n"
 
 

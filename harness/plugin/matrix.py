@@ -13,20 +13,7 @@ from collections.abc import Hashable
 
 import pytest
 
-MATRIX_MODES = ("full", "cover")
-matrix_key = pytest.StashKey[str]()
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("harness", "hostdev-harness: PCI device assignment validation")
-    group.addoption(
-        "--harness-matrix",
-        default=None,
-        choices=MATRIX_MODES,
-        help="full: every test on every allowlisted device (default); cover: each test once and each device "
-        "at least once (ini harness_matrix)",
-    )
-    parser.addini("harness_matrix", "full or cover: how much of a test × device matrix runs", default="full")
+from harness.plugin.options import options
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,12 +22,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "harness_matrix(axis): the parameter whose values are devices; --harness-matrix=cover runs each test "
         "once and each device at least once",
     )
-    mode = config.getoption("harness_matrix") or str(config.getini("harness_matrix"))
-    if mode not in MATRIX_MODES:
-        raise pytest.UsageError(
-            f"hostdev-harness: harness_matrix = {mode!r}: use one of {', '.join(MATRIX_MODES)}"
-        )
-    config.stash[matrix_key] = mode
 
 
 def _axis(item: pytest.Item) -> str | None:
@@ -91,7 +72,7 @@ def covering_selection(items: list[pytest.Item]) -> list[pytest.Item]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.stash.get(matrix_key, "full") != "cover":
+    if options(config).matrix != "cover":
         return
     selected = covering_selection(items)
     if len(selected) == len(items):
@@ -102,7 +83,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
-    if config.stash.get(matrix_key, "full") != "cover":
+    if options(config).matrix != "cover":
         return None
     return (
         "hostdev-harness: --harness-matrix=cover: each test once and each device at least once "
