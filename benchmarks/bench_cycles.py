@@ -33,13 +33,14 @@ from harness.changes.protocol import ChangeContext, HostChanges
 from harness.changes.driver_detach import DriverDetach
 from harness.changes.guard import DeviceGuard
 from harness.host.host import Host
+from harness.opening import open_host
 from harness.host.pci import parse_pci_address
 from harness.changes.journal import ChangeJournal, Owner
 from harness.libvirt.connection import open_connection
 
 cycles, rounds = int(sys.argv[1]), int(sys.argv[2])
 allowed = [parse_pci_address(a) for a in os.environ["HARNESS_ALLOW"].split(",")]
-host = Host.local()
+host = open_host()
 device = next(host.pci.get(a) for a in allowed if host.pci.get(a).driver == "e1000e")
 connection = open_connection("qemu:///system")
 changes = HostChanges(ChangeContext(host.root, lambda: connection),

@@ -34,6 +34,7 @@ from harness.changes.protocol import ChangeContext, HostChanges
 from harness.changes.sriov import VfAutoprobe, VfCount
 from harness.changes.guard import DeviceGuard
 from harness.host.host import Host
+from harness.opening import open_host
 from harness.host.pci import parse_pci_address
 from harness.changes.journal import ChangeJournal, Owner
 from harness.libvirt.connection import open_connection
@@ -47,7 +48,7 @@ from harness.xml.interface import NetworkInterface
 
 count, rounds = int(sys.argv[1]), int(sys.argv[2])
 allowed = [parse_pci_address(a) for a in os.environ["HARNESS_ALLOW"].split(",")]
-host = Host.local()
+host = open_host()
 pf = next(host.pci.get(a) for a in allowed if host.pci.get(a).is_sriov_pf and netdev_names(host.root, a))
 netdev = netdev_names(host.root, pf.address)[0]
 connection = open_connection("qemu:///system")

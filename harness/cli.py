@@ -18,10 +18,11 @@ from harness.checks.preparation import NEEDS_LIBVIRT, PREPARATION_CHECKS, CheckP
 from harness.checks.result import CheckResult, Verdict
 from harness.command import OneLineParser, StoreOnce, run_command
 from harness.errors import EXIT_NOT_READY, EXIT_READY, HarnessError, HarnessInputError
-from harness.host.host import Host, open_host
+from harness.host.host import Host
 from harness.host.pci import parse_pci_address
 from harness.inventory import assess_all
 from harness.libvirt.connection import DEFAULT_URI
+from harness.opening import open_host
 from harness.report.summary import check_counts
 from harness.xml.address import PciAddress
 

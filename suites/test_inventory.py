@@ -11,8 +11,9 @@ from collections.abc import Callable
 import pytest
 
 from harness.changes.guard import DeviceGuard
-from harness.host.host import Host, open_host
+from harness.host.host import Host
 from harness.inventory import assess_device
+from harness.opening import open_host
 from harness.plugin.devices import parametrize_allowlist
 from harness.plugin.options import options
 from harness.report.properties import device_properties

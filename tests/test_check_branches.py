@@ -12,7 +12,7 @@ import pytest
 
 from harness.checks.preparation import PREPARATION_CHECKS, CheckPlan, run_all, run_check
 from harness.checks.result import CheckResult, Verdict
-from harness.host.host import Host
+from harness.opening import open_host
 from tests.synthetic_hosts import (
     ECAP_WITH_INTREMAP,
     ECAP_WITHOUT_INTREMAP,
@@ -36,7 +36,7 @@ def _check(
 ) -> CheckResult:
     host = replace(base, name="t", **changes)
     write_host(host, tmp_path / "t")
-    return run_check(name, Host.from_snapshot(tmp_path / "t"), plan)
+    return run_check(name, open_host(tmp_path / "t"), plan)
 
 
 def _expect(result: CheckResult, verdict: str, summary: str, hint: str | None = None) -> None:
@@ -343,7 +343,7 @@ def test_results_serialize_whole() -> None:
 
 def test_run_all_runs_every_check_with_the_plan(tmp_path: Path) -> None:
     write_host(replace(HEALTHY, name="t"), tmp_path / "t")
-    host = Host.from_snapshot(tmp_path / "t")
+    host = open_host(tmp_path / "t")
     results = run_all(host, CheckPlan(planned_devices=10**6))
     assert [r.name for r in results] == list(PREPARATION_CHECKS)
     assert {r.name: str(r.verdict) for r in results}["limits"] == "FAIL", "run_all must pass the plan on"
@@ -516,7 +516,7 @@ def test_iommu_firmware_names_every_table_and_unit(tmp_path: Path) -> None:
     host = replace(HEALTHY, name="t", vendor="none", groups=False)
     write_host(host, tmp_path / "b")
     shutil.rmtree(tmp_path / "b/sys/firmware/acpi/tables")  # no ACPI at all (a direct kernel boot without it)
-    bare = run_check("iommu_firmware", Host.from_snapshot(tmp_path / "b"))
+    bare = run_check("iommu_firmware", open_host(tmp_path / "b"))
     assert bare.evidence == ["/sys/firmware/acpi/tables: empty", "/sys/class/iommu: empty"], bare.explain()
 
 
@@ -646,7 +646,7 @@ def test_without_iommu_units_the_kernel_log_decides(dmesg: list[str], verdict: s
     """No /sys/class/iommu (an older kernel): only the kernel log says whether remapping came up."""
     write_host(replace(HEALTHY, name="t", dmesg=dmesg), tmp_path / "t")
     shutil.rmtree(tmp_path / "t/sys/class/iommu")
-    result = run_check("interrupt_remapping", Host.from_snapshot(tmp_path / "t"))
+    result = run_check("interrupt_remapping", open_host(tmp_path / "t"))
     _expect(result, verdict, "interrupt remapping is enabled" if verdict == "PASS" else "not supported")
 
 

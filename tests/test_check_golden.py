@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.checks.preparation import CheckPlan, run_all, run_check
-from harness.host.host import Host
+from harness.opening import open_host
 from tests.synthetic_hosts import FIXTURES, write_host
 from tests.test_check_branches import CASES, HEALTHY
 
@@ -35,7 +35,7 @@ def _compare(name: str, text: str) -> None:
 
 @pytest.mark.parametrize("snapshot", SNAPSHOTS, ids=[path.name for path in SNAPSHOTS])
 def test_check_output_of_each_snapshot(snapshot: Path) -> None:
-    results = run_all(Host.from_snapshot(snapshot), CheckPlan(planned_devices=2, guest_memory_mib=2048))
+    results = run_all(open_host(snapshot), CheckPlan(planned_devices=2, guest_memory_mib=2048))
     _compare(f"checks/{snapshot.name}.txt", "\n".join(result.explain() for result in results) + "\n")
 
 
@@ -44,5 +44,5 @@ def test_check_output_of_each_branch(tmp_path: Path) -> None:
     for index, (check, changes, *_rest) in enumerate(CASES):
         write_host(replace(HEALTHY, name="t", **changes), tmp_path / str(index))
         lines.append(f"## {index} {check} {sorted(changes)}")
-        lines.append(run_check(check, Host.from_snapshot(tmp_path / str(index))).explain())
+        lines.append(run_check(check, open_host(tmp_path / str(index))).explain())
     _compare("checks/branches.txt", "\n".join(lines) + "\n")

@@ -12,7 +12,7 @@ import pytest
 
 from harness.checks.preparation import run_all, run_check
 from harness.checks.result import CheckResult, Verdict
-from harness.host.host import Host
+from harness.opening import open_host
 from tests.synthetic_hosts import FIXTURES, write_host
 from tests.test_check_branches import CASES, HEALTHY
 
@@ -52,7 +52,7 @@ def test_every_snapshot_is_covered() -> None:
 
 @pytest.mark.parametrize("snapshot", SNAPSHOTS, ids=[path.name for path in SNAPSHOTS])
 def test_no_pass_on_a_snapshot_says_it_will_not_work(snapshot: Path) -> None:
-    for result in run_all(Host.from_snapshot(snapshot)):
+    for result in run_all(open_host(snapshot)):
         found = _contradictions(result)
         assert not found, (
             f"{snapshot.name}: {result.name} is PASS, yet says it will not work: {found}\n{result.explain()}"
@@ -62,7 +62,7 @@ def test_no_pass_on_a_snapshot_says_it_will_not_work(snapshot: Path) -> None:
 def test_no_pass_in_a_branch_case_says_it_will_not_work(tmp_path: Path) -> None:
     for index, (check, changes, *_rest) in enumerate(CASES):
         write_host(replace(HEALTHY, name="t", **changes), tmp_path / str(index))
-        result = run_check(check, Host.from_snapshot(tmp_path / str(index)))
+        result = run_check(check, open_host(tmp_path / str(index)))
         found = _contradictions(result)
         assert not found, (
             f"case {index} {check} {sorted(changes)}: PASS, yet says {found}\n{result.explain()}"
@@ -72,7 +72,7 @@ def test_no_pass_in_a_branch_case_says_it_will_not_work(tmp_path: Path) -> None:
 def test_without_caching_mode_the_evidence_says_what_works_and_what_does_not() -> None:
     """Measured in the lab (shared/lab-findings.md, 2026-12-02): emulated devices work through vfio behind an
     emulated VT-d with caching-mode=off; only the outer host's own devices need caching mode."""
-    host = Host.from_snapshot(FIXTURES / "synthetic-nested-no-caching-mode")
+    host = open_host(FIXTURES / "synthetic-nested-no-caching-mode")
     results = {result.name: result for result in run_all(host)}
     for name in ("iommu_firmware", "iommu_kernel", "interrupt_remapping"):
         note = next(line for line in results[name].evidence if "Caching Mode" in line)

@@ -16,6 +16,7 @@ from harness.changes.sriov import VfAutoprobe, VfCount
 from harness.host.host import Host
 from harness.host.pci import parse_pci_address
 from harness.libvirt.networks import vf_pool
+from harness.opening import open_host
 from harness.xml.address import PciAddress
 from tests.synthetic_hosts import FIXTURES
 
@@ -24,7 +25,7 @@ VIRTIO = FIXTURES / "debian12-virtio"
 
 
 def test_host_critical_is_refused_even_when_allowlisted() -> None:
-    guard = DeviceGuard(Host.from_snapshot(VIRTIO), [PciAddress.from_bdf("0000:00:03.0")])
+    guard = DeviceGuard(open_host(VIRTIO), [PciAddress.from_bdf("0000:00:03.0")])
     with pytest.raises(
         DeviceRefusedError, match=r"0000:00:03.0 is host-critical: it carries the default route \(eth0\)"
     ):
@@ -33,23 +34,23 @@ def test_host_critical_is_refused_even_when_allowlisted() -> None:
 
 
 def test_allowlist_is_the_only_way_in() -> None:
-    guard = DeviceGuard(Host.from_snapshot(INTEL), [PciAddress.from_bdf("0000:01:00.0")])
+    guard = DeviceGuard(open_host(INTEL), [PciAddress.from_bdf("0000:01:00.0")])
     assert guard.permit(PciAddress.from_bdf("0000:01:00.0")).driver == "igb"
     assert "not on the allowlist" in (guard.refusal(PciAddress.from_bdf("0000:00:1c.0")) or "")
 
 
 def test_unknown_and_malformed_devices_are_named() -> None:
-    guard = DeviceGuard(Host.from_snapshot(INTEL), [])
+    guard = DeviceGuard(open_host(INTEL), [])
     assert (
         guard.refusal(PciAddress.from_bdf("0000:09:00.0")) == "0000:09:00.0 is not a PCI device of this host"
     )
     with pytest.raises(ValueError, match="not a PCI address"):
-        DeviceGuard(Host.from_snapshot(INTEL), [parse_pci_address("eth0")])
+        DeviceGuard(open_host(INTEL), [parse_pci_address("eth0")])
 
 
 def test_refuse_list_makes_a_device_critical() -> None:
     guard = DeviceGuard(
-        Host.from_snapshot(INTEL, refuse=(PciAddress.from_bdf("0000:01:00.0"),)),
+        open_host(INTEL, refuse=(PciAddress.from_bdf("0000:01:00.0"),)),
         [PciAddress.from_bdf("0000:01:00.0")],
     )
     assert "refuse list" in (guard.refusal(PciAddress.from_bdf("0000:01:00.0")) or "")
@@ -63,7 +64,7 @@ def _writable_copy(tmp_path: Path) -> Path:
 
 
 def test_vf_count_out_of_range_changes_nothing(tmp_path: Path) -> None:
-    host = Host.from_snapshot(_writable_copy(tmp_path))
+    host = open_host(_writable_copy(tmp_path))
     with pytest.raises(ChangeError, match="offers 0 to 7 VFs, not 8; nothing was changed"):
         VfCount.of(host.root, host.pci.get(PciAddress.from_bdf("0000:01:00.0")), 8)
     with pytest.raises(ChangeError, match="is not an SR-IOV PF"):
@@ -87,7 +88,7 @@ def test_vf_count_out_of_range_changes_nothing(tmp_path: Path) -> None:
 def test_the_guard_refuses_before_anything_is_journaled(
     tmp_path: Path, make_change: Callable[[Host], Change], says: str
 ) -> None:
-    host = Host.from_snapshot(_writable_copy(tmp_path))
+    host = open_host(_writable_copy(tmp_path))
     journal = ChangeJournal(tmp_path / "journal.jsonl")
     changes = HostChanges(
         ChangeContext(host.root, _no_libvirt),
@@ -102,7 +103,7 @@ def test_the_guard_refuses_before_anything_is_journaled(
 
 def test_autoprobe_is_journaled_applied_verified_and_undone(tmp_path: Path) -> None:
     root = _writable_copy(tmp_path)
-    host = Host.from_snapshot(root)
+    host = open_host(root)
     pf_dir = root / "sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0"
     journal = ChangeJournal(tmp_path / "journal.jsonl")
     owner = Owner.this_process()

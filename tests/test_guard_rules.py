@@ -11,6 +11,7 @@ import pytest
 from harness.changes.guard import DeviceGuard, DeviceRefusedError
 from harness.host.host import Host
 from harness.host.pci import parse_pci_address
+from harness.opening import open_host
 from harness.xml.address import PciAddress
 from tests.synthetic_hosts import Pci, base_devices, synthetic_hosts, write_host
 
@@ -57,7 +58,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Host:
     healthy = next(h for h in synthetic_hosts() if h.name == "synthetic-intel-iommu-on")
     root = tmp_path_factory.mktemp("guard") / "host"
     write_host(replace(healthy, name="guard", devices=[*base_devices(), *EXTRA]), root)
-    return Host.from_snapshot(root, refuse=_addresses("0000:02:00.0"))
+    return open_host(root, refuse=_addresses("0000:02:00.0"))
 
 
 def _refused(host: Host, allow: list[str], address: str, because: str) -> None:
@@ -102,10 +103,10 @@ def test_a_host_critical_device_is_refused_even_when_allowlisted(host: Host) -> 
 
 
 def test_every_reason_and_every_critical_peer_is_named(host: Host) -> None:
-    refused = Host.from_snapshot(host.root.path, refuse=_addresses("0000:00:1f.6", "0000:02:00.0"))
+    refused = open_host(host.root.path, refuse=_addresses("0000:00:1f.6", "0000:02:00.0"))
     _refused(refused, [], "0000:00:1f.6", "carries the default route (eno1), is on the refuse list")
     _refused(refused, ["0000:00:1f.3"], "0000:00:1f.3", "with host-critical 0000:00:1f.6")
-    twice = Host.from_snapshot(host.root.path, refuse=_addresses("0000:00:1f.4"))
+    twice = open_host(host.root.path, refuse=_addresses("0000:00:1f.4"))
     _refused(twice, ["0000:00:1f.3"], "0000:00:1f.3", "with host-critical 0000:00:1f.4, 0000:00:1f.6")
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.checks.preparation import run_all
-from harness.host.host import Host
 from harness.inventory import assess_all
+from harness.opening import open_host
 from tests.synthetic_hosts import FIXTURES, synthetic_hosts, write_host
 
 SNAPSHOTS = sorted(path.parent for path in FIXTURES.glob("*/expected.json"))
@@ -18,7 +18,7 @@ SNAPSHOTS = sorted(path.parent for path in FIXTURES.glob("*/expected.json"))
 @pytest.mark.parametrize("snapshot", SNAPSHOTS, ids=[path.name for path in SNAPSHOTS])
 def test_snapshot_verdicts(snapshot: Path) -> None:
     expected = json.loads((snapshot / "expected.json").read_text())
-    host = Host.from_snapshot(snapshot)
+    host = open_host(snapshot)
     results = {result.name: result for result in run_all(host)}
     for name, verdict in expected.get("checks", {}).items():
         assert str(results[name].verdict) == verdict, (
@@ -74,7 +74,7 @@ def _entries(root: Path) -> dict[str, str]:
 
 def test_every_check_has_a_hint_when_not_passing() -> None:
     for snapshot in SNAPSHOTS:
-        for result in run_all(Host.from_snapshot(snapshot)):
+        for result in run_all(open_host(snapshot)):
             if str(result.verdict) != "PASS":
                 assert result.hint, f"{snapshot.name}: {result.name} is {result.verdict} without a hint"
 
@@ -84,12 +84,12 @@ def test_a_nested_host_is_named_once_in_the_summary_and_per_check_in_evidence() 
     from harness.report.run_report import TestRecord, build_report
     from harness.report.summary import render_summary
 
-    host = Host.from_snapshot(FIXTURES / "synthetic-nested-qemu")
+    host = open_host(FIXTURES / "synthetic-nested-qemu")
     assert host.virtual_machine is not None and host.virtual_machine.hypervisor == "QEMU"
     records = [TestRecord(r.name, properties=list(check_properties(r))) for r in run_all(host)]
     report = build_report(records, {"virtual_machine": host.virtual_machine.summary()}, [], None)
     summary = render_summary(report)
     assert summary.count("this host is a virtual machine (QEMU") == 1, summary
-    bare = Host.from_snapshot(FIXTURES / "synthetic-intel-iommu-on")
+    bare = open_host(FIXTURES / "synthetic-intel-iommu-on")
     assert bare.virtual_machine is None
     assert not any("nested host" in line for result in run_all(bare) for line in result.evidence)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.host.host import Host
 from harness.inventory import assess_all
+from harness.opening import open_host
 from tests.synthetic_hosts import FIXTURES, Pci, base_devices, write_host
 from tests.test_check_branches import AMD, HEALTHY
 
@@ -17,7 +17,7 @@ SNAPSHOTS = sorted(path.parent.parent for path in FIXTURES.glob("*/.harness/mani
 
 @pytest.mark.parametrize("snapshot", SNAPSHOTS, ids=[path.name for path in SNAPSHOTS])
 def test_not_active_is_said_only_where_the_kernel_made_no_groups(snapshot: Path) -> None:
-    host = Host.from_snapshot(snapshot)
+    host = open_host(snapshot)
     groups = host.kernel.iommu_group_count
     for assessment in assess_all(host):
         if assessment.device.iommu_group is not None:
@@ -33,7 +33,7 @@ def test_not_active_is_said_only_where_the_kernel_made_no_groups(snapshot: Path)
 
 
 def test_the_amd_iommu_function_on_the_lab_snapshot() -> None:
-    host = Host.from_snapshot(FIXTURES / "lab-amd-vi")
+    host = open_host(FIXTURES / "lab-amd-vi")
     iommu = next(a for a in assess_all(host) if str(a.device.address) == "0000:00:01.0")
     assert iommu.verdict == "not assignable"
     assert "is the IOMMU itself (class 0x080600)" in iommu.explain(), iommu.explain()
@@ -54,9 +54,7 @@ IOMMU_FUNCTION = Pci("0000:00:00.2", "pci0000:00/0000:00:00.2", "1022", "1481", 
 )
 def test_each_reason_for_no_group(base, groups: bool, device: Pci, reason: str, tmp_path: Path) -> None:
     write_host(replace(base, name="t", groups=groups, devices=[*base_devices(), device]), tmp_path / "t")
-    found = next(
-        a for a in assess_all(Host.from_snapshot(tmp_path / "t")) if str(a.device.address) == device.address
-    )
+    found = next(a for a in assess_all(open_host(tmp_path / "t")) if str(a.device.address) == device.address)
     assert found.device.iommu_group is None and reason in found.explain(), (
         f"expected {reason!r} for {device.address}, found: {found.explain()}"
     )

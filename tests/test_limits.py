@@ -11,6 +11,7 @@ import pytest
 
 from harness.checks.preparation import CheckPlan
 from harness.checks.result import CheckResult
+from harness.opening import open_host
 from tests.synthetic_hosts import BIG_LIMITS, DAEMON_PID
 from tests.test_check_branches import SESSION, SMALL_LIMITS, _check
 
@@ -135,7 +136,6 @@ def test_a_private_libvirtd_in_its_own_mount_namespace_is_not_the_hosts(tmp_path
     from dataclasses import replace
 
     from harness.checks.preparation import run_check
-    from harness.host.host import Host
     from tests.synthetic_hosts import write_host
     from tests.test_check_branches import HEALTHY
 
@@ -144,5 +144,5 @@ def test_a_private_libvirtd_in_its_own_mount_namespace_is_not_the_hosts(tmp_path
     (tmp_path / "t/proc/1/ns/mnt").symlink_to("mnt:[4026531840]")
     (tmp_path / f"t/proc/{DAEMON_PID}/ns").mkdir()
     (tmp_path / f"t/proc/{DAEMON_PID}/ns/mnt").symlink_to("mnt:[4026532999]")
-    result = run_check("limits", Host.from_snapshot(tmp_path / "t"))
+    result = run_check("limits", open_host(tmp_path / "t"))
     _says(result, "WARN", "no daemon of it found in /proc")

@@ -17,6 +17,7 @@ import pytest
 from harness.checks.preparation import CheckPlan, run_all, run_check
 from harness.checks.result import Verdict
 from harness.host.host import Host
+from harness.opening import open_host
 from tests.synthetic_hosts import FIXTURES, write_host
 from tests.test_check_branches import CASES, HEALTHY
 
@@ -33,7 +34,7 @@ def _hints(host: Host) -> list[str]:
 
 @pytest.mark.parametrize("snapshot", SNAPSHOTS, ids=[path.name for path in SNAPSHOTS])
 def test_no_hint_asks_to_edit_grub_cfg_on_any_snapshot(snapshot: Path) -> None:
-    for hint in _hints(Host.from_snapshot(snapshot)):
+    for hint in _hints(open_host(snapshot)):
         assert not _EDIT_GENERATED.search(hint), (
             f"{snapshot.name}: a hint asks to edit a generated file: {hint}"
         )
@@ -42,7 +43,7 @@ def test_no_hint_asks_to_edit_grub_cfg_on_any_snapshot(snapshot: Path) -> None:
 def test_no_hint_asks_to_edit_grub_cfg_on_any_branch_case(tmp_path: Path) -> None:
     for index, (check, changes, *_rest) in enumerate(CASES):
         write_host(replace(HEALTHY, name="t", **changes), tmp_path / str(index))
-        hint = run_check(check, Host.from_snapshot(tmp_path / str(index))).hint or ""
+        hint = run_check(check, open_host(tmp_path / str(index))).hint or ""
         assert not _EDIT_GENERATED.search(hint), f"case {index} {check} {sorted(changes)}: {hint}"
 
 
@@ -64,11 +65,11 @@ def _with_defaults_line(tmp_path: Path, line: str) -> tuple[Host, int]:
     defaults = root / "etc/default/grub"
     text = defaults.read_text()
     defaults.write_text(text.rstrip("\n") + "\n" + line + "\n")
-    return Host.from_snapshot(root), text.rstrip("\n").count("\n") + 2
+    return open_host(root), text.rstrip("\n").count("\n") + 2
 
 
 def test_the_base_snapshot_passes() -> None:
-    result = run_check("next_boot", Host.from_snapshot(FIXTURES / BASE))
+    result = run_check("next_boot", open_host(FIXTURES / BASE))
     assert result.verdict is Verdict.PASS, result.explain()
 
 

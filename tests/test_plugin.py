@@ -146,7 +146,7 @@ def test_the_suites_read_the_host_once_per_run(monkeypatch: pytest.MonkeyPatch) 
         reads.append(root)
         return enumerate_pci(root)
 
-    monkeypatch.setattr(devices, "enumerate_pci", counted)
+    monkeypatch.setattr("harness.host.host.enumerate_pci", counted)  # read through the Host open_host gives
     snapshot = str(FIXTURES / "synthetic-intel-iommu-on")
     config = cast(pytest.Config, SimpleNamespace(stash=pytest.Stash()))
     config.stash[options_key] = HarnessOptions(snapshot=snapshot)

@@ -20,6 +20,7 @@ from harness.host.host import Host
 from harness.host.root import HostRoot
 from harness.host.snapshot import CAPTURED_FILES, CAPTURED_WALKED
 from harness.inventory import assess_all
+from harness.opening import open_host
 from tests.synthetic_hosts import FIXTURES
 
 # HostRoot's methods that read the host: recorded with the path they were given. A file read must be
@@ -111,7 +112,7 @@ def test_snapshot_captures_what_the_readers_read(monkeypatch: pytest.MonkeyPatch
     assert FIXTURE_ROOTS, f"no host fixtures in {FIXTURES}"
     read = _recording(monkeypatch)
     for root in FIXTURE_ROOTS:
-        with Host.from_snapshot(root) as host:
+        with open_host(root) as host:
             list(_touch_everything(host))
     captured = (*CAPTURED_FILES, *CAPTURED_WALKED)
     uncaptured = sorted(

@@ -30,8 +30,8 @@ import pytest
 from harness import cli as harness_cli
 from harness.errors import EXIT_USAGE, HostFileError
 from harness.host import pci as harness_pci
-from harness.host.host import Host
 from harness.host.root import MAX_SNAPSHOT_FILE_BYTES, HostRoot, NotARegularFileError, read_regular_file
+from harness.opening import open_host
 from tests.synthetic_hosts import FIXTURES
 from tests.test_cli_bad_input import assert_one_clear_line, run
 
@@ -192,7 +192,7 @@ def test_a_link_out_of_the_snapshot_never_reads_this_machine(tmp_path: Path) -> 
     """The issue's case: the hostname a report names was this machine's /etc/hostname."""
     copy = copy_snapshot("synthetic-intel-iommu-on", tmp_path)
     corrupt(copy, "/proc/sys/kernel/hostname", "link-outside")
-    with pytest.raises(HostFileError) as caught, Host.from_snapshot(copy) as host:
+    with pytest.raises(HostFileError) as caught, open_host(copy) as host:
         _ = host.name
     assert caught.value.path == "proc/sys/kernel/hostname" and "outside the snapshot" in str(caught.value)
 

@@ -2,6 +2,7 @@
 
 Like testinfra's backends, each one answers the same questions (its files through a ``HostRoot``,
 libvirt's facts, the KVM probe), so the plugin, the CLI and the suites never ask "is this live?".
+The live backend does not talk to libvirt itself: ``harness.opening`` hands it the provider of libvirt's facts.
 A snapshot is recognised by its manifest (``.harness/manifest.json``): any other directory is refused.
 """
 
@@ -12,17 +13,13 @@ import json
 import types
 import typing
 from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import HarnessInputError
 from harness.host.kvm import KvmProbe, probe_kvm
+from harness.host.libvirt_facts import LibvirtFacts
 from harness.host.root import HostRoot
-from harness.libvirt.connection import DEFAULT_URI, LibvirtUnavailableError, open_connection
-from harness.libvirt.daemon import private_libvirtd_for
-from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
-from harness.progress import Progress
 
 # What a snapshot stores that is not a file on the host (a probe's result, a libvirt answer).
 SNAPSHOT_MANIFEST = "/.harness/manifest.json"
@@ -183,16 +180,16 @@ class SnapshotBackend:
 
 
 class LiveBackend:
-    """This machine. libvirt is asked only when a check needs it, through a private libvirtd if none answers."""
+    """This machine. libvirt's facts come from the provider it is handed, asked only when a check needs them."""
 
     def __init__(
-        self, uri: str = DEFAULT_URI, libvirt_facts: Callable[[], LibvirtFacts] | None = None
+        self, uri: str, libvirt_facts: Callable[[], LibvirtFacts], close: Callable[[], None] = lambda: None
     ) -> None:
         self.root = HostRoot("/")
         self.uri = uri
         self.description = f"this machine ({uri})"
         self._libvirt_facts = libvirt_facts
-        self._resources = ExitStack()
+        self._close = close
 
     @property
     def is_live(self) -> bool:
@@ -203,22 +200,10 @@ class LiveBackend:
         return self.uri
 
     def libvirt_facts(self) -> LibvirtFacts:
-        if self._libvirt_facts is not None:
-            return self._libvirt_facts()
-        announce = f"starting a private libvirtd because none answers at {self.uri}"
-        daemon = self._resources.enter_context(private_libvirtd_for(self.uri, lambda: Progress(announce)))
-        uri = daemon.uri if daemon else self.uri
-        try:
-            connection = open_connection(uri)
-        except LibvirtUnavailableError as exc:
-            return LibvirtFacts.unreachable(uri, str(exc))
-        self._resources.callback(connection.close)
-        # A daemon's first domain-capabilities answer probes QEMU: seconds on a fresh private libvirtd.
-        with Progress(f"asking libvirt at {uri} for its capabilities and node devices"):
-            return gather_libvirt_facts(connection)
+        return self._libvirt_facts()
 
     def kvm_probe(self) -> KvmProbe:
         return probe_kvm()
 
     def close(self) -> None:
-        self._resources.close()
+        self._close()

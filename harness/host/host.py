@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
-from pathlib import Path
 from types import TracebackType
 
-from harness.host.backends import HostBackend, LiveBackend, SnapshotBackend
+from harness.host.backends import HostBackend
 from harness.host.bootloader import BootConfiguration, read_boot_configuration
 from harness.host.critical import find_host_critical
 from harness.host.kernel import KernelFacts
 from harness.host.kvm import KvmProbe
+from harness.host.libvirt_facts import LibvirtFacts
 from harness.host.limits import Limits
 from harness.host.pci import PciInventory, enumerate_pci
 from harness.host.virt import VirtualMachine, detect_virtual_machine
-from harness.libvirt.connection import DEFAULT_URI
-from harness.libvirt.facts import LibvirtFacts
 from harness.xml.address import PciAddress
 
 SNAPSHOT_HOSTNAME = "/proc/sys/kernel/hostname"
@@ -25,7 +22,7 @@ SNAPSHOT_HOSTNAME = "/proc/sys/kernel/hostname"
 class Host:
     """Everything the harness knows about one host, read lazily through its backend.
 
-    Open one with ``open_host``; close it (or use it as a context manager) to stop what the backend
+    Open one with ``harness.opening.open_host``; close it (or use it as a context manager) to stop what the backend
     started for it, such as a private libvirtd.
     """
 
@@ -33,20 +30,6 @@ class Host:
         self.backend = backend
         self.root = backend.root
         self.refuse = refuse
-
-    @classmethod
-    def local(
-        cls,
-        *,
-        uri: str = DEFAULT_URI,
-        libvirt_facts: Callable[[], LibvirtFacts] | None = None,
-        refuse: tuple[PciAddress, ...] = (),
-    ) -> Host:
-        return cls(LiveBackend(uri, libvirt_facts), refuse=refuse)
-
-    @classmethod
-    def from_snapshot(cls, path: str | Path, refuse: tuple[PciAddress, ...] = ()) -> Host:
-        return cls(SnapshotBackend(path), refuse=refuse)
 
     @property
     def is_live(self) -> bool:
@@ -114,20 +97,3 @@ class Host:
     @cached_property
     def libvirt(self) -> LibvirtFacts:
         return self.backend.libvirt_facts()
-
-
-def open_host(
-    snapshot: str | Path | None = None,
-    uri: str = DEFAULT_URI,
-    refuse: tuple[PciAddress, ...] = (),
-    *,
-    libvirt_facts: Callable[[], LibvirtFacts] | None = None,
-) -> Host:
-    """The one way to open a host: a snapshot directory when given, else this machine at ``uri``.
-
-    ``libvirt_facts`` lets a caller that already holds a libvirt connection (the pytest plugin) share it;
-    without it the live backend connects when a check first asks, starting a private libvirtd if needed.
-    """
-    if snapshot:
-        return Host(SnapshotBackend(snapshot), refuse=refuse)
-    return Host(LiveBackend(uri, libvirt_facts), refuse=refuse)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.host.pci import PciDevice, enumerate_pci
-from harness.host.root import HostRoot
+from harness.host.pci import PciDevice
+from harness.opening import open_host
 from harness.plugin.options import options
 from harness.xml.address import PciAddress
 
@@ -22,8 +22,8 @@ def collected_devices(config: pytest.Config) -> dict[PciAddress, PciDevice]:
     (read in a lab's TCG, one enumeration takes over a second). A test reads the live state through
     ``harness_host``; VFs made during the run are not in here. Raises OSError as enumerate_pci does."""
     if collected_pci_key not in config.stash:
-        root = HostRoot(options(config).snapshot or "/")
-        config.stash[collected_pci_key] = {d.address: d for d in enumerate_pci(root)}
+        with open_host(options(config).snapshot) as host:
+            config.stash[collected_pci_key] = {d.address: d for d in host.pci}
     return config.stash[collected_pci_key]
 
 

@@ -15,11 +15,13 @@ from harness.changes.leases import GroupLeases
 from harness.changes.protocol import ChangeContext, HostChanges
 from harness.checks.preparation import CheckPlan
 from harness.checks.result import CheckResult, Verdict
-from harness.host.host import Host, open_host
+from harness.host.host import Host
+from harness.host.libvirt_facts import LibvirtFacts
 from harness.libvirt.connection import LibvirtUnavailableError, open_connection
 from harness.libvirt.daemon import PrivateLibvirtd, private_libvirtd_for
-from harness.libvirt.facts import LibvirtFacts, gather_libvirt_facts
+from harness.libvirt.facts import gather_libvirt_facts
 from harness.libvirt.guests import choose_virt_type
+from harness.opening import open_host
 from harness.plugin.devices import allowlist
 from harness.plugin.options import options, owner_key
 from harness.report.properties import check_properties

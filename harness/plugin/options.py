@@ -198,8 +198,8 @@ def _read_snapshot(snapshot: str) -> None:
     error before any test runs, not an INTERNALERROR in collection or one failing test per reader."""
     from harness.checks.preparation import PREPARATION_CHECKS, CheckPlan, run_check
     from harness.host.backends import read_manifest
-    from harness.host.host import open_host
     from harness.inventory import assess_all
+    from harness.opening import open_host
 
     read_manifest(snapshot)
     with open_host(snapshot) as host:

@@ -50,6 +50,7 @@ from harness.host.sysfs import pci_path
 from harness.libvirt.connection import open_connection
 from harness.libvirt.guests import GUEST_PREFIX, guest_with_hostdevs
 from harness.libvirt.networks import NETWORK_PREFIX, vf_pool
+from harness.opening import open_host
 from harness.xml.address import PciAddress
 from harness.xml.hostdev import PciHostdev
 from harness.xml.interface import NetworkInterface
@@ -86,7 +87,7 @@ class KillAt(HostChanges):
 
 
 def _host() -> Host:
-    return Host.local()
+    return open_host()
 
 
 def _changes(host: Host) -> KillAt:

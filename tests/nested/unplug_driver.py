@@ -18,10 +18,10 @@ from harness.changes.guests import TransientGuest
 from harness.changes.journal import DEFAULT_JOURNAL, ChangeJournal, Owner
 from harness.changes.protocol import ChangeContext, HostChanges
 from harness.changes.unplug_report import host_unplug_report
-from harness.host.host import Host
 from harness.host.pci import parse_pci_address
 from harness.libvirt.connection import open_connection
 from harness.libvirt.guests import guest_with_hostdevs
+from harness.opening import open_host
 from harness.xml.address import PciAddress
 from harness.xml.hostdev import PciHostdev
 
@@ -31,7 +31,7 @@ ALLOWED = [parse_pci_address(a) for a in os.environ.get("HARNESS_ALLOW", "").spl
 def main() -> None:
     command, bdf = sys.argv[1], sys.argv[2]
     source = PciAddress.from_bdf(bdf)
-    host = Host.local()
+    host = open_host()
     connection = open_connection("qemu:///system")
     context = ChangeContext(host.root, lambda: connection)
     journal = ChangeJournal(DEFAULT_JOURNAL)
