@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from referencing import Registry, Resource
 
 from harness import cli
 from harness.checks.preparation import PREPARATION_CHECKS, CheckPlan, run_check
@@ -18,7 +19,7 @@ from harness.inventory import assess_all
 from harness.report import run_report
 from harness.report.model import host_block, opened_host_properties
 from harness.report.properties import HOST_PREFIX, check_properties, device_properties
-from harness.report.run_report import report_schema
+from harness.report.run_report import CHECK_SCHEMA_RESOURCE, report_schema
 from tests.synthetic_hosts import FIXTURES
 
 SNAPSHOTS = sorted(path.parent.parent for path in FIXTURES.glob("*/.harness/manifest.json"))
@@ -81,6 +82,11 @@ def test_check_and_inventory_json_say_what_report_json_says(
     check = _cli_json(["check", "--json", "--snapshot", str(snapshot)], capsys)
     assert check["host"] == report["host"], f"{snapshot.name}: check --json's host block is not report.json's"
     jsonschema.validate(check["host"], report_schema()["properties"]["host"])
+    schema = report_schema()
+    registry = Registry().with_resource(schema["$id"], Resource.from_contents(schema))
+    validator = jsonschema.Draft202012Validator(report_schema(CHECK_SCHEMA_RESOURCE), registry=registry)
+    errors = [f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(check)]
+    assert not errors, f"{snapshot.name}: check --json breaks check-v1.schema.json: {errors[:5]}"
     assert check["checks"] == [
         {name: value for name, value in entry.items() if name != "nodeid"} for entry in report["checks"]
     ], f"{snapshot.name}: check --json's checks are not report.json's"

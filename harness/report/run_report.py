@@ -28,12 +28,15 @@ from harness.report.properties import CHECK
 REPORT_FORMAT = "hostdev-harness-report"
 REPORT_VERSION = 1
 SCHEMA_RESOURCE = "report-v1.schema.json"
+# ``check --json``: its host block and check verdicts refer to this schema's.
+CHECK_SCHEMA_RESOURCE = "check-v1.schema.json"
 _REPRODUCE = re.compile(r"reproduce: ([^\n]+?)(?:;|$)", re.MULTILINE)
 
 
-def report_schema() -> dict[str, Any]:
-    """The JSON schema of ``report.json`` version 1, shipped inside the package."""
-    text = resources.files("harness.report").joinpath(SCHEMA_RESOURCE).read_text()
+def report_schema(resource: str = SCHEMA_RESOURCE) -> dict[str, Any]:
+    """The JSON schema of ``report.json`` version 1 (or of ``check --json``: ``CHECK_SCHEMA_RESOURCE``),
+    shipped inside the package."""
+    text = resources.files("harness.report").joinpath(resource).read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 
