@@ -11,7 +11,6 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from harness import __version__
 from harness.checks.preparation import NEEDS_LIBVIRT, PREPARATION_CHECKS, CheckPlan, run_check
@@ -23,7 +22,7 @@ from harness.host.pci import parse_pci_address
 from harness.inventory import assess_all
 from harness.libvirt.connection import DEFAULT_URI
 from harness.opening import open_host
-from harness.report.summary import check_counts
+from harness.report.model import check_document, host_block, inventory_rows, opened_host
 from harness.xml.address import PciAddress
 
 PROG = "hostdev-harness"
@@ -51,51 +50,27 @@ def _check(args: argparse.Namespace) -> int:
             results[name] = run_check(name, host, plan)
             if not machine:
                 print(results[name].explain(), flush=True)
-        identity = {"hostname": host.name, "kernel": host.kernel.release, "cmdline": host.kernel.cmdline_text}
-    listed = [results[name].to_dict() for name in PREPARATION_CHECKS]
+        identity = opened_host(host, libvirt=True)
+    document = check_document(
+        host_block(args.snapshot, identity),
+        [results[name] for name in PREPARATION_CHECKS],
+        list(PREPARATION_CHECKS),
+    )
     verdicts = {result.verdict for result in results.values()}
     not_ready = Verdict.FAIL in verdicts or (args.strict and Verdict.WARN in verdicts)
-    overall = next((v for v in (Verdict.FAIL, Verdict.WARN) if v in verdicts), Verdict.PASS)
-    counts = check_counts(str(results[name].verdict) for name in PREPARATION_CHECKS)
     if args.json_list:  # the plain list --json gave before it became an object
-        print(json.dumps(listed, indent=2))
+        print(json.dumps(document["checks"], indent=2))
     elif args.json:
-        document = {
-            "format": "hostdev-harness-check",
-            "version": 1,
-            "host": identity,
-            "verdict": str(overall),
-            "counts": counts,
-            "checks": listed,
-        }
         print(json.dumps(document, indent=2))
     else:  # the last line says it all (virt-host-validate leaves the reader to add it up)
-        print(f"Overall verdict: {overall} ({counts})", flush=True)
+        print(f"Overall verdict: {document['verdict']} ({document['counts']})", flush=True)
     return EXIT_NOT_READY if not_ready else EXIT_READY
 
 
 def _inventory(args: argparse.Namespace) -> int:
     with _open(args) as host:
         assessments = assess_all(host)
-    rows: list[dict[str, Any]] = [
-        {
-            "address": str(a.device.address),
-            "nodedev": a.device.nodedev_name,
-            "description": a.device.description,
-            "driver": a.device.driver,
-            "iommu_group": a.device.iommu_group,
-            "group_members": list(map(str, a.group_members)),
-            "sriov_totalvfs": a.device.sriov_totalvfs,
-            "sriov_numvfs": a.device.sriov_numvfs,
-            "physfn": None if a.device.physfn is None else str(a.device.physfn),
-            "virtfns": list(map(str, a.device.virtfns)),
-            "verdict": a.verdict,
-            "reasons": a.reasons,
-            "acs_path": a.acs_path,
-            "group_reason": a.group_reason,
-        }
-        for a in assessments
-    ]
+    rows = inventory_rows(assessments)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -351,3 +351,30 @@ def test_the_lab_plugin_adds_its_host_properties_through_the_harness_hook(tmp_pa
     junit = etree.parse(str(tmp_path / "junit.xml")).getroot()
     found = {p.get("name"): p.get("value") for p in junit.iter("property")}
     assert found.get("lab_l1_qemu") == qemu, found
+
+
+def test_check_and_inventory_json_agree_with_the_suites_report_json(reports: Path) -> None:
+    """The suites' report.json and ``check --json`` / ``inventory --json`` on the same snapshot: one host
+    block, the same check verdicts, the same devices (tests/test_report_model.py does it on every snapshot)."""
+    report = json.loads((reports / "report.json").read_text())
+    cli = Path(sys.executable).parent / "hostdev-harness"
+    outputs = {}
+    for command in ("check", "inventory"):
+        run = subprocess.run(
+            [str(cli), command, "--json", f"--snapshot={WARN_HOST}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, f"{command} --json: exit {run.returncode}: {run.stderr}"
+        outputs[command] = json.loads(run.stdout)
+    check = outputs["check"]
+    assert check["host"] == report["host"], f"check --json host {check['host']}, report.json {report['host']}"
+    verdicts = {c["name"]: c["verdict"] for c in report["checks"]}
+    assert {c["name"]: c["verdict"] for c in check["checks"]} == verdicts
+    devices = {d["address"]: (d["nodedev"], d["iommu_group"], d["assignable"]) for d in report["devices"]}
+    found = {
+        row["address"]: (row["nodedev"], row["iommu_group"], row["assignable"])
+        for row in outputs["inventory"]
+    }
+    assert found == devices

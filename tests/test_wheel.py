@@ -39,6 +39,7 @@ def test_wheel_holds_every_package_the_checkout_has(wheel: Path) -> None:
     assert suites <= names, f"suites missing from the wheel: {sorted(suites - names)}"
     assert any(name.startswith("hostdev_harness_suites/xml-corpus/valid/") for name in names)
     assert "harness/report/report-v1.schema.json" in names
+    assert "harness/report/check-v1.schema.json" in names
     assert any(name.endswith("licenses/LICENSE") for name in names)
 
 

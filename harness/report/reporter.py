@@ -18,52 +18,12 @@ from typing import Protocol
 import pytest
 
 from harness.checks.preparation import PREPARATION_CHECKS
-from harness.host.backends import read_manifest
-from harness.host.root import HostRoot
 from harness.report.html import render_html
 from harness.report.junit import JENKINS_JUNIT, mark_warnings, write_jenkins_junit
+from harness.report.model import host_block
 from harness.report.properties import CHECK, DEVICE, HOST_PREFIX, as_dict
 from harness.report.run_report import TestRecord, build_report
 from harness.report.summary import render_summary
-
-_DMI = {
-    "system_vendor": "/sys/class/dmi/id/sys_vendor",
-    "system_model": "/sys/class/dmi/id/product_name",
-    "bios": "/sys/class/dmi/id/bios_version",
-}
-
-
-def _os_release(root: HostRoot) -> str:
-    """The distribution of the host under test (os-release's PRETTY_NAME), or "not captured"."""
-    for path in ("/etc/os-release", "/usr/lib/os-release"):
-        for line in (root.read_text(path) or "").splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.partition("=")[2].strip().strip("'\"") or "not captured"
-    return "not captured"
-
-
-def host_properties(snapshot: str | None = None) -> dict[str, str]:
-    """Identity of the host under test, read through the same ``HostRoot`` the checks read: the snapshot
-    when the run reads one (never the machine pytest runs on), else this machine."""
-    root = HostRoot(snapshot or "/")
-    properties = {
-        "hostname": root.read_stripped("/proc/sys/kernel/hostname") or "unknown",
-        "kernel": root.read_stripped("/proc/sys/kernel/osrelease") or "",
-        "cmdline": root.read_stripped("/proc/cmdline") or "",
-    }
-    properties["os"] = _os_release(root)
-    cpuinfo = root.read_text("/proc/cpuinfo") or ""
-    models = [
-        line.partition(":")[2].strip() for line in cpuinfo.splitlines() if line.startswith("model name")
-    ]
-    properties["cpu"] = models[0] if models else "not captured"
-    for name, path in _DMI.items():
-        properties[name] = root.read_stripped(path) or "not captured"
-    if snapshot:
-        manifest = read_manifest(snapshot)
-        properties["snapshot_captured_at"] = str(manifest.get("captured_at") or "not recorded")
-        properties["snapshot_captured_by"] = str(manifest.get("captured_by") or "not recorded")
-    return properties
 
 
 class _SuiteProperties(Protocol):
@@ -137,8 +97,7 @@ class HarnessReporter:
         extra = [
             found for found in self.config.hook.pytest_harness_host_properties(config=self.config) if found
         ]
-        host = {**host_properties(snapshot), **{k: v for found in extra for k, v in found.items()}}
-        host.update(self.host)
+        host = host_block(snapshot, *extra, self.host)
         command = ["pytest", *sys.argv[1:]] if "pytest" in Path(sys.argv[0]).name else list(sys.argv)
         records = list(self.records.values())
         report = build_report(

@@ -14,7 +14,7 @@ import platform
 import re
 import shlex
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -22,17 +22,21 @@ from typing import Any
 import pytest
 
 from harness import __version__
-from harness.report.properties import CHECK, DEVICE
+from harness.report.model import check_entry, device_entry, merged, one
+from harness.report.properties import CHECK
 
 REPORT_FORMAT = "hostdev-harness-report"
 REPORT_VERSION = 1
 SCHEMA_RESOURCE = "report-v1.schema.json"
+# ``check --json``: its host block and check verdicts refer to this schema's.
+CHECK_SCHEMA_RESOURCE = "check-v1.schema.json"
 _REPRODUCE = re.compile(r"reproduce: ([^\n]+?)(?:;|$)", re.MULTILINE)
 
 
-def report_schema() -> dict[str, Any]:
-    """The JSON schema of ``report.json`` version 1, shipped inside the package."""
-    text = resources.files("harness.report").joinpath(SCHEMA_RESOURCE).read_text()
+def report_schema(resource: str = SCHEMA_RESOURCE) -> dict[str, Any]:
+    """The JSON schema of ``report.json`` version 1 (or of ``check --json``: ``CHECK_SCHEMA_RESOURCE``),
+    shipped inside the package."""
+    text = resources.files("harness.report").joinpath(resource).read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -61,44 +65,14 @@ class TestRecord:
             self.message = str(longrepr[2]) if isinstance(longrepr, tuple) else report.longreprtext
 
 
-def _merged(properties: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    merged: dict[str, list[str]] = {}
-    for name, value in properties:
-        merged.setdefault(name, []).append(value)
-    return merged
-
-
-def _one(merged: Mapping[str, list[str]], name: str) -> str | None:
-    values = merged.get(name)
-    return values[-1] if values else None
-
-
 def _check(record: TestRecord) -> dict[str, Any]:
-    merged = _merged(record.properties)
-    return {
-        "name": _one(merged, CHECK) or record.nodeid,
-        "title": _one(merged, "harness.title") or "",
-        "verdict": _one(merged, "harness.verdict") or ("FAIL" if record.outcome != "passed" else "PASS"),
-        "summary": _one(merged, "harness.summary") or "",
-        "evidence": merged.get("harness.evidence", []),
-        "hint": _one(merged, "harness.hint"),
-        "nodeid": record.nodeid,
-    }
+    entry = check_entry(merged(record.properties), failed=record.outcome != "passed")
+    return {**entry, "name": entry["name"] or record.nodeid, "nodeid": record.nodeid}
 
 
 def _device(record: TestRecord) -> dict[str, Any]:
-    merged = _merged(record.properties)
-    group = _one(merged, "harness.iommu_group")
     return {
-        "address": _one(merged, DEVICE) or "",
-        "nodedev": _one(merged, "harness.nodedev") or "",
-        "description": _one(merged, "harness.description") or "",
-        "driver": _one(merged, "harness.driver"),
-        "iommu_group": int(group) if group and group.isdigit() else None,
-        "group_members": (_one(merged, "harness.group_members") or "").split(),
-        "sriov": _one(merged, "harness.sriov") or "",
-        "assignable": _one(merged, "harness.assignable") or "",
-        "reasons": _one(merged, "harness.reasons") or "",
+        **device_entry(merged(record.properties)),
         "libvirt_view": {"passed": "agrees", "skipped": "not compared"}.get(record.outcome, "differs"),
         "nodeid": record.nodeid,
     }
@@ -172,8 +146,8 @@ def build_report(
             "nodeid": r.nodeid,
             "outcome": r.outcome,
             "duration_s": round(r.duration_s, 3),
-            "verdict": _one(_merged(r.properties), "harness.verdict"),
-            "properties": {name: "\n".join(values) for name, values in _merged(r.properties).items()},
+            "verdict": one(merged(r.properties), "harness.verdict"),
+            "properties": {name: "\n".join(values) for name, values in merged(r.properties).items()},
             "message": r.message,
             "reproduce": _reproducers(r, command),
         }
